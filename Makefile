@@ -1,0 +1,35 @@
+# PatchFlow: `make demo` and `make test` install what is missing, then run.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export QT_QPA_PLATFORM ?= offscreen
+GPU ?= 0
+PROFILE_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+
+.PHONY: setup demo test test-fast bench lint install data
+
+setup:
+	@GPU=$(GPU) bash scripts/setup.sh
+
+data: setup
+	@bash scripts/get_demo_data.sh
+
+demo: setup data
+	@$(PY) scripts/demo.py
+
+test: setup
+	@$(PY) -m pytest tests -q -p no:cacheprovider
+
+test-fast: setup
+	@$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow"
+
+bench: setup
+	@$(PY) bench/run.py
+
+lint: setup
+	@.venv/bin/ruff check .
+
+install: setup
+	@mkdir -p "$(PROFILE_PLUGINS)"
+	@ln -sfn "$(CURDIR)" "$(PROFILE_PLUGINS)/patchflow"
+	@/usr/bin/qgis_process.bin plugins enable patchflow >/dev/null 2>&1 || qgis_process plugins enable patchflow
+	@echo "PatchFlow linked into $(PROFILE_PLUGINS)/patchflow and enabled; restart QGIS."

@@ -1,0 +1,161 @@
+"""The base of every PatchFlow algorithm: names and help, turning layer parameters into file
+paths for the worker, running the job, and styling the outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
+from ..plugin.provider import ICON
+from ..plugin.styles import LoadSidecarStyle, style_class_points
+
+GROUPS = {"sampling": "Sampling", "patches": "Patches"}
+_POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
+
+
+class PatchFlowAlgorithm(QgsProcessingAlgorithm):
+    """Subclasses set NAME, DISPLAY_NAME, GROUP_ID, OPERATION, HELP and declare parameters."""
+
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP_ID = "sampling"
+    OPERATION = ""
+    HELP = ""
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.DISPLAY_NAME
+
+    def group(self) -> str:
+        return GROUPS[self.GROUP_ID]
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.HELP
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    # ---- parameters to paths ----------------------------------------------------------------
+
+    def raster_path(self, parameters: dict, name: str, context: QgsProcessingContext) -> str | None:
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            return None
+        return self._gdal_source(layer, name)
+
+    def raster_paths(self, parameters: dict, name: str, context: QgsProcessingContext) -> list[str]:
+        return [self._gdal_source(layer, name) for layer in self.parameterAsLayerList(parameters, name, context)]
+
+    def _gdal_source(self, layer, name: str) -> str:
+        if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"{self._describe(name)}: {layer.name()} is not a file raster (provider "
+                f"'{layer.providerType()}'). Save it as a GeoTIFF first.")
+        return layer.source()
+
+    def vector_path(self, parameters: dict, name: str, context: QgsProcessingContext,
+                    feedback: QgsProcessingFeedback) -> str | None:
+        """A file the worker can read: the layer's own file, or a GeoPackage export of it
+        (memory layers, selections, feature filters)."""
+        if parameters.get(name) in (None, ""):
+            return None
+        path, layer_name = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, name, context, ["gpkg", "shp"], "gpkg", feedback)
+        return f"{path}|layername={layer_name}" if layer_name else path
+
+    # ---- running -----------------------------------------------------------------------------
+
+    def run_engine(self, job: dict[str, Any], output_paths: list[str], feedback: QgsProcessingFeedback) -> dict:
+        try:
+            return WorkerClient().run(self.OPERATION, job, feedback, output_paths)
+        except WorkerCancelled:
+            raise QgsProcessingException("Cancelled: no output was written.") from None
+        except WorkerError as exc:
+            where = f"{self._describe(exc.parameter)}: " if exc.parameter else ""
+            message = str(exc)
+            if exc.parameter and message.startswith(f"{exc.parameter}: "):
+                message = message[len(exc.parameter) + 2:]
+            raise QgsProcessingException(where + message) from None
+
+    def _describe(self, name: str | None) -> str:
+        definition = self.parameterDefinition(name) if name else None
+        return f"{definition.description()} ({name})" if definition is not None else str(name)
+
+    def style_points(self, path: str | None, classes: list[dict], context: QgsProcessingContext) -> None:
+        """QML sidecar next to a class point output, applied too when the output is loaded."""
+        if not path or not classes:
+            return
+        qml = style_class_points(path, classes)
+        if qml and context.willLoadLayerOnCompletion(path):
+            post = LoadSidecarStyle(qml)
+            _POST_PROCESSORS.append(post)
+            del _POST_PROCESSORS[:-50]
+            context.layerToLoadOnCompletionDetails(path).setPostProcessor(post)
+
+
+class SamplingAlgorithm(PatchFlowAlgorithm):
+    """Shared parameters and run of the two sample selection algorithms."""
+
+    GROUP_ID = "sampling"
+
+    def add_sampling_parameters(self, distance_parent: str) -> None:
+        from qgis.core import (
+            QgsProcessingOutputNumber,
+            QgsProcessingParameterDistance,
+            QgsProcessingParameterEnum,
+            QgsProcessingParameterNumber,
+            QgsProcessingParameterVectorDestination,
+        )
+
+        from .options import SAMPLING_STRATEGY_LABELS
+
+        integer = QgsProcessingParameterNumber.Integer
+        self.addParameter(QgsProcessingParameterEnum(
+            "STRATEGY", "Sampling strategy", options=list(SAMPLING_STRATEGY_LABELS), defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "NUMBER", "Number of samples (per class for 'constant', in all for 'total')", integer, 100, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            "PATCH_SIZE", "Patch size that must fit around each sample (edge padding)", integer, 1, minValue=1))
+        self.addParameter(QgsProcessingParameterDistance(
+            "MIN_DISTANCE", "Minimum distance between samples (0: none)", 0.0, distance_parent, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", integer, 0))
+        output = QgsProcessingParameterVectorDestination(
+            "OUTPUT", "Samples", type=QgsProcessing.TypeVectorPoint)
+        output.setSupportsNonFileBasedOutput(False)
+        self.addParameter(output)
+        self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of samples"))
+
+    def sampling_job(self, parameters: dict, context: QgsProcessingContext) -> dict:
+        from .options import SAMPLING_STRATEGIES
+
+        return {
+            "STRATEGY": SAMPLING_STRATEGIES[self.parameterAsEnum(parameters, "STRATEGY", context)],
+            "NUMBER": self.parameterAsInt(parameters, "NUMBER", context),
+            "PATCH_SIZE": self.parameterAsInt(parameters, "PATCH_SIZE", context),
+            "MIN_DISTANCE": self.parameterAsDouble(parameters, "MIN_DISTANCE", context),
+            "SEED": self.parameterAsInt(parameters, "SEED", context),
+            "OUTPUT": self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+        }
+
+    def run_sampling(self, job: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
+        result = self.run_engine(job, [job["OUTPUT"]], feedback)
+        self.style_points(result["OUTPUT"], result.get("CLASSES", []), context)
+        return {"OUTPUT": result["OUTPUT"], "COUNT": result["COUNT"]}

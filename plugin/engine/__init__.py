@@ -1,0 +1,1 @@
+"""PatchFlow engine: everything the worker runs (numpy, GDAL, later TensorFlow); never QGIS."""

@@ -1,0 +1,213 @@
+"""Raster access through GDAL: opening with clear errors, grids, windows and stacked sources."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal, osr
+
+from .errors import PatchFlowError
+
+gdal.UseExceptions()
+osr.UseExceptions()
+
+Window = tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
+
+
+def open_raster(path: str, parameter: str) -> gdal.Dataset:
+    if not path:
+        raise PatchFlowError("no raster given. Choose a raster file.", parameter)
+    if "://" not in path and not path.startswith("/vsi") and not os.path.exists(path):
+        raise PatchFlowError(f"raster file not found: {path}. Check the path.", parameter)
+    try:
+        ds = gdal.Open(path)
+    except RuntimeError as exc:
+        raise PatchFlowError(f"cannot open {path} as a raster: {exc}", parameter) from None
+    if ds is None or ds.RasterCount == 0:
+        raise PatchFlowError(f"{path} holds no raster band. Choose a raster file.", parameter)
+    return ds
+
+
+def same_crs(wkt_a: str, wkt_b: str) -> bool:
+    if not wkt_a or not wkt_b:
+        return wkt_a == wkt_b
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(wkt_a)
+    b.ImportFromWkt(wkt_b)
+    return bool(a.IsSame(b))
+
+
+def crs_label(wkt: str) -> str:
+    if not wkt:
+        return "no CRS"
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(wkt)
+    code = srs.GetAuthorityCode(None)
+    name = srs.GetName() or "unnamed CRS"
+    return f"{srs.GetAuthorityName(None)}:{code} ({name})" if code else name
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid: size, origin, pixel size (``dy`` < 0) and CRS."""
+
+    width: int
+    height: int
+    x0: float
+    dx: float
+    y0: float
+    dy: float
+    crs_wkt: str
+
+    @classmethod
+    def of(cls, ds: gdal.Dataset, parameter: str) -> Grid:
+        gt = ds.GetGeoTransform()
+        if gt[2] != 0 or gt[4] != 0:
+            raise PatchFlowError(
+                f"{ds.GetDescription()} has a rotated geotransform, which PatchFlow does not handle. "
+                "Warp it to a north-up grid first (gdalwarp).",
+                parameter,
+            )
+        return cls(ds.RasterXSize, ds.RasterYSize, gt[0], gt[1], gt[3], gt[5], ds.GetProjection())
+
+    @property
+    def geotransform(self) -> tuple[float, float, float, float, float, float]:
+        return (self.x0, self.dx, 0.0, self.y0, 0.0, self.dy)
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """xmin, ymin, xmax, ymax."""
+        x1 = self.x0 + self.dx * self.width
+        y1 = self.y0 + self.dy * self.height
+        return min(self.x0, x1), min(self.y0, y1), max(self.x0, x1), max(self.y0, y1)
+
+    def fractional_pixel(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Column and row coordinates (not floored) of map coordinates."""
+        return (np.asarray(xs) - self.x0) / self.dx, (np.asarray(ys) - self.y0) / self.dy
+
+    def pixel_centres(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.x0 + (np.asarray(cols) + 0.5) * self.dx, self.y0 + (np.asarray(rows) + 0.5) * self.dy
+
+    def window_geotransform(self, window: Window) -> tuple[float, float, float, float, float, float]:
+        xoff, yoff, _, _ = window
+        return (self.x0 + xoff * self.dx, self.dx, 0.0, self.y0 + yoff * self.dy, 0.0, self.dy)
+
+    def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
+        return (
+            (self.width, self.height) == (other.width, other.height)
+            and all(
+                math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance * abs(self.dx))
+                for a, b in zip(self.geotransform, other.geotransform)
+            )
+        )
+
+
+def block_windows(width: int, height: int, block: tuple[int, int], target_pixels: int = 1 << 20) -> Iterator[Window]:
+    """Windows covering the raster in row-major order, aligned on the natural block size and
+    grown to about ``target_pixels`` each (whole strips when blocks are strips)."""
+    bx, by = max(1, block[0]), max(1, block[1])
+    bx = min(width, bx * max(1, int(math.sqrt(target_pixels) // bx))) if bx < width else width
+    by = min(height, by * max(1, target_pixels // (bx * by)))
+    for yoff in range(0, height, by):
+        for xoff in range(0, width, bx):
+            yield xoff, yoff, min(bx, width - xoff), min(by, height - yoff)
+
+
+def band_nodata(band: gdal.Band, override: float | None) -> float | None:
+    return override if override is not None else band.GetNoDataValue()
+
+
+def nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    if nodata is None:
+        return np.zeros(values.shape, dtype=bool)
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return np.isnan(values)
+    return values == nodata
+
+
+@dataclass
+class BandRef:
+    path: str
+    band: int
+    description: str
+    nodata: float | None
+
+
+class RasterStack:
+    """One or more rasters on the same grid, read as one multi-band image (bands, rows, cols)."""
+
+    def __init__(self, paths: Sequence[str], parameter: str) -> None:
+        if not paths:
+            raise PatchFlowError("no raster given. Choose at least one raster.", parameter)
+        self.parameter = parameter
+        self.paths = [str(p) for p in paths]
+        self.datasets = [open_raster(p, parameter) for p in self.paths]
+        self.grid = Grid.of(self.datasets[0], parameter)
+        for path, ds in zip(self.paths[1:], self.datasets[1:]):
+            grid = Grid.of(ds, parameter)
+            if not same_crs(grid.crs_wkt, self.grid.crs_wkt):
+                raise PatchFlowError(
+                    f"{path} is in {crs_label(grid.crs_wkt)} but {self.paths[0]} is in "
+                    f"{crs_label(self.grid.crs_wkt)}. Stacked rasters must share one grid: "
+                    "reproject them first (gdalwarp).",
+                    parameter,
+                )
+            if not grid.same_as(self.grid):
+                raise PatchFlowError(
+                    f"{path} ({grid.width}x{grid.height} px, origin {grid.x0:.3f},{grid.y0:.3f}, "
+                    f"pixel {grid.dx:g}) is not on the grid of {self.paths[0]} ({self.grid.width}x"
+                    f"{self.grid.height} px, origin {self.grid.x0:.3f},{self.grid.y0:.3f}, pixel "
+                    f"{self.grid.dx:g}). Stacked rasters must share one grid: resample them first.",
+                    parameter,
+                )
+        self.bands: list[BandRef] = []
+        dtypes = []
+        for path, ds in zip(self.paths, self.datasets):
+            for index in range(1, ds.RasterCount + 1):
+                band = ds.GetRasterBand(index)
+                description = band.GetDescription() or f"{os.path.basename(path)} band {index}"
+                self.bands.append(BandRef(path, index, description, band.GetNoDataValue()))
+                dtypes.append(gdal_array_dtype(band.DataType))
+        self.dtype = np.result_type(*dtypes)
+
+    @property
+    def band_count(self) -> int:
+        return len(self.bands)
+
+    @property
+    def nodata(self) -> list[float | None]:
+        return [b.nodata for b in self.bands]
+
+    def read(self, window: Window) -> np.ndarray:
+        xoff, yoff, xsize, ysize = window
+        parts = [ds.ReadAsArray(xoff, yoff, xsize, ysize) for ds in self.datasets]
+        parts = [p[np.newaxis] if p.ndim == 2 else p for p in parts]
+        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return stacked.astype(self.dtype, copy=False)
+
+    def nodata_mask(self, values: np.ndarray) -> np.ndarray:
+        """True where any band of (bands, ...) ``values`` is nodata."""
+        mask = np.zeros(values.shape[1:], dtype=bool)
+        for index, nodata in enumerate(self.nodata):
+            if nodata is not None:
+                mask |= nodata_mask(values[index], nodata)
+        return mask
+
+
+def gdal_array_dtype(gdal_type: int) -> np.dtype:
+    from osgeo import gdal_array
+
+    return np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdal_type))
+
+
+def numpy_to_gdal_type(dtype: np.dtype) -> int:
+    from osgeo import gdal_array
+
+    code = gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
+    if code is None:
+        raise PatchFlowError(f"data type {dtype} cannot be written to GeoTIFF")
+    return code

@@ -1,0 +1,104 @@
+"""The one protocol between the QGIS side and the worker process.
+
+The client writes one JSON line (the job) to the worker's stdin and keeps stdin open:
+when it closes, the worker stops. The worker answers with JSON lines on stdout, one
+message each: progress, log, warning, result or error. This module imports nothing
+beyond the standard library, so both sides can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+PROTOCOL_VERSION = 1
+
+PROGRESS = "progress"
+LOG = "log"
+WARNING = "warning"
+RESULT = "result"
+ERROR = "error"
+MESSAGE_TYPES = (PROGRESS, LOG, WARNING, RESULT, ERROR)
+
+# Temporary outputs live in a folder named with this prefix and the job id, next to
+# the final output, so whoever outlives a dead worker can remove them.
+STAGING_PREFIX = ".patchflow-staging-"
+
+
+@dataclass
+class Job:
+    """What one algorithm run asks of the worker: an operation and JSON-able parameters."""
+
+    operation: str
+    parameters: dict[str, Any]
+    job_id: str
+    version: int = PROTOCOL_VERSION
+
+    def to_line(self) -> str:
+        return json.dumps(
+            {
+                "version": self.version,
+                "operation": self.operation,
+                "parameters": self.parameters,
+                "job_id": self.job_id,
+            }
+        )
+
+    @classmethod
+    def from_line(cls, line: str) -> Job:
+        data = json.loads(line)
+        return cls(
+            operation=data["operation"],
+            parameters=data.get("parameters", {}),
+            job_id=data.get("job_id", "cli"),
+            version=data.get("version", PROTOCOL_VERSION),
+        )
+
+
+@dataclass
+class Message:
+    """One line the worker writes: ``kind`` is one of MESSAGE_TYPES."""
+
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_line(self) -> str:
+        return json.dumps({"type": self.kind, **self.payload}, default=str)
+
+    @classmethod
+    def from_line(cls, line: str) -> Message | None:
+        """Parse a worker line; None when the line is not a protocol message."""
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("type") not in MESSAGE_TYPES:
+            return None
+        kind = data.pop("type")
+        return cls(kind, data)
+
+
+def progress(percent: float) -> Message:
+    return Message(PROGRESS, {"value": round(float(percent), 2)})
+
+
+def log(text: str) -> Message:
+    return Message(LOG, {"text": text})
+
+
+def warning(text: str) -> Message:
+    return Message(WARNING, {"text": text})
+
+
+def result(outputs: dict[str, Any]) -> Message:
+    return Message(RESULT, {"outputs": outputs})
+
+
+def error(message: str, parameter: str | None = None, traceback: str = "") -> Message:
+    return Message(ERROR, {"message": message, "parameter": parameter, "traceback": traceback})
+
+
+def send(stream: TextIO, message: Message) -> None:
+    stream.write(message.to_line() + "\n")
+    stream.flush()

@@ -1,0 +1,76 @@
+"""The PatchFlow Processing provider (id ``patchflow``) and its settings."""
+
+from __future__ import annotations
+
+
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .settings import PLUGIN_ROOT, PYTHON_SETTING
+
+ICON = PLUGIN_ROOT / "resources" / "icon.svg"
+
+
+def _algorithms() -> list:
+    from ..algorithms.describe_patches import DescribePatches
+    from ..algorithms.extract_patches import ExtractPatches
+    from ..algorithms.grid_split import GridSplit
+    from ..algorithms.sample_label_raster import SampleFromLabelRaster
+    from ..algorithms.sample_vector import SampleFromVector
+
+    return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches()]
+
+
+class PatchFlowProvider(QgsProcessingProvider):
+    def id(self) -> str:
+        return "patchflow"
+
+    def name(self) -> str:
+        return "PatchFlow"
+
+    def longName(self) -> str:  # noqa: N802
+        return "PatchFlow: deep learning on remote-sensing images"
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def svgIconPath(self) -> str:  # noqa: N802
+        return str(ICON)
+
+    def load(self) -> bool:
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig, Setting
+        except ImportError:
+            return super().load()
+        ProcessingConfig.settingIcons[self.name()] = self.icon()
+        ProcessingConfig.addSetting(Setting(
+            self.name(), PYTHON_SETTING,
+            "Python interpreter for the worker (empty: PATCHFLOW_PYTHON, else the plugin's .venv, else QGIS's)",
+            "", valuetype=Setting.FILE))
+        ProcessingConfig.readSettings()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self) -> None:
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+        except ImportError:
+            return
+        ProcessingConfig.removeSetting(PYTHON_SETTING)
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for algorithm in _algorithms():
+            self.addAlgorithm(algorithm)
+
+    def supportedOutputVectorLayerExtensions(self) -> list[str]:  # noqa: N802
+        return ["gpkg", "shp", "geojson", "fgb"]
+
+    def defaultVectorFileExtension(self, hasGeometry: bool = True) -> str:  # noqa: N802,N803
+        return "gpkg"
+
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
+        return ["tif"]
+
+
+

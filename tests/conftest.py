@@ -1,0 +1,57 @@
+"""Shared fixtures. The checkout is imported as the package ``patchflow`` (as QGIS would install
+it) through a link in .cache/plugins; real data comes from ../shared/data, else from the demo's
+pinned wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINKS = ROOT / ".cache" / "plugins"
+LINKS.mkdir(parents=True, exist_ok=True)
+if not (LINKS / "patchflow").exists():
+    (LINKS / "patchflow").symlink_to(ROOT)
+sys.path.insert(0, str(LINKS))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["PATCHFLOW_PYTHON"] = str(ROOT / ".venv" / "bin" / "python")
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def nc() -> Path:
+    """North Carolina Landsat-7 scene, labelled points, polygons and label raster."""
+    shared = SHARED / "nc_landsat7"
+    if (shared / "landsat_multiband.tif").exists():
+        return shared
+    subprocess.run(["bash", str(ROOT / "scripts" / "get_demo_data.sh")], check=True)
+    return ROOT / ".cache" / "demo-data" / "nc"
+
+
+@pytest.fixture(scope="session")
+def spot6() -> Path:
+    """The 1.5 m Spot-6-like Amsterdam scene and OTBTF patches-images (../shared/data only)."""
+    folder = SHARED / "spot6_amsterdam"
+    if not (folder / "fake_spot6.jp2").exists():
+        pytest.skip("../shared/data/spot6_amsterdam is not here")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def provider(qgis_app, qgis_processing):
+    """PatchFlow's provider registered in the test session's QGIS."""
+    from qgis.core import QgsApplication
+
+    from patchflow.plugin.provider import PatchFlowProvider
+
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("patchflow")
+    if existing is not None:
+        return existing
+    instance = PatchFlowProvider()
+    assert registry.addProvider(instance)
+    return instance
