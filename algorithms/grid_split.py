@@ -18,7 +18,11 @@ from .options import SPLIT_STRATEGIES, SPLIT_STRATEGY_LABELS
 
 INTEGER = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
-OUTPUTS = (("OUTPUT_TRAIN", "Training patches"), ("OUTPUT_VALID", "Validation patches"), ("OUTPUT_TEST", "Test patches"))
+OUTPUTS = (
+    ("OUTPUT_TRAIN", "Training patches"),
+    ("OUTPUT_VALID", "Validation patches"),
+    ("OUTPUT_TEST", "Test patches"),
+)
 
 
 class GridSplit(PatchFlowAlgorithm):

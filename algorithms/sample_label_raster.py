@@ -23,7 +23,8 @@ class SampleFromLabelRaster(SamplingAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Label raster"))
-        self.addParameter(QgsProcessingParameterBand("BAND", "Band with the class ids", 1, "INPUT"))
+        # optional: QGIS 3.22 rejects an omitted band parameter even with a default
+        self.addParameter(QgsProcessingParameterBand("BAND", "Band with the class ids", 1, "INPUT", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "NODATA", "Value meaning 'no label' (default: the raster's nodata)",
             QgsProcessingParameterNumber.Double, None, optional=True))
@@ -32,7 +33,7 @@ class SampleFromLabelRaster(SamplingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         job = self.sampling_job(parameters, context)
         job["INPUT"] = self.raster_path(parameters, "INPUT", context)
-        job["BAND"] = self.parameterAsInt(parameters, "BAND", context)
+        job["BAND"] = self.parameterAsInt(parameters, "BAND", context) or 1
         if parameters.get("NODATA") not in (None, ""):
             job["NODATA"] = self.parameterAsDouble(parameters, "NODATA", context)
         return self.run_sampling(job, context, feedback)

@@ -106,8 +106,11 @@ class WorkerClient:
         lines: queue.Queue = queue.Queue()
         for stream, tag in ((process.stdout, "out"), (process.stderr, "err")):
             threading.Thread(target=_pump, args=(stream, lines, tag), daemon=True).start()
-        process.stdin.write(job.to_line() + "\n")
-        process.stdin.flush()
+        try:
+            process.stdin.write(job.to_line() + "\n")
+            process.stdin.flush()
+        except OSError:
+            pass  # the worker died at start; its exit status and stderr tell why
         stderr_tail: deque[str] = deque(maxlen=30)
         result: dict | None = None
         failure: protocol.Message | None = None
@@ -141,7 +144,11 @@ class WorkerClient:
         if failure is not None:
             if failure.payload.get("traceback"):
                 feedback.pushDebugInfo(failure.payload["traceback"])
-            raise WorkerError(failure.payload["message"], failure.payload.get("parameter"))
+            message = failure.payload["message"]
+            if "No module named" in message or message.startswith("ImportError"):
+                message = (f"the Python interpreter {self.python} (chosen from {self.python_source}) cannot run "
+                           f"the PatchFlow engine: {message}. {FIX_HINT}")
+            raise WorkerError(message, failure.payload.get("parameter"))
         raise WorkerError(self._death_message(code, stderr_tail), details="\n".join(stderr_tail))
 
     def _death_message(self, code: int, tail: deque[str]) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 

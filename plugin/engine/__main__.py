@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         for name, function in OPERATIONS.items():
-            print(f"{name}: {(function.__doc__ or '').strip().splitlines()[0]}")
+            summary = (function.__doc__ or "").strip().partition("\n")[0]
+            print(f"{name}: {summary}")
         return 0
     return _run(args)
 
@@ -71,7 +72,9 @@ def _run(args) -> int:
         key, _, value = item.partition("=")
         previous = parameters.get(key)
         value = _parse_value(value)
-        parameters[key] = value if previous is None else (previous if isinstance(previous, list) else [previous]) + [value]
+        if previous is not None:
+            value = (previous if isinstance(previous, list) else [previous]) + [value]
+        parameters[key] = value
     job = protocol.Job(args.operation, parameters, uuid.uuid4().hex[:12])
     try:
         outputs = run_job(job, ConsoleReporter())

@@ -43,7 +43,9 @@ def reference_origins(grid: Grid, patch_size: int, xs: np.ndarray, ys: np.ndarra
     return np.floor(u).astype(np.int64) - patch_size // 2, np.floor(v).astype(np.int64) - patch_size // 2
 
 
-def matching_origins(reference: Source, ref_cols: np.ndarray, ref_rows: np.ndarray, other: Source) -> tuple[np.ndarray, np.ndarray]:
+def matching_origins(
+    reference: Source, ref_cols: np.ndarray, ref_rows: np.ndarray, other: Source
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-left pixel in ``other`` of the patch centred where the reference patch is centred, so
     sources of different resolutions cover the same ground."""
     half = reference.patch_size / 2
@@ -153,7 +155,7 @@ class PatchesImageWriter:
                 band.SetNoDataValue(value)
         full_height = self.ds.RasterYSize
         self.ds = None
-        if self.written * self.patch_size < full_height:
+        if 0 < self.written * self.patch_size < full_height:
             full = self.path + ".full.tif"
             os.replace(self.path, full)
             gdal.Translate(self.path, full, srcWin=[0, 0, self.patch_size, self.written * self.patch_size],
@@ -257,7 +259,8 @@ def extract(
     for done, chunk in enumerate(chunks):
         if cancelled():
             raise Cancelled()
-        patches = [read_patches(s.stack, cols[chunk], rows[chunk], s.patch_size) for s, (cols, rows) in zip(sources, origins)]
+        patches = [read_patches(source.stack, cols[chunk], rows[chunk], source.patch_size)
+                   for source, (cols, rows) in zip(sources, origins)]
         good = np.ones(len(chunk), dtype=bool)
         if skip_nodata:
             for source, batch in zip(sources, patches):

@@ -97,6 +97,7 @@ def balance(sets: np.ndarray, classes: np.ndarray, seed: int) -> np.ndarray:
 
 
 def run_grid_split(params, context) -> dict:
+    """OTBTF PatchesSelection: grid patch centres (or existing samples) split into training / validation / test."""
     patch_size = params.integer("PATCH_SIZE", 32, minimum=1)
     step = params.integer("STEP", patch_size, minimum=1)
     strategy = params.choice("STRATEGY", STRATEGIES, "split")

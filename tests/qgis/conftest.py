@@ -1,0 +1,86 @@
+"""QGIS-side fixtures: Processing with PatchFlow's provider, and a synthetic scene long enough to
+cancel midway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def run_alg(provider):
+    """run_alg(name, feedback=None, **parameters) -> results of processing.run('patchflow:name')."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    def run(name: str, feedback=None, context=None, **parameters):
+        return processing.run(f"patchflow:{name}", parameters, context=context or QgsProcessingContext(),
+                              feedback=feedback or QgsProcessingFeedback())
+
+    return run
+
+
+def write_raster(path: Path, array: np.ndarray, origin=(500000.0, 4500000.0), pixel=10.0, epsg=32631,
+                 nodata=None, options=("TILED=YES", "COMPRESS=DEFLATE")) -> Path:
+    from osgeo import gdal, gdal_array, osr
+
+    bands = array[None] if array.ndim == 2 else array
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), bands.shape[2], bands.shape[1], bands.shape[0],
+        gdal_array.NumericTypeCodeToGDALTypeCode(bands.dtype), list(options))
+    ds.SetGeoTransform((origin[0], pixel, 0, origin[1], 0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    for index, band in enumerate(bands, start=1):
+        ds.GetRasterBand(index).WriteArray(band)
+        if nodata is not None:
+            ds.GetRasterBand(index).SetNoDataValue(nodata)
+    ds = None
+    return path
+
+
+def write_points(path: Path, xs, ys, epsg=32631, classes=None) -> Path:
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer(path.stem, srs, ogr.wkbPoint)
+    layer.CreateField(ogr.FieldDefn("class", ogr.OFTInteger))
+    layer.StartTransaction()
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("class", int(classes[i]) if classes is not None else i % 3)
+        geometry = ogr.Geometry(ogr.wkbPoint)
+        geometry.AddPoint_2D(float(x), float(y))
+        feature.SetGeometry(geometry)
+        layer.CreateFeature(feature)
+    layer.CommitTransaction()
+    ds = None
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_scene(tmp_path_factory):
+    """A 4-band 4000x4000 deflate raster and 40 000 scattered points: extraction takes seconds."""
+    folder = tmp_path_factory.mktemp("long")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 2000, size=(4, 4000, 4000), dtype=np.int16)
+    raster = write_raster(folder / "scene.tif", image)
+    xs = 500000.0 + rng.uniform(400, 39600, 40000)
+    ys = 4500000.0 - rng.uniform(400, 39600, 40000)
+    points = write_points(folder / "points.gpkg", xs, ys)
+    return raster, points
+
+
+@pytest.fixture
+def make_points():
+    return write_points
+
+
+@pytest.fixture
+def make_raster():
+    return write_raster
