@@ -66,7 +66,7 @@ class GridSplit(PatchFlowAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", INTEGER, 0))
         for name, label in OUTPUTS:
             output = QgsProcessingParameterVectorDestination(
-                name, label, type=QgsProcessing.TypeVectorPoint, optional=name == "OUTPUT_TEST")
+                name, label, type=QgsProcessing.TypeVectorPoint, optional=name != "OUTPUT_TRAIN")
             output.setSupportsNonFileBasedOutput(False)
             self.addParameter(output)
             self.addOutput(QgsProcessingOutputNumber(name.replace("OUTPUT", "COUNT"), f"Number of {label.lower()}"))

@@ -33,7 +33,9 @@ def qgis_python() -> str:
     """The interpreter QGIS itself embeds (sys.executable is QGIS's binary inside QGIS)."""
     if Path(sys.executable).name.lower().startswith("python"):
         return sys.executable
-    for candidate in (Path(sys.exec_prefix) / "bin" / "python3", Path(sys.exec_prefix) / "python.exe"):
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    prefix = Path(sys.exec_prefix)
+    for candidate in (prefix / "bin" / version, prefix / "bin" / "python3", prefix / "python.exe"):
         if candidate.exists():
             return str(candidate)
     return shutil.which("python3") or "python3"

@@ -20,6 +20,7 @@ sys.path.insert(0, str(LINKS))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["PATCHFLOW_PYTHON"] = str(ROOT / ".venv" / "bin" / "python")
 SHARED = ROOT.parent / "shared" / "data"
+_PROVIDERS: list = []
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +42,9 @@ def spot6() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def provider(qgis_app, qgis_processing):
-    """PatchFlow's provider registered in the test session's QGIS."""
+    """PatchFlow's provider registered in the test session's QGIS (again, if a test unloaded it)."""
     from qgis.core import QgsApplication
 
     from patchflow.plugin.provider import PatchFlowProvider
@@ -54,4 +55,5 @@ def provider(qgis_app, qgis_processing):
         return existing
     instance = PatchFlowProvider()
     assert registry.addProvider(instance)
+    _PROVIDERS.append(instance)  # the registry holds the C++ side only: keep the Python side alive
     return instance

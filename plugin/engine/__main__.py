@@ -68,13 +68,15 @@ def _run(args) -> int:
     if args.json:
         with open(args.json, encoding="utf-8") as handle:
             parameters.update(json.load(handle))
+    given: dict = {}  # KEY=VALUE items override the file's values; a repeated KEY makes a list
     for item in args.parameters:
         key, _, value = item.partition("=")
-        previous = parameters.get(key)
+        previous = given.get(key)
         value = _parse_value(value)
         if previous is not None:
             value = (previous if isinstance(previous, list) else [previous]) + [value]
-        parameters[key] = value
+        given[key] = value
+    parameters.update(given)
     job = protocol.Job(args.operation, parameters, uuid.uuid4().hex[:12])
     try:
         outputs = run_job(job, ConsoleReporter())

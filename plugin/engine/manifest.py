@@ -10,7 +10,7 @@ from typing import Any
 
 from .classes import ClassInfo, classes_from_raster, complete
 from .errors import PatchFlowError
-from .patches import Extraction, PatchesImage, Source, extract
+from .patches import Extraction, PatchesImage, Source, extract, labels_dtype
 from .raster import RasterStack, crs_label, open_raster
 from .vector import open_layer, read_points, resolve_class_field
 
@@ -134,7 +134,7 @@ def run_extract_patches(params, context) -> dict:
         "sources": [source_entry(s, os.path.basename(p), stat.as_list())
                     for s, p, stat in zip(sources, patches_paths, result.stats)],
         "labels": ({"patches": os.path.basename(labels_path), "field": field,
-                    "dtype": str(result.class_ids.dtype)} if class_field else None),
+                    "dtype": labels_dtype(result.class_ids).name} if class_field else None),
         "classes": [c.as_dict() for c in classes],
     }
     write_manifest(staged_manifest, manifest)

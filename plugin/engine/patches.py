@@ -14,10 +14,11 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import Cancelled, PatchFlowError
-from .raster import Grid, RasterStack, crs_label, numpy_to_gdal_type, same_crs
+from .raster import Grid, RasterStack, crs_label, nodata_mask, numpy_to_gdal_type
 
 CHUNK = 512  # pixels of source 1 per chunk side
 WRITE_BATCH_BYTES = 32 << 20
+MAX_CACHE_BYTES = 512 << 20  # the most GDAL block cache extraction asks for (unless GDAL_CACHEMAX says)
 GTIFF_OPTIONS = ["BIGTIFF=IF_SAFER"]
 
 
@@ -80,6 +81,7 @@ class BandStats:
     """Streaming per-band count, sum, sum of squares, min and max (nodata excluded)."""
 
     bands: int
+    nodata: list[float | None] | None = None
     count: np.ndarray = field(init=False)
     total: np.ndarray = field(init=False)
     squares: np.ndarray = field(init=False)
@@ -96,12 +98,24 @@ class BandStats:
     def add(self, patches: np.ndarray) -> None:
         if len(patches) == 0:
             return
-        values = patches.transpose(1, 0, 2, 3).reshape(self.bands, -1).astype(np.float64)
-        self.count += values.shape[1]
-        self.total += values.sum(axis=1)
-        self.squares += np.square(values).sum(axis=1)
-        self.low = np.minimum(self.low, values.min(axis=1))
-        self.high = np.maximum(self.high, values.max(axis=1))
+        raw = patches.transpose(1, 0, 2, 3).reshape(self.bands, -1)
+        values = raw.astype(np.float64)
+        invalid = np.zeros(raw.shape, dtype=bool)
+        for band, value in enumerate(self.nodata or []):
+            invalid[band] = nodata_mask(raw[band], value)
+        if not invalid.any():
+            self.count += values.shape[1]
+            self.total += values.sum(axis=1)
+            self.squares += np.square(values).sum(axis=1)
+            self.low = np.minimum(self.low, values.min(axis=1))
+            self.high = np.maximum(self.high, values.max(axis=1))
+            return
+        valid = ~invalid  # patches kept with nodata (SKIP_NODATA off): their nodata pixels do not count
+        self.count += valid.sum(axis=1)
+        self.total += np.where(valid, values, 0.0).sum(axis=1)
+        self.squares += np.where(valid, np.square(values), 0.0).sum(axis=1)
+        self.low = np.minimum(self.low, np.where(valid, values, np.inf).min(axis=1))
+        self.high = np.maximum(self.high, np.where(valid, values, -np.inf).max(axis=1))
 
     def as_list(self) -> list[dict]:
         mean = np.divide(self.total, self.count, out=np.zeros(self.bands), where=self.count > 0)
@@ -148,11 +162,14 @@ class PatchesImageWriter:
     def close(self, descriptions: list[str], nodata: list[float | None]) -> None:
         """Flush, then shrink the file to the patches written (a copy, only when some were dropped)."""
         self.flush()
-        for index, (description, value) in enumerate(zip(descriptions, nodata), start=1):
+        # a GeoTIFF holds one nodata value for all bands: set it only when the bands agree (the
+        # manifest keeps each band's own)
+        common = nodata[0] if len(set(map(str, nodata))) == 1 else None
+        for index, description in enumerate(descriptions, start=1):
             band = self.ds.GetRasterBand(index)
             band.SetDescription(description)
-            if value is not None:
-                band.SetNoDataValue(value)
+            if common is not None:
+                band.SetNoDataValue(common)
         full_height = self.ds.RasterYSize
         self.ds = None
         if 0 < self.written * self.patch_size < full_height:
@@ -200,7 +217,7 @@ def chunk_order(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def check_sources(sources: list[Source]) -> None:
     reference = sources[0]
     for source in sources:
-        if not same_crs(source.grid.crs_wkt, reference.grid.crs_wkt):
+        if not reference.grid.same_crs_as(source.grid):
             raise PatchFlowError(
                 f"{source.stack.paths[0]} is in {crs_label(source.grid.crs_wkt)} but {reference.parameter} is in "
                 f"{crs_label(reference.grid.crs_wkt)}. All sources must share one CRS: reproject it first "
@@ -225,6 +242,18 @@ class Extraction:
     label_pixel_counts: dict[int, int]
 
 
+def chunk_row_cache_bytes(sources: list[Source]) -> int:
+    """GDAL cache that holds the blocks of one row of chunks with its margins, for every source, so
+    the blocks a row of chunks shares with the next are decoded once."""
+    total = 0
+    for source in sources:
+        scale = abs(sources[0].grid.dx / source.grid.dx)
+        block_rows = source.stack.datasets[0].GetRasterBand(1).GetBlockSize()[1]
+        rows = int(CHUNK * scale) + 2 * max(block_rows, source.patch_size)
+        total += source.grid.width * rows * source.stack.band_count * source.stack.dtype.itemsize
+    return total
+
+
 def extract(
     sources: list[Source],
     xs: np.ndarray,
@@ -238,6 +267,9 @@ def extract(
 ) -> Extraction:
     """Extract the patch of every point from every source; drop those partly outside a source or
     touching nodata in any source; write one patches-image per source (and the labels image)."""
+    if "GDAL_CACHEMAX" not in os.environ:
+        wanted = min(MAX_CACHE_BYTES, chunk_row_cache_bytes(sources))
+        gdal.SetCacheMax(max(gdal.GetCacheMax(), wanted))
     reference = sources[0]
     ref_cols, ref_rows = reference_origins(reference.grid, reference.patch_size, xs, ys)
     origins = [(ref_cols, ref_rows)] + [matching_origins(reference, ref_cols, ref_rows, s) for s in sources[1:]]
@@ -248,7 +280,7 @@ def extract(
     candidates = candidates[chunk_order(ref_cols[candidates], ref_rows[candidates])]
     writers = [PatchesImageWriter(path, len(candidates), s.stack.band_count, s.patch_size, s.stack.dtype)
                for path, s in zip(outputs, sources)]
-    stats = [BandStats(s.stack.band_count) for s in sources]
+    stats = [BandStats(s.stack.band_count, s.stack.nodata) for s in sources]
     kept_classes: list[np.ndarray] = []
     label_counts: dict[int, int] = {}
     chunks_per_row = int(ref_cols[candidates].max(initial=0)) // CHUNK + 1
@@ -264,6 +296,8 @@ def extract(
         good = np.ones(len(chunk), dtype=bool)
         if skip_nodata:
             for source, batch in zip(sources, patches):
+                if source.role == "label":
+                    continue  # nodata in a label raster means 'unlabelled', which training masks
                 good &= ~source.stack.nodata_mask(batch.transpose(1, 0, 2, 3)).any(axis=(1, 2))
         dropped_nodata += int((~good).sum())
         for writer, stat, source, batch in zip(writers, stats, sources, patches):

@@ -15,6 +15,13 @@ from .errors import PatchFlowError
 gdal.UseExceptions()
 osr.UseExceptions()
 
+# GDAL's default block cache is 5% of RAM, and it keeps every block it reads: the engine's memory
+# would then grow with the raster up to that size. Windows are read once (twice for sampling),
+# so a small cache costs little; GDAL_CACHEMAX, when set, still wins.
+DEFAULT_CACHE_BYTES = 64 << 20
+if "GDAL_CACHEMAX" not in os.environ:
+    gdal.SetCacheMax(DEFAULT_CACHE_BYTES)
+
 Window = tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
 
 
@@ -32,13 +39,25 @@ def open_raster(path: str, parameter: str) -> gdal.Dataset:
     return ds
 
 
-def same_crs(wkt_a: str, wkt_b: str) -> bool:
+def same_crs(wkt_a: str, wkt_b: str, probe: tuple[float, float] | None = None, tolerance: float = 0.0) -> bool:
+    """True when both CRSs are the same, or, given a ``probe`` point (in ``wkt_a``), when going from one
+    to the other moves it by at most ``tolerance`` map units (two definitions of one projection)."""
     if not wkt_a or not wkt_b:
         return wkt_a == wkt_b
     a, b = osr.SpatialReference(), osr.SpatialReference()
     a.ImportFromWkt(wkt_a)
     b.ImportFromWkt(wkt_b)
-    return bool(a.IsSame(b))
+    if a.IsSame(b):
+        return True
+    if probe is None or not (a.IsProjected() and b.IsProjected()) and not (a.IsGeographic() and b.IsGeographic()):
+        return False
+    for srs in (a, b):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    try:
+        x, y, _ = osr.CoordinateTransformation(a, b).TransformPoint(probe[0], probe[1])
+    except RuntimeError:
+        return False
+    return abs(x - probe[0]) <= tolerance and abs(y - probe[1]) <= tolerance
 
 
 def crs_label(wkt: str) -> str:
@@ -96,6 +115,14 @@ class Grid:
         xoff, yoff, _, _ = window
         return (self.x0 + xoff * self.dx, self.dx, 0.0, self.y0 + yoff * self.dy, 0.0, self.dy)
 
+    @property
+    def centre(self) -> tuple[float, float]:
+        return self.x0 + self.dx * self.width / 2, self.y0 + self.dy * self.height / 2
+
+    def same_crs_as(self, other: Grid) -> bool:
+        """Same CRS, or definitions that agree to a hundredth of a pixel over this grid."""
+        return same_crs(self.crs_wkt, other.crs_wkt, self.centre, 0.01 * min(abs(self.dx), abs(other.dx)))
+
     def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
         return (
             (self.width, self.height) == (other.width, other.height)
@@ -149,7 +176,7 @@ class RasterStack:
         self.grid = Grid.of(self.datasets[0], parameter)
         for path, ds in zip(self.paths[1:], self.datasets[1:]):
             grid = Grid.of(ds, parameter)
-            if not same_crs(grid.crs_wkt, self.grid.crs_wkt):
+            if not self.grid.same_crs_as(grid):
                 raise PatchFlowError(
                     f"{path} is in {crs_label(grid.crs_wkt)} but {self.paths[0]} is in "
                     f"{crs_label(self.grid.crs_wkt)}. Stacked rasters must share one grid: "

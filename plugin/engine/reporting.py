@@ -51,10 +51,13 @@ class JsonLinesReporter(Reporter):
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         self.stream = stream
+        self.last_sent = 0.0
 
     def progress(self, percent: float) -> None:
-        if abs(percent - self.last_progress) >= 0.5 or percent >= 100:
+        # measured from the last value sent, so that many small steps still report
+        if abs(percent - self.last_sent) >= 0.5 or percent >= 100:
             protocol.send(self.stream, protocol.progress(percent))
+            self.last_sent = percent
         super().progress(percent)
 
     def log(self, text: str) -> None:

@@ -52,7 +52,7 @@ def assign_sets(shape: tuple[int, int], strategy: str, proportions: tuple[float,
         n = by * bx
         total = sum(proportions)
         n_train = round(n * proportions[0] / total)
-        n_valid = round(n * proportions[1] / total)
+        n_valid = round(n * (proportions[0] + proportions[1]) / total) - n_train  # a 0 share stays empty
         labels = np.full(n, 2, dtype=np.int64)
         labels[:n_train] = 0
         labels[n_train:n_train + n_valid] = 1
@@ -117,7 +117,8 @@ def run_grid_split(params, context) -> dict:
     if strategy == "split" and sum(proportions) <= 0:
         raise PatchFlowError("the proportions TRAIN, VALID and TEST add up to 0.", "TRAIN")
     labels_path = params.string("LABELS", None)
-    if strategy == "balanced" and not labels_path:
+    samples_uri = params.string("SAMPLES", None)
+    if strategy == "balanced" and not labels_path and not samples_uri:  # samples bring their class field
         raise PatchFlowError("the 'balanced' strategy needs a label raster.", "LABELS")
     outputs = {name: params.string(name, None) for name in OUTPUTS}
     staged = {name: context.staging.stage(path, name) for name, path in outputs.items() if path}
@@ -125,7 +126,6 @@ def run_grid_split(params, context) -> dict:
         raise PatchFlowError("a value is required.", "OUTPUT_TRAIN")
 
     reporter = context.reporter
-    samples_uri = params.string("SAMPLES", None)
     if samples_uri:
         return _split_samples(samples_uri, params.string("CLASS_FIELD", None), grid, patch_size, step * block,
                               strategy, proportions, seed, staged, outputs, reporter)
@@ -212,7 +212,9 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
         rows = np.clip(rows // block_pixels, 0, shape[0] - 1)
         cols = np.clip(cols // block_pixels, 0, shape[1] - 1)
         return blocks[rows, cols]
-    corners = [set_at(r0 + dr, c0 + dc) for dr in (0, patch_size - 1) for dc in (0, patch_size - 1)]
+    # every block the patch covers (not only its corners' when the patch spans more than two blocks)
+    offsets = sorted(set(range(0, patch_size, block_pixels)) | {patch_size - 1})
+    corners = [set_at(r0 + dr, c0 + dc) for dr in offsets for dc in offsets]
     sets = np.where(np.all([c == corners[0] for c in corners], axis=0), corners[0], UNUSED)
     if strategy == "balanced":
         if points.class_ids is None:

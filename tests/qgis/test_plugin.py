@@ -9,6 +9,7 @@ from pathlib import Path
 from qgis.core import QgsApplication
 
 ROOT = Path(__file__).resolve().parents[2]
+_PLUGINS: list = []
 
 
 def test_metadata_is_complete():
@@ -37,6 +38,7 @@ def test_class_factory_registers_and_unloads_the_provider(qgis_app, qgis_process
     assert registry.algorithmById("patchflow:extractpatches") is not None
     plugin.unload()
     assert registry.providerById("patchflow") is None
+    _PLUGINS.append(plugin)
 
 
 def test_qgis_side_never_imports_tensorflow_and_qt_only_through_qgis_pyqt():

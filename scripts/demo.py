@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""PatchFlow demo: the OTBTF chain on the North Carolina Landsat-7 scene, through qgis_process.
+
+    make demo                       # setup + data + this script
+    .venv/bin/python scripts/demo.py [--data DIR] [--output DIR]
+
+Each step is one headless ``qgis_process --json run patchflow:<algorithm>`` in a subprocess,
+exactly what a user could type. The outputs, a text summary and ``report.html`` go to
+demo-output/ (recreated on every run). Standard library only.
+
+To extend the chain (training, serving, accuracy assessment, super-resolution), append a
+``Step`` to ``build_steps`` with a ``summarize`` function; the runner, the text summary and the
+report need no change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+QGIS_PROCESS = ROOT / "scripts" / "qgis_process.sh"
+DEFAULT_DATA = ROOT / ".cache" / "demo-data" / "nc"
+DEFAULT_OUTPUT = ROOT / "demo-output"
+MARKER = ".patchflow-demo"  # only a folder holding this (or the default one) is ever deleted
+PATCH_SIZE = 16
+STEP_TIMEOUT_S = 300
+TAIL_LINES = 25
+NOISE = ("DeprecationWarning: setapi() is deprecated", "XDG_RUNTIME_DIR not set")
+
+IMAGE = "landsat_multiband.tif"
+POLYGONS = "landsat96_polygons.shp"
+
+
+# ---- what a step is, what it produced ---------------------------------------------------------
+
+
+@dataclass
+class ClassCount:
+    id: int
+    name: str
+    color: str
+    count: int
+
+
+@dataclass
+class Summary:
+    """What the text summary and the report show about one step."""
+
+    facts: list[tuple[str, str]] = field(default_factory=list)  # ("samples", "2216"), ...
+    classes: dict[str, list[ClassCount]] = field(default_factory=dict)  # column ("train") -> counts
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    outputs: list[tuple[str, Path]] = field(default_factory=list)  # (what, path)
+    styled: list[tuple[Path, Path]] = field(default_factory=list)  # (layer, QML sidecar)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    key: str  # short name: the JSON answer is kept as logs/<key>.json
+    title: str
+    algorithm: str  # patchflow:<id>
+    parameters: list[tuple[str, str]]  # KEY=VALUE in order; a key may repeat (multiple layers)
+    summarize: Callable[[Step, Run, dict[str, Run]], Summary]
+    outputs: list[Path] = field(default_factory=list)  # files that must exist afterwards
+
+
+@dataclass
+class Run:
+    step: Step
+    command: list[str]
+    seconds: float
+    results: dict[str, Any]
+    log: dict[str, list[str]]
+    summary: Summary = field(default_factory=Summary)
+
+
+class StepFailed(Exception):
+    def __init__(self, step: Step, command: list[str], seconds: float, reason: str, tail: str) -> None:
+        super().__init__(reason)
+        self.step, self.command, self.seconds, self.reason, self.tail = step, command, seconds, reason, tail
+
+
+# ---- reading outputs --------------------------------------------------------------------------
+
+
+def gpkg_class_counts(path: Path) -> list[ClassCount]:
+    """Points per class of a PatchFlow point output (fields class, class_name, color), read with
+    sqlite3: a GeoPackage is an SQLite database."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT table_name FROM gpkg_contents WHERE data_type = 'features' LIMIT 1").fetchone()
+        if row is None:
+            return []
+        table = row[0].replace('"', '""')
+        rows = db.execute(
+            f'SELECT class, MAX(class_name), MAX(color), COUNT(*) FROM "{table}" GROUP BY class ORDER BY class'
+        ).fetchall()
+    return [ClassCount(int(c), name or "", color or "", int(n)) for c, name, color, n in rows if c is not None]
+
+
+def manifest_classes(path: Path) -> tuple[dict[str, Any], list[ClassCount]]:
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    classes = [ClassCount(int(c["id"]), c.get("name", ""), c.get("color", ""), int(c.get("count", 0)))
+               for c in manifest.get("classes", [])]
+    return manifest, classes
+
+
+def sidecars(*layers: Path) -> list[tuple[Path, Path]]:
+    return [(layer, layer.with_suffix(".qml")) for layer in layers if layer.with_suffix(".qml").exists()]
+
+
+def missing_classes(columns: dict[str, list[ClassCount]]) -> list[str]:
+    """Notes for classes present in some columns and absent (or zero) in others."""
+    names = {c.id: c.name for counts in columns.values() for c in counts}
+    notes = []
+    for class_id, name in sorted(names.items()):
+        absent = [col for col, counts in columns.items() if not any(c.id == class_id and c.count for c in counts)]
+        if absent:
+            notes.append(f"class {class_id} {name} has no sample in: {', '.join(absent)}")
+    return notes
+
+
+# ---- the chain --------------------------------------------------------------------------------
+
+
+def build_steps(data: Path, out: Path) -> list[Step]:
+    image = str(data / IMAGE)
+    samples = out / "samples.gpkg"
+    train, valid = out / "train.gpkg", out / "valid.gpkg"
+    patches = out / "patches"
+    size = str(PATCH_SIZE)
+
+    def summarize_samples(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        counts = gpkg_class_counts(samples)
+        return Summary(
+            facts=[("samples", str(run.results.get("COUNT")))],
+            classes={"samples": counts},
+            outputs=[("samples", samples)],
+            styled=sidecars(samples),
+        )
+
+    def summarize_split(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        r = run.results
+        sets = {"train": r.get("COUNT_TRAIN", 0), "valid": r.get("COUNT_VALID", 0), "test": r.get("COUNT_TEST", 0)}
+        columns = {"train": gpkg_class_counts(train), "valid": gpkg_class_counts(valid)}
+        given = int(runs["samples"].results.get("COUNT", 0))
+        return Summary(
+            facts=[(name, str(n)) for name, n in sets.items()],
+            classes=columns,
+            dropped={"patch reaches into a block of another set": given - sum(sets.values())},
+            outputs=[("training points", train), ("validation points", valid)],
+            styled=sidecars(train, valid),
+            notes=missing_classes(columns),
+        )
+
+    def summarize_patches(name: str) -> Callable[[Step, Run, dict[str, Run]], Summary]:
+        def summarize(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+            manifest_path = Path(run.results["OUTPUT"])
+            manifest, classes = manifest_classes(manifest_path)
+            r = run.results
+            source = manifest["sources"][0]
+            return Summary(
+                facts=[("patches", str(r.get("COUNT"))), ("points", str(manifest.get("n_points"))),
+                       ("patches-image", (f"{source['patch_size']} x {source['patch_size']} px, "
+                                          f"{len(source['bands'])} bands, {source['dtype']}"))],
+                classes={name: classes},
+                dropped={"touches nodata": int(r.get("DROPPED_NODATA", 0)),
+                         "outside a source": int(r.get("DROPPED_OUTSIDE", 0))},
+                outputs=[("manifest", manifest_path), ("patches-image", Path(r["PATCHES1"])),
+                         ("labels image", Path(r["LABELS"]))],
+            )
+        return summarize
+
+    steps = [
+        Step("samples", "Sample selection from polygons", "patchflow:samplefromvector",
+             [("INPUT", str(data / POLYGONS)), ("FIELD", "label"), ("RASTER", image),
+              ("STRATEGY", "1"), ("PATCH_SIZE", size), ("OUTPUT", str(samples))],
+             summarize_samples, [samples]),
+        Step("split", "Split into training / validation on a grid", "patchflow:gridsplit",
+             [("INPUT", image), ("SAMPLES", str(samples)), ("CLASS_FIELD", "class"), ("PATCH_SIZE", size),
+              ("BLOCK_SIZE", "4"), ("TRAIN", "0.7"), ("VALID", "0.3"), ("TEST", "0"),
+              ("OUTPUT_TRAIN", str(train)), ("OUTPUT_VALID", str(valid))],
+             summarize_split, [train, valid]),
+    ]
+    for name, points in (("train", train), ("valid", valid)):
+        manifest = patches / f"{name}.json"
+        steps.append(Step(
+            f"patches-{name}", f"Extract patches ({name})", "patchflow:extractpatches",
+            [("INPUT", str(points)), ("SOURCE1", image), ("PATCH_SIZE1", size), ("CLASS_FIELD", "class"),
+             ("OUTPUT", str(manifest))],
+            summarize_patches(name), [manifest]))
+    # Next: training on patches/train.json + valid.json, serving the model over the scene,
+    # accuracy assessment, super-resolution: append their Steps here.
+    return steps
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+
+def command_of(step: Step) -> list[str]:
+    return ["bash", str(QGIS_PROCESS.relative_to(ROOT)), "--json", "run", step.algorithm, "--",
+            *(f"{key}={value}" for key, value in step.parameters)]
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in NOISE)]
+    return "\n".join(kept[-lines:]) or "(nothing)"
+
+
+def parse_json_answer(stdout: str) -> dict[str, Any]:
+    """qgis_process --json prints one JSON object; skip anything a library printed before it."""
+    start = stdout.find("{")
+    if start < 0:
+        raise ValueError("no JSON object on standard output")
+    return json.loads(stdout[start:])
+
+
+def run_step(step: Step, logs: Path) -> Run:
+    command = command_of(step)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=STEP_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raise StepFailed(step, command, time.monotonic() - started,
+                         f"no answer within {STEP_TIMEOUT_S} s", tail(err)) from None
+    seconds = time.monotonic() - started
+    (logs / f"{step.key}.stderr.txt").write_text(done.stderr, encoding="utf-8")
+    if done.returncode != 0:
+        raise StepFailed(step, command, seconds, f"exit status {done.returncode}",
+                         tail(done.stderr + "\n" + done.stdout))
+    try:
+        answer = parse_json_answer(done.stdout)
+    except ValueError as exc:
+        raise StepFailed(step, command, seconds, f"unreadable answer ({exc})",
+                         tail(done.stdout + done.stderr)) from None
+    (logs / f"{step.key}.json").write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
+    missing = [str(p) for p in step.outputs if not p.exists()]
+    if missing:
+        raise StepFailed(step, command, seconds, f"finished but did not write {', '.join(missing)}",
+                         tail(done.stderr))
+    return Run(step, command, seconds, answer.get("results", {}), answer.get("log", {}))
+
+
+def prepare_output(out: Path) -> None:
+    if out.exists():
+        if out != DEFAULT_OUTPUT and not (out / MARKER).exists() and any(out.iterdir()):
+            sys.exit(f"demo: {out} exists and was not made by the demo; choose another --output.")
+        shutil.rmtree(out)
+    (out / "logs").mkdir(parents=True)
+    (out / "patches").mkdir()
+    (out / MARKER).write_text("made by scripts/demo.py; deleted on the next run\n", encoding="utf-8")
+
+
+def preflight(data: Path) -> None:
+    needed = [data / IMAGE, data / POLYGONS]
+    absent = [str(p) for p in needed if not p.exists()]
+    if absent:
+        sys.exit(f"demo: demo data missing ({', '.join(absent)}). Run 'make data' (or 'make demo').")
+    if shutil.which("qgis_process.bin") is None and shutil.which("qgis_process") is None:
+        sys.exit("demo: qgis_process not found. Run 'make setup' (Debian packages qgis, python3-qgis).")
+
+
+# ---- reporting --------------------------------------------------------------------------------
+
+
+def shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def class_rows(columns: dict[str, list[ClassCount]]) -> list[tuple[ClassCount, list[int]]]:
+    """One row per class id across columns: (the class, its count in each column)."""
+    first: dict[int, ClassCount] = {}
+    for counts in columns.values():
+        for c in counts:
+            first.setdefault(c.id, c)
+    rows = []
+    for class_id in sorted(first):
+        per_column = [next((c.count for c in counts if c.id == class_id), 0) for counts in columns.values()]
+        rows.append((first[class_id], per_column))
+    return rows
+
+
+def text_step(index: int, total: int, run: Run) -> str:
+    s = run.summary
+    lines = [f"[{index}/{total}] {run.step.title} ({run.step.algorithm}): {run.seconds:.1f} s",
+             f"      $ {shlex.join(run.command)}"]
+    if s.facts:
+        lines.append("      " + ", ".join(f"{k} {v}" for k, v in s.facts))
+    if s.dropped:
+        lines.append("      dropped: " + ", ".join(f"{n} ({why})" for why, n in s.dropped.items()))
+    if s.classes:
+        columns = list(s.classes)
+        lines.append("      " + f"{'class':<18}" + "".join(f"{c:>9}" for c in columns))
+        for info, counts in class_rows(s.classes):
+            lines.append("      " + f"{f'{info.id} {info.name}':<18}" + "".join(f"{n:>9}" for n in counts))
+    for warning in run.log.get("warning", []):
+        lines.append(f"      warning: {warning}")
+    for note in s.notes:
+        lines.append(f"      note: {note}")
+    return "\n".join(lines)
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+code, pre { font-family: ui-monospace, monospace; font-size: 0.85em; }
+pre { background: #f5f5f5; padding: 0.7em; white-space: pre-wrap; word-break: break-all; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+td, th { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.4em; vertical-align: middle;
+          border: 1px solid #888; }
+.failed { color: #b00; } .muted { color: #666; }
+"""
+
+
+def html_step(index: int, run: Run, out: Path) -> str:
+    s, e = run.summary, html.escape
+    parts = [(f"<h2>{index}. {e(run.step.title)} <span class='muted'>({e(run.step.algorithm)}, "
+              f"{run.seconds:.1f} s)</span></h2>"),
+             f"<pre>{e(shlex.join(run.command))}</pre>"]
+    if s.facts:
+        parts.append("<p>" + "; ".join(f"{e(k)}: <b>{e(v)}</b>" for k, v in s.facts) + "</p>")
+    if s.dropped:
+        parts.append("<p>Dropped: " + "; ".join(f"<b>{n}</b> ({e(why)})" for why, n in s.dropped.items()) + "</p>")
+    if s.classes:
+        head = "".join(f"<th>{e(c)}</th>" for c in s.classes)
+        rows = "".join(
+            f"<tr><td><span class='swatch' style='background:{e(info.color or '#fff')}'></span>"
+            f"{info.id} {e(info.name)}</td>" + "".join(f"<td>{n}</td>" for n in counts) + "</tr>"
+            for info, counts in class_rows(s.classes))
+        totals = "".join(f"<td><b>{sum(c.count for c in counts)}</b></td>" for counts in s.classes.values())
+        parts.append(f"<table><tr><th>class</th>{head}</tr>{rows}<tr><td><b>total</b></td>{totals}</tr></table>")
+    for warning in run.log.get("warning", []):
+        parts.append(f"<p>Warning: {e(warning)}</p>")
+    for note in s.notes:
+        parts.append(f"<p>Note: {e(note)}</p>")
+    styles = dict(s.styled)
+    links = []
+    for what, path in s.outputs:
+        link = f"<li>{e(what)}: <a href='{e(os.path.relpath(path, out))}'>{e(shown(path))}</a>"
+        if path in styles:
+            link += (f", styled by <a href='{e(os.path.relpath(styles[path], out))}'>{e(styles[path].name)}</a> "
+                     "(QGIS loads it as the layer's default style)")
+        links.append(link + "</li>")
+    log_file = out / "logs" / f"{run.step.key}.json"
+    links.append(f"<li>qgis_process answer: <a href='{e(os.path.relpath(log_file, out))}'>"
+                 f"{e(shown(log_file))}</a></li>")
+    parts.append("<ul>" + "".join(links) + "</ul>")
+    info = run.log.get("info", [])
+    if info:
+        parts.append("<details><summary>log</summary><pre>" + e("\n".join(info)) + "</pre></details>")
+    return "\n".join(parts)
+
+
+def write_report(out: Path, data: Path, runs: list[Run], failure: StepFailed | None, total_s: float) -> Path:
+    e = html.escape
+    status = (f"<p class='failed'>Failed at {e(failure.step.title)}: {e(failure.reason)}</p>" if failure
+              else f"<p>All {len(runs)} steps succeeded in {total_s:.1f} s.</p>")
+    body = [(f"<h1>PatchFlow demo</h1><p class='muted'>{e(time.strftime('%Y-%m-%d %H:%M:%S'))}; data: "
+             f"{e(shown(data))}; every step is one headless <code>qgis_process</code> run "
+             f"(<code>scripts/qgis_process.sh</code>).</p>"), status]
+    body += [html_step(i, run, out) for i, run in enumerate(runs, start=1)]
+    if failure:
+        body.append(f"<h2 class='failed'>{len(runs) + 1}. {e(failure.step.title)}: failed after "
+                    f"{failure.seconds:.1f} s</h2><pre>{e(shlex.join(failure.command))}</pre>"
+                    f"<p>{e(failure.reason)}</p><pre>{e(failure.tail)}</pre>")
+    body.append("<p class='muted'>Next in the chain (later releases): training, serving, accuracy assessment, "
+                "super-resolution.</p>")
+    report = out / "report.html"
+    report.write_text("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>PatchFlow demo</title>"
+                      f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n",
+                      encoding="utf-8")
+    summary = {
+        "ok": failure is None, "seconds": round(total_s, 2),
+        "steps": [{"key": r.step.key, "algorithm": r.step.algorithm, "command": r.command,
+                   "seconds": round(r.seconds, 2), "results": r.results,
+                   "classes": {col: [c.__dict__ for c in cs] for col, cs in r.summary.classes.items()},
+                   "dropped": r.summary.dropped} for r in runs],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the NC demo data (make data)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="recreated on every run")
+    args = parser.parse_args(argv)
+    data, out = args.data.resolve(), args.output.resolve()
+    preflight(data)
+    prepare_output(out)
+    steps = build_steps(data, out)
+    runs: dict[str, Run] = {}
+    failure: StepFailed | None = None
+    started = time.monotonic()
+    print(f"PatchFlow demo: {len(steps)} qgis_process runs on {shown(data)}, outputs in {shown(out)}/", flush=True)
+    for index, step in enumerate(steps, start=1):
+        try:
+            run = run_step(step, out / "logs")
+            run.summary = step.summarize(step, run, runs)
+        except StepFailed as exc:
+            failure = exc
+            break
+        runs[step.key] = run
+        print(text_step(index, len(steps), run), flush=True)
+    total_s = time.monotonic() - started
+    report = write_report(out, data, list(runs.values()), failure, total_s)
+    if failure is not None:
+        print(f"\ndemo: step {len(runs) + 1}/{len(steps)} '{failure.step.title}' failed ({failure.reason}) "
+              f"after {failure.seconds:.1f} s.\ncommand: {shlex.join(failure.command)}\n"
+              f"its last lines:\n{failure.tail}\n\npartial report: {shown(report)}", file=sys.stderr)
+        return 1
+    styled = [pair for run in runs.values() for pair in run.summary.styled]
+    print(f"\nDone: {len(runs)} steps in {total_s:.1f} s.")
+    print(f"  outputs:        {shown(out)}/")
+    for layer, qml in styled:
+        print(f"  styled layer:   {shown(layer)} + {qml.name} (QGIS applies the .qml when it opens the layer)")
+    for run in runs.values():
+        for what, path in run.summary.outputs:
+            if what == "manifest":
+                print(f"  manifest:       {shown(path)}")
+    print(f"  report:         {shown(report)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
