@@ -26,13 +26,16 @@ class OutputStaging:
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.staged: dict[Path, Path] = {}
+        self.created_folders: list[Path] = []  # output folders that did not exist, removed on abort
 
     def stage(self, final_path: str | os.PathLike, parameter: str) -> str:
         """Where to write ``final_path`` until commit; checks the folder is writable now."""
         final = Path(final_path).absolute()
         folder = staging_dir_for(final, self.job_id)
         try:
+            missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
             final.parent.mkdir(parents=True, exist_ok=True)
+            self.created_folders.extend(missing)
             folder.mkdir(exist_ok=True)
             probe = folder / ".write-test"
             probe.write_bytes(b"")
@@ -60,7 +63,13 @@ class OutputStaging:
     def abort(self) -> None:
         for folder in {staged.parent for staged in self.staged.values()}:
             shutil.rmtree(folder, ignore_errors=True)
+        for folder in self.created_folders:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
         self.staged.clear()
+        self.created_folders.clear()
 
     def __enter__(self) -> OutputStaging:
         return self

@@ -80,3 +80,14 @@ def test_unwritable_folder_is_an_error_naming_the_parameter(tmp_path):
     assert caught.value.parameter == "OUTPUT_TRAIN"
     assert str(tmp_path / "file.txt") in caught.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_abort_removes_the_output_folders_it_created(tmp_path):
+    from patchflow.plugin.engine.staging import OutputStaging
+
+    staging = OutputStaging("job2")
+    path = staging.stage(tmp_path / "new" / "deeper" / "out.json", "OUTPUT")
+    with open(path, "w") as handle:
+        handle.write("partial")
+    staging.abort()
+    assert list(tmp_path.iterdir()) == []
