@@ -69,6 +69,3 @@ class PatchFlowProvider(QgsProcessingProvider):
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
         return ["tif"]
-
-
-
