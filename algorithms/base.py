@@ -19,7 +19,8 @@ from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
 from ..plugin.provider import ICON
 from ..plugin.styles import LoadSidecarStyle, style_class_points
 
-GROUPS = {"sampling": "Sampling", "patches": "Patches"}
+GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
+          "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
 
 

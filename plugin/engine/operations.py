@@ -1,20 +1,46 @@
-"""The operations a job can name, each ``run(params, context) -> outputs``."""
+"""The operations a job can name, each ``run(params, context) -> outputs``.
+
+Modules are imported when their operation runs, so a job that needs no TensorFlow or
+scikit-learn does not pay for importing them.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
-from .manifest import run_describe_patches, run_extract_patches
 from .params import Params, RunContext
-from .sampling import run_sample_label_raster, run_sample_vector
-from .split import run_grid_split
 
 Operation = Callable[[Params, RunContext], dict]
 
+
+def _lazy(module: str, function: str, summary: str) -> Operation:
+    def run(params: Params, context: RunContext) -> dict:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(params, context)
+
+    run.__name__, run.__doc__ = function, summary
+    return run
+
+
 OPERATIONS: dict[str, Operation] = {
-    "sample_label_raster": run_sample_label_raster,
-    "sample_vector": run_sample_vector,
-    "grid_split": run_grid_split,
-    "extract_patches": run_extract_patches,
-    "describe_patches": run_describe_patches,
+    "sample_label_raster": _lazy("sampling", "run_sample_label_raster",
+        "OTBTF LabelImageSampleSelection: sample points from a label raster."),
+    "sample_vector": _lazy("sampling", "run_sample_vector",
+        "Sample points in labelled polygons or points (PolygonClassStatistics + SampleSelection)."),
+    "grid_split": _lazy("split", "run_grid_split",
+        "OTBTF PatchesSelection: spatially disjoint train/valid/test sets on a block grid."),
+    "extract_patches": _lazy("manifest", "run_extract_patches",
+        "OTBTF PatchesExtraction: patches-images, labels image and a dataset manifest."),
+    "describe_patches": _lazy("manifest", "run_describe_patches",
+        "Write a manifest for OTBTF patches-images made elsewhere."),
+    "create_model": _lazy("zoo", "run_create_model",
+        "Build a ready-to-train model from the zoo (SavedModel/.keras + model card)."),
+    "train_model": _lazy("training", "run_train_model",
+        "Train a model on patches datasets streamed from disk; SavedModel, card and report."),
+    "assess_accuracy": _lazy("assess", "run_assess_accuracy",
+        "Confusion matrix, OA, kappa, per-class P/R/F1 of a class raster against references."),
+    "train_classifier": _lazy("deepfeatures", "run_train_classifier",
+        "Fit a Random Forest/SVM on a network's deep features or on pixel values."),
+    "classify": _lazy("deepfeatures", "run_classify",
+        "Classify a raster with a classifier on deep features or pixel values."),
 }

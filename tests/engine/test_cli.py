@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATIONS = ("sample_label_raster", "sample_vector", "grid_split", "extract_patches", "describe_patches")
+OPERATIONS = ("sample_label_raster", "sample_vector", "grid_split", "extract_patches", "describe_patches",
+              "create_model", "train_model", "assess_accuracy", "train_classifier", "classify")
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
