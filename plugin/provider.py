@@ -11,13 +11,15 @@ ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 
 
 def _algorithms() -> list:
+    from ..algorithms.assess_accuracy import AssessAccuracy
     from ..algorithms.describe_patches import DescribePatches
     from ..algorithms.extract_patches import ExtractPatches
     from ..algorithms.grid_split import GridSplit
     from ..algorithms.sample_label_raster import SampleFromLabelRaster
     from ..algorithms.sample_vector import SampleFromVector
 
-    return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches()]
+    return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
+            AssessAccuracy()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):
