@@ -3,6 +3,7 @@ paths for the worker, running the job, and styling the outputs."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from qgis.core import (
@@ -105,7 +106,16 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         if not path or not classes:
             return
         qml = style_class_points(path, classes)
-        if qml and context.willLoadLayerOnCompletion(path):
+        if qml:
+            self._load_with_style(path, qml, context)
+
+    def style_raster(self, path: str | None, qml: str | None, context: QgsProcessingContext) -> None:
+        """Apply a raster output's QML sidecar (the engine wrote it) when Processing loads the output."""
+        if path and qml and os.path.exists(qml):
+            self._load_with_style(path, qml, context)
+
+    def _load_with_style(self, path: str, qml: str, context: QgsProcessingContext) -> None:
+        if context.willLoadLayerOnCompletion(path):
             post = LoadSidecarStyle(qml)
             _POST_PROCESSORS.append(post)
             del _POST_PROCESSORS[:-50]

@@ -12,14 +12,16 @@ ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 
 def _algorithms() -> list:
     from ..algorithms.assess_accuracy import AssessAccuracy
+    from ..algorithms.classify import Classify
     from ..algorithms.describe_patches import DescribePatches
     from ..algorithms.extract_patches import ExtractPatches
     from ..algorithms.grid_split import GridSplit
     from ..algorithms.sample_label_raster import SampleFromLabelRaster
     from ..algorithms.sample_vector import SampleFromVector
+    from ..algorithms.train_classifier import TrainClassifier
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
-            AssessAccuracy()]
+            AssessAccuracy(), TrainClassifier(), Classify()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):
