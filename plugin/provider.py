@@ -13,6 +13,7 @@ ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 def _algorithms() -> list:
     from ..algorithms.assess_accuracy import AssessAccuracy
     from ..algorithms.classify import Classify
+    from ..algorithms.create_model import CreateModel
     from ..algorithms.describe_patches import DescribePatches
     from ..algorithms.extract_patches import ExtractPatches
     from ..algorithms.grid_split import GridSplit
@@ -21,7 +22,7 @@ def _algorithms() -> list:
     from ..algorithms.train_classifier import TrainClassifier
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
-            AssessAccuracy(), TrainClassifier(), Classify()]
+            CreateModel(), AssessAccuracy(), TrainClassifier(), Classify()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):

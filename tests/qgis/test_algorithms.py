@@ -24,10 +24,10 @@ def class_counts(layer: QgsVectorLayer) -> dict[int, int]:
 def test_provider_lists_every_algorithm(provider):
     ids = {algorithm.id() for algorithm in provider.algorithms()}
     assert ids == {"patchflow:samplefromlabelraster", "patchflow:samplefromvector", "patchflow:gridsplit",
-                   "patchflow:extractpatches", "patchflow:describepatches",
+                   "patchflow:extractpatches", "patchflow:describepatches", "patchflow:createmodel",
                    "patchflow:assessaccuracy", "patchflow:trainclassifier", "patchflow:classify"}
     groups = {algorithm.group() for algorithm in provider.algorithms()}
-    assert groups == {"Sampling", "Patches", "Accuracy", "Classification"}
+    assert groups == {"Sampling", "Patches", "Models", "Accuracy", "Classification"}
 
 
 def test_sample_from_label_raster_real(run_alg, nc, tmp_path):
