@@ -20,9 +20,10 @@ def _algorithms() -> list:
     from ..algorithms.sample_label_raster import SampleFromLabelRaster
     from ..algorithms.sample_vector import SampleFromVector
     from ..algorithms.train_classifier import TrainClassifier
+    from ..algorithms.train_model import TrainModel
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
-            CreateModel(), AssessAccuracy(), TrainClassifier(), Classify()]
+            CreateModel(), TrainModel(), AssessAccuracy(), TrainClassifier(), Classify()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):

@@ -4,12 +4,18 @@ pinned wheel."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# TensorFlow exports its own SQLite symbols; imported into a process where QGIS runs, Qt's SQLite
+# driver would call them when QGIS exits (QgsAuthManager's teardown) and crash. Loading the
+# system SQLite globally first keeps Qt on it.
+ctypes.CDLL("libsqlite3.so.0", mode=ctypes.RTLD_GLOBAL)
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKS = ROOT / ".cache" / "plugins"
@@ -57,3 +63,4 @@ def provider(qgis_app, qgis_processing):
     assert registry.addProvider(instance)
     _PROVIDERS.append(instance)  # the registry holds the C++ side only: keep the Python side alive
     return instance
+

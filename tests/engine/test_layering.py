@@ -92,7 +92,18 @@ def test_no_engine_file_imports_qgis(path):
                 f"{path.name} imports {'.' * level}{module} {names}")
     text = path.read_text(encoding="utf-8")
     assert "import qgis" not in text and "from qgis" not in text
-    assert "__import__(" not in text and "import_module(" not in text
+    assert "__import__(" not in text
+    if path.name != "operations.py":  # which imports sibling modules lazily, checked below
+        assert "import_module(" not in text
+
+
+def test_operations_import_only_engine_modules_lazily():
+    import re
+
+    text = (ENGINE / "operations.py").read_text(encoding="utf-8")
+    assert 'import_module(f"{__package__}.{module}")' in text
+    modules = set(re.findall(r'_lazy\("(\w+)"', text))
+    assert modules and modules <= {p.stem for p in ENGINE_FILES}, modules - {p.stem for p in ENGINE_FILES}
 
 
 def test_protocol_uses_the_standard_library_only():

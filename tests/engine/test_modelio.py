@@ -3,7 +3,6 @@ foreign SavedModel (made here with tf.Module), and everything that is not a mode
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 import numpy as np
@@ -13,8 +12,6 @@ from patchflow.plugin.engine.errors import PatchFlowError
 from patchflow.plugin.engine.modelcard import InputSpec
 from patchflow.plugin.engine.modelio import EXPECTED, InferenceModel, load_trainable
 from patchflow.plugin.engine.zoo import build_model, export_model
-
-ctypes.CDLL("libsqlite3.so.0", mode=ctypes.RTLD_GLOBAL)  # see test_zoo.py: TensorFlow's SQLite vs QGIS's exit
 
 CLASSES = [{"id": i, "name": f"c{i}", "color": "#000000"} for i in (3, 5, 9)]
 

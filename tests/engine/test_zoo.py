@@ -3,7 +3,6 @@ create_model operation (validation, staging, the real North Carolina dataset).""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 
@@ -14,11 +13,6 @@ from patchflow.plugin.engine.errors import PatchFlowError
 from patchflow.plugin.engine.modelcard import InputSpec, ModelCard, load_card
 from patchflow.plugin.engine.modelio import InferenceModel
 from patchflow.plugin.engine.zoo import ARCHITECTURES, build_model, crops_for, export_model
-
-# TensorFlow puts its own copy of SQLite in the global symbol scope; imported after QGIS started,
-# its copy is what Qt's SQLite driver then calls when the session's QGIS exits: a crash. The
-# system library, loaded globally first, keeps them apart. (Belongs in tests/conftest.py.)
-ctypes.CDLL("libsqlite3.so.0", mode=ctypes.RTLD_GLOBAL)
 
 CLASSES = [{"id": 1 + i, "name": f"c{1 + i}", "color": "#000000"} for i in range(7)]  # ids 1..7, not 0..6
 SIZES = {"patch_cnn": 16, "fcnn": 32, "unet": 32}

@@ -25,7 +25,8 @@ def test_provider_lists_every_algorithm(provider):
     ids = {algorithm.id() for algorithm in provider.algorithms()}
     assert ids == {"patchflow:samplefromlabelraster", "patchflow:samplefromvector", "patchflow:gridsplit",
                    "patchflow:extractpatches", "patchflow:describepatches", "patchflow:createmodel",
-                   "patchflow:assessaccuracy", "patchflow:trainclassifier", "patchflow:classify"}
+                   "patchflow:trainmodel", "patchflow:assessaccuracy", "patchflow:trainclassifier",
+                   "patchflow:classify"}
     groups = {algorithm.group() for algorithm in provider.algorithms()}
     assert groups == {"Sampling", "Patches", "Models", "Accuracy", "Classification"}
 
