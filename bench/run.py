@@ -294,9 +294,119 @@ def child_compare(workdir: str, image_a: str, image_b: str) -> dict:  # noqa: AR
     return {"same": a.shape == b.shape and bool((a == b).all())}
 
 
+# ---- training throughput (section 3) --------------------------------------------------------
+
+# Per model: (architecture, patch size, samples per class drawn from the label raster). 5 classes.
+TRAIN_MODELS = {"patch_cnn": (16, 6000), "fcnn": (64, 400)}
+TRAIN_LABELS_SIZE = LABEL_SIZES[0]  # the 6000x6000 label raster, over the image's top-left corner
+TRAIN_BATCH = 32  # Train model's default BATCH_SIZE
+TRAIN_EPOCHS = 3  # the first one (tracing, warm-up) is not timed
+TRAIN_TARGET = 0.85  # streamed / in-memory samples/s at or above this
+
+
+def train_dataset_path(model: str) -> Path:
+    return CACHE / f"train_{model}_{DATA_VERSION}" / "dataset.json"
+
+
+def make_train_dataset(run, model: str) -> None:
+    """Points drawn from the label raster (constant per class), then 'extract_patches' from the
+    image with the points' class (labels image) and the label raster (label patches)."""
+    patch, per_class = TRAIN_MODELS[model]
+    final = train_dataset_path(model).parent
+    folder = final.with_name(final.name + ".partial")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    points = str(folder / "points.gpkg")
+    run("sample_label_raster", {"INPUT": str(labels_path(TRAIN_LABELS_SIZE)), "STRATEGY": "constant",
+                                "NUMBER": per_class, "PATCH_SIZE": patch, "SEED": 3, "OUTPUT": points})
+    run("extract_patches", {"SOURCE1": str(raster_path()), "PATCH_SIZE1": patch, "INPUT": points,
+                            "CLASS_FIELD": "class", "LABEL_RASTER": str(labels_path(TRAIN_LABELS_SIZE)),
+                            "OUTPUT": str(folder / "dataset.json")})
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(folder, final)
+
+
+def child_train_data(workdir: str) -> dict:  # noqa: ARG001
+    run = _engine_runner()
+    made = {}
+    for model in TRAIN_MODELS:
+        if not train_dataset_path(model).exists():
+            start = time.perf_counter()
+            make_train_dataset(run, model)
+            made[model] = time.perf_counter() - start
+    return {"made": made}
+
+
+def child_train(workdir: str, model: str, mode: str) -> dict:  # noqa: ARG001
+    """Fits ``model`` for TRAIN_EPOCHS epochs, its samples streamed from disk (``mode`` 'streamed',
+    as Train model does) or held in memory as numpy arrays ('memory'); times every epoch."""
+    _engine_runner()
+    import keras
+
+    from patchflow.plugin.engine.datasets import LABELS, BatchStream, Feed, PatchDataset, Target, load_in_memory
+    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.training import Settings, compile_model, seed_everything
+    from patchflow.plugin.engine.zoo import build_model
+
+    dataset = PatchDataset(str(train_dataset_path(model)), "TRAIN")
+    source = dataset.source("source1")
+    patch, bands = int(source["patch_size"]), len(source["bands"])
+    normalization = Normalization.from_stats(source["bands"])
+    ids = [int(c["id"]) for c in dataset.classes]
+    target = (Target(LABELS, "classes", (1, 1), ids) if model == "patch_cnn"
+              else Target("labels_raster", "classes", (patch, patch), ids))
+    stream = BatchStream(dataset, [Feed("x1", "source1", patch, bands, normalization)], target, TRAIN_BATCH,
+                         shuffle=True, augment=False, seed=0)
+    seed_everything(0)
+    network, _ = build_model(model, [InputSpec("x1", bands, patch, "source1", normalization)], dataset.classes,
+                             seed=0)
+    settings = Settings(TRAIN_EPOCHS, TRAIN_BATCH, 1e-3, "adam", "auto", "none", False, 0, 0, "cpu")
+    compile_model(network, settings, target)
+
+    class Clock(keras.callbacks.Callback):
+        seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    clock = Clock()
+    if mode == "streamed":
+        network.fit(stream.tf_dataset().repeat(), steps_per_epoch=stream.steps, epochs=TRAIN_EPOCHS, verbose=0,
+                    callbacks=[clock])
+    else:
+        inputs, targets, weights = load_in_memory(stream)
+        network.fit(inputs["x1"], targets, sample_weight=weights, batch_size=TRAIN_BATCH, epochs=TRAIN_EPOCHS,
+                    shuffle=True, verbose=0, callbacks=[clock])
+    return {"samples": dataset.count, "seconds": clock.seconds, "patch": patch, "bands": bands,
+            "parameters": int(network.count_params())}
+
+
+def bench_training(workdir: Path) -> dict:
+    """Per model: in memory, then streamed, each in a fresh process; samples/s over the timed epochs."""
+    made = run_child("train-data", workdir)["made"]
+    for model, seconds in made.items():
+        print(f"  made the {model} dataset in {seconds:.1f} s: {train_dataset_path(model).parent.relative_to(ROOT)}")
+    results = {}
+    for model in TRAIN_MODELS:
+        rates = {}
+        for mode in ("memory", "streamed"):
+            answer = run_child("train", workdir, model, mode)
+            timed = answer["seconds"][1:]
+            rates[mode] = answer["samples"] * len(timed) / sum(timed)
+            epochs = ", ".join(f"{s:.1f}" for s in answer["seconds"])
+            print(f"  {model:<9} {mode:<8}: {answer['samples']} patches {answer['patch']}x{answer['patch']}x"
+                  f"{answer['bands']}, epochs {epochs} s -> {rates[mode]:6.0f} samples/s (first epoch not timed;"
+                  f" peak RSS {answer['peak_rss_mib']:.0f} MiB)")
+        results[model] = rates
+    return results
+
+
 CHILDREN = {"prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
             "extract-naive": child_extract_naive, "baseline": child_baseline, "sample": child_sample,
-            "compare": child_compare}
+            "compare": child_compare, "train-data": child_train_data, "train": child_train}
 
 
 def child_main(name: str, workdir: str, answer_path: str, *args: str) -> int:

@@ -21,6 +21,8 @@ from .patches import PatchesImage
 from .raster import open_raster
 
 CHUNK = 64  # consecutive patches per read
+LABELS = "labels"  # the labels image (one class id per patch), as a pseudo-source
+LABEL_PATCHES = "label_patches"  # OTBTF label patches described by Describe patches
 DEFAULT_WINDOW_BYTES = 256 << 20  # shuffle window: patches mixed together
 
 
@@ -38,9 +40,20 @@ class PatchDataset:
         if self.count <= 0:
             raise PatchFlowError(f"the dataset {path} holds no patch. Extract patches again with points inside "
                                  "the rasters.", parameter)
+        self._label_patches_as_source()
         self.sources = {source["name"]: source for source in self.manifest["sources"]}
         self._images: dict[str, PatchesImage] = {}
         self._labels: np.ndarray | None = None
+
+    def _label_patches_as_source(self) -> None:
+        """OTBTF label patches (a 'labels' entry of p x p px, from Describe patches) are a label
+        source for segmentation, not one label per patch."""
+        labels = self.manifest.get("labels")
+        if labels and int(labels.get("patch_size") or 1) > 1:
+            self.manifest["sources"].append({
+                "name": LABEL_PATCHES, "parameter": "LABELS", "role": "label", "patches": labels["patches"],
+                "patch_size": int(labels["patch_size"]), "dtype": labels.get("dtype"), "bands": [{"nodata": None}]})
+            self.manifest["labels"] = None
 
     @property
     def classes(self) -> list[dict]:
@@ -85,7 +98,6 @@ class PatchDataset:
         return self.image(name).read(start, stop)
 
 
-LABELS = "labels"  # the labels image (one class id per patch), as a pseudo-source
 
 
 @dataclass

@@ -396,11 +396,12 @@ def run_train_model(params, context) -> dict:
     strategy = select_device(settings.device, context.reporter)
     seed_everything(settings.seed)
     work = output + WORK_SUFFIX
-    state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME", True),
-                                context.reporter)
     with strategy.scope():
         model, card = obtain_model(params, train, settings)
         plan = plan_training(params, model, card, train, valid, settings)
+        # only now, with every input checked, is anything written
+        state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME", True),
+                                    context.reporter)
         if state is not None:
             import keras
 
@@ -412,11 +413,24 @@ def run_train_model(params, context) -> dict:
     first_epoch = state.epoch
     stopped_early = settings.patience and first_epoch - state.best_epoch >= settings.patience
     if first_epoch < settings.epochs and not stopped_early:
-        fit(model, plan, context, state, work, settings, first_epoch)
+        try:
+            fit(model, plan, context, state, work, settings, first_epoch)
+        except BaseException:
+            keep_or_drop_checkpoint(work, state, context.reporter)
+            raise
     if settings.patience and os.path.exists(os.path.join(work, BEST)):
         model.load_weights(os.path.join(work, BEST))
         context.reporter.log(f"kept the weights of the best epoch ({state.best_epoch})")
     return finish(params, context, model, plan, state, work, output, settings)
+
+
+def keep_or_drop_checkpoint(work: str, state: State, reporter) -> None:
+    """After an interrupted fit: keep the last complete epoch for RESUME, or remove an empty start."""
+    if state.epoch and os.path.exists(os.path.join(work, CHECKPOINT)):
+        reporter.log(f"training stopped after epoch {state.epoch}; its checkpoint is kept in {work}: run again "
+                     "with RESUME to continue from there.")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
