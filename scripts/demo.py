@@ -8,9 +8,10 @@ Each step is one headless ``qgis_process --json run patchflow:<algorithm>`` in a
 exactly what a user could type. The outputs, a text summary and ``report.html`` go to
 demo-output/ (recreated on every run). Standard library only.
 
-To extend the chain (training, serving, accuracy assessment, super-resolution), append a
-``Step`` to ``build_steps`` with a ``summarize`` function; the runner, the text summary and the
-report need no change.
+To extend the chain (super-resolution next), append a ``Step`` to ``build_steps`` with a
+``summarize`` function; the runner, the text summary and the report need no change. A step's
+``Summary.scores`` rows (overall accuracy, kappa) join the comparison table at the top of the
+report; its ``Summary.key_outputs`` are linked there too.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ NOISE = ("DeprecationWarning: setapi() is deprecated", "XDG_RUNTIME_DIR not set"
 
 IMAGE = "landsat_multiband.tif"
 POLYGONS = "landsat96_polygons.shp"
+# The 34 polygons are few and clustered (all 46 agriculture samples lie in one block): with this seed
+# the training set holds all 7 classes and validation 6 of them, which training needs (the validation
+# classes must be among the training classes).
+SPLIT_SEED = 3
+EPOCHS = 30
 
 
 # ---- what a step is, what it produced ---------------------------------------------------------
@@ -56,6 +62,17 @@ class ClassCount:
 
 
 @dataclass
+class Score:
+    """One row of the comparison table: how well a model or map agrees with the validation set."""
+
+    what: str
+    oa: float
+    kappa: float
+    evaluated_on: str  # "556 validation patches"
+    evidence: Path  # the report or CSV that gives the details
+
+
+@dataclass
 class Summary:
     """What the text summary and the report show about one step."""
 
@@ -65,6 +82,8 @@ class Summary:
     outputs: list[tuple[str, Path]] = field(default_factory=list)  # (what, path)
     styled: list[tuple[Path, Path]] = field(default_factory=list)  # (layer, QML sidecar)
     notes: list[str] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
+    key_outputs: list[tuple[str, Path]] = field(default_factory=list)  # linked at the top of the report
 
 
 @dataclass
@@ -190,7 +209,7 @@ def build_steps(data: Path, out: Path) -> list[Step]:
              summarize_samples, [samples]),
         Step("split", "Split into training / validation on a grid", "patchflow:gridsplit",
              [("INPUT", image), ("SAMPLES", str(samples)), ("CLASS_FIELD", "class"), ("PATCH_SIZE", size),
-              ("BLOCK_SIZE", "4"), ("TRAIN", "0.7"), ("VALID", "0.3"), ("TEST", "0"),
+              ("BLOCK_SIZE", "4"), ("SEED", str(SPLIT_SEED)), ("TRAIN", "0.7"), ("VALID", "0.3"), ("TEST", "0"),
               ("OUTPUT_TRAIN", str(train)), ("OUTPUT_VALID", str(valid))],
              summarize_split, [train, valid]),
     ]
@@ -201,9 +220,88 @@ def build_steps(data: Path, out: Path) -> list[Step]:
             [("INPUT", str(points)), ("SOURCE1", image), ("PATCH_SIZE1", size), ("CLASS_FIELD", "class"),
              ("OUTPUT", str(manifest))],
             summarize_patches(name), [manifest]))
-    # Next: training on patches/train.json + valid.json, serving the model over the scene,
-    # accuracy assessment, super-resolution: append their Steps here.
+    steps += learning_steps(image, valid, patches / "train.json", patches / "valid.json", out)
+    # Next: super-resolution: append its Steps here.
     return steps
+
+
+def validation_size(manifest: Path) -> str:
+    return f"{json.loads(manifest.read_text(encoding='utf-8')).get('n_patches')} validation patches"
+
+
+def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out: Path) -> list[Step]:
+    """Train the patch CNN, a per-pixel and a deep-features Random Forest, map the scene with the
+    deep-features one and assess the map against the validation points."""
+    model = out / "model"
+    rf_pixels, rf_deep = out / "classifiers" / "rf_pixels.joblib", out / "classifiers" / "rf_deep.joblib"
+    class_map = out / "map" / "classes.tif"
+    accuracy_html, accuracy_csv = out / "map" / "accuracy.html", out / "map" / "accuracy.csv"
+
+    def summarize_training(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        r = run.results
+        report = Path(r["REPORT"])
+        return Summary(
+            facts=[("epochs", str(r.get("EPOCHS_RUN"))), ("lowest validation loss at epoch", str(r.get("BEST_EPOCH"))),
+                   ("validation OA", f"{r['OA']:.3f}"), ("kappa", f"{r['KAPPA']:.3f}")],
+            outputs=[("training report", report), ("model card", Path(r["CARD"])),
+                     ("SavedModel", model / "saved_model.pb")],
+            scores=[Score("Patch CNN (softmax)", r["OA"], r["KAPPA"], validation_size(valid), report)],
+            key_outputs=[("training report (curves, confusion matrix, per-class scores)", report)],
+        )
+
+    def summarize_classifier(label: str) -> Callable[[Step, Run, dict[str, Run]], Summary]:
+        def summarize(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+            r = run.results
+            scores = Path(r["VALIDATION_CSV"])
+            return Summary(
+                facts=[("training samples", str(r.get("COUNT"))), ("features per sample", str(r.get("N_FEATURES"))),
+                       ("validation OA", f"{r['VALID_OA']:.3f}"), ("kappa", f"{r['VALID_KAPPA']:.3f}")],
+                outputs=[("classifier", Path(r["OUTPUT"])), ("description", Path(r["DESCRIPTION"])),
+                         ("validation scores", scores)],
+                scores=[Score(label, r["VALID_OA"], r["VALID_KAPPA"], validation_size(valid), scores)],
+            )
+        return summarize
+
+    def summarize_classify(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        return Summary(
+            facts=[("pixels classified", str(run.results.get("COUNT")))],
+            outputs=[("class map", class_map)],
+            styled=sidecars(class_map),
+            key_outputs=[("class map (deep-features Random Forest), styled by its .qml", class_map)],
+        )
+
+    def summarize_accuracy(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        r = run.results
+        return Summary(
+            facts=[("points", str(r.get("N"))), ("OA", f"{r['OA']:.3f}"), ("kappa", f"{r['KAPPA']:.3f}"),
+                   ("macro F1", f"{r['MACRO_F1']:.3f}")],
+            outputs=[("accuracy report", accuracy_html), ("scores", accuracy_csv)],
+            scores=[Score("Class map (deep-features RF) at the validation points", r["OA"], r["KAPPA"],
+                          f"{r.get('N')} validation points", accuracy_html)],
+            key_outputs=[("map accuracy report (confusion matrix)", accuracy_html)],
+        )
+
+    datasets = [("DATASET", str(train)), ("VALID", str(valid))]
+    return [
+        Step("train", "Train the patch CNN", "patchflow:trainmodel",
+             [("TRAIN", str(train)), ("VALID", str(valid)), ("ARCHITECTURE", "0"), ("EPOCHS", str(EPOCHS)),
+              ("BATCH_SIZE", "32"), ("AUGMENT", "true"), ("CLASS_WEIGHTS", "true"), ("SEED", "0"),
+              ("OVERWRITE", "true"), ("OUTPUT", str(model))],
+             summarize_training, [model / "saved_model.pb", model / "report.html"]),
+        Step("rf-pixels", "Per-pixel Random Forest (baseline)", "patchflow:trainclassifier",
+             [*datasets, ("SEED", "0"), ("OUTPUT", str(rf_pixels))],
+             summarize_classifier("Per-pixel Random Forest (5 band values)"), [rf_pixels]),
+        Step("rf-deep", "Random Forest on the CNN's deep features", "patchflow:trainclassifier",
+             [*datasets, ("MODEL", str(model / "saved_model.pb")), ("SEED", "0"), ("OUTPUT", str(rf_deep))],
+             summarize_classifier("Random Forest on the CNN's deep features"), [rf_deep]),
+        Step("classify", "Classify the scene (deep features)", "patchflow:classify",
+             [("INPUT", image), ("CLASSIFIER", str(rf_deep)), ("OUTPUT", str(class_map))],
+             summarize_classify, [class_map, class_map.with_suffix(".qml")]),
+        Step("accuracy", "Assess the map's accuracy at the validation points", "patchflow:assessaccuracy",
+             [("INPUT", str(class_map)), ("REFERENCE", str(valid_points)), ("CLASS_FIELD", "class"),
+              ("OUTPUT_HTML", str(accuracy_html)), ("OUTPUT_CSV", str(accuracy_csv))],
+             summarize_accuracy, [accuracy_html, accuracy_csv]),
+    ]
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -370,26 +468,67 @@ def html_step(index: int, run: Run, out: Path) -> str:
     return "\n".join(parts)
 
 
+def all_scores(runs: list[Run]) -> list[Score]:
+    return [score for run in runs for score in run.summary.scores]
+
+
+def text_comparison(runs: list[Run]) -> str:
+    scores = all_scores(runs)
+    if not scores:
+        return ""
+    width = max(len(s.what) for s in scores)
+    lines = [f"  {'':<{width}}     OA  kappa  evaluated on"]
+    lines += [f"  {s.what:<{width}}  {s.oa:.3f}  {s.kappa:.3f}  {s.evaluated_on}" for s in scores]
+    return "\n".join(lines)
+
+
+def html_comparison(runs: list[Run], out: Path) -> str:
+    e = html.escape
+    scores = all_scores(runs)
+    key_outputs = [pair for run in runs for pair in run.summary.key_outputs]
+    if not scores and not key_outputs:
+        return ""
+    parts = ["<h2>Results</h2>"]
+    if scores:
+        rows = "".join(
+            f"<tr><td>{e(s.what)}</td><td>{s.oa:.3f}</td><td>{s.kappa:.3f}</td><td>{e(s.evaluated_on)}</td>"
+            f"<td><a href='{e(os.path.relpath(s.evidence, out))}'>{e(s.evidence.name)}</a></td></tr>"
+            for s in scores)
+        parts.append("<table><tr><th>model / map</th><th>overall accuracy</th><th>kappa</th><th>evaluated on</th>"
+                     f"<th>details</th></tr>{rows}</table>")
+    styles = dict(pair for run in runs for pair in run.summary.styled)
+    links = []
+    for what, path in key_outputs:
+        link = f"<li>{e(what)}: <a href='{e(os.path.relpath(path, out))}'>{e(shown(path))}</a>"
+        if path in styles:
+            link += f" + <a href='{e(os.path.relpath(styles[path], out))}'>{e(styles[path].name)}</a>"
+        links.append(link + "</li>")
+    if links:
+        parts.append("<ul>" + "".join(links) + "</ul>")
+    return "\n".join(parts)
+
+
 def write_report(out: Path, data: Path, runs: list[Run], failure: StepFailed | None, total_s: float) -> Path:
     e = html.escape
     status = (f"<p class='failed'>Failed at {e(failure.step.title)}: {e(failure.reason)}</p>" if failure
               else f"<p>All {len(runs)} steps succeeded in {total_s:.1f} s.</p>")
     body = [(f"<h1>PatchFlow demo</h1><p class='muted'>{e(time.strftime('%Y-%m-%d %H:%M:%S'))}; data: "
              f"{e(shown(data))}; every step is one headless <code>qgis_process</code> run "
-             f"(<code>scripts/qgis_process.sh</code>).</p>"), status]
+             f"(<code>scripts/qgis_process.sh</code>).</p>"), status, html_comparison(runs, out)]
     body += [html_step(i, run, out) for i, run in enumerate(runs, start=1)]
     if failure:
         body.append(f"<h2 class='failed'>{len(runs) + 1}. {e(failure.step.title)}: failed after "
                     f"{failure.seconds:.1f} s</h2><pre>{e(shlex.join(failure.command))}</pre>"
                     f"<p>{e(failure.reason)}</p><pre>{e(failure.tail)}</pre>")
-    body.append("<p class='muted'>Next in the chain (later releases): training, serving, accuracy assessment, "
-                "super-resolution.</p>")
+    body.append("<p class='muted'>Next in the chain (a later release): super-resolution.</p>")
     report = out / "report.html"
     report.write_text("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>PatchFlow demo</title>"
                       f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n",
                       encoding="utf-8")
     summary = {
         "ok": failure is None, "seconds": round(total_s, 2),
+        "scores": [{"what": s.what, "oa": s.oa, "kappa": s.kappa, "evaluated_on": s.evaluated_on,
+                    "details": str(s.evidence)} for s in all_scores(runs)],
         "steps": [{"key": r.step.key, "algorithm": r.step.algorithm, "command": r.command,
                    "seconds": round(r.seconds, 2), "results": r.results,
                    "classes": {col: [c.__dict__ for c in cs] for col, cs in r.summary.classes.items()},
@@ -433,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     styled = [pair for run in runs.values() for pair in run.summary.styled]
     print(f"\nDone: {len(runs)} steps in {total_s:.1f} s.")
+    comparison = text_comparison(list(runs.values()))
+    if comparison:
+        print(comparison)
     print(f"  outputs:        {shown(out)}/")
     for layer, qml in styled:
         print(f"  styled layer:   {shown(layer)} + {qml.name} (QGIS applies the .qml when it opens the layer)")
@@ -440,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         for what, path in run.summary.outputs:
             if what == "manifest":
                 print(f"  manifest:       {shown(path)}")
+        for what, path in run.summary.key_outputs:
+            print(f"  {what.split(' (')[0] + ':':<15} {shown(path)}")
     print(f"  report:         {shown(report)}")
     return 0
 

@@ -92,6 +92,10 @@ class PatchDataset:
             self._labels = values.reshape(-1)
         return self._labels
 
+    def close(self) -> None:
+        """Close the patches-images (TensorFlow may keep this object alive as long as the process)."""
+        self._images.clear()
+
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
         if name == LABELS:
             return self.labels()[start:stop]

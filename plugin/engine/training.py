@@ -393,6 +393,16 @@ def run_train_model(params, context) -> dict:
     train = PatchDataset(params.string("TRAIN"), "TRAIN")
     valid_path = params.string("VALID", None)
     valid = PatchDataset(valid_path, "VALID") if valid_path else None
+    try:
+        return train_and_export(params, context, settings, output, train, valid)
+    finally:  # TensorFlow keeps the data generators alive: let go of the files now
+        for dataset in (train, valid):
+            if dataset is not None:
+                dataset.close()
+
+
+def train_and_export(params, context, settings: Settings, output: str, train: PatchDataset,
+                     valid: PatchDataset | None) -> dict:
     strategy = select_device(settings.device, context.reporter)
     seed_everything(settings.seed)
     work = output + WORK_SUFFIX

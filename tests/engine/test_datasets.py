@@ -179,9 +179,9 @@ def test_in_memory_copy_equals_the_stream_in_file_order(tmp_path):
 
 def test_tf_dataset_gives_a_new_order_each_pass(tmp_path):
     stream = stream_of(write_dataset(tmp_path, 40), batch=40)
-    dataset = stream.tf_dataset().repeat()
-    iterator = iter(dataset)
-    first, second = next(iterator), next(iterator)
+    # a finite take(): an iterator left open on an endless generator dataset crashes TensorFlow at exit
+    first, second = list(stream.tf_dataset().repeat().take(2))
+    stream.dataset.close()  # TensorFlow keeps the generator (and its GDAL datasets) until the process ends
     assert first[0].shape == (40, 8, 8, 2) and first[1].dtype.name == "int32"
     assert sorted(first[0].numpy()[:, 0, 0, 0]) == sorted(second[0].numpy()[:, 0, 0, 0])
     assert not np.array_equal(first[0].numpy(), second[0].numpy())
