@@ -83,7 +83,7 @@ class Summary:
     styled: list[tuple[Path, Path]] = field(default_factory=list)  # (layer, QML sidecar)
     notes: list[str] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
-    key_outputs: list[tuple[str, Path]] = field(default_factory=list)  # linked at the top of the report
+    key_outputs: list[tuple[str, Path]] = field(default_factory=list)  # (short name, path): at the top too
 
 
 @dataclass
@@ -246,7 +246,7 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
             outputs=[("training report", report), ("model card", Path(r["CARD"])),
                      ("SavedModel", model / "saved_model.pb")],
             scores=[Score("Patch CNN (softmax)", r["OA"], r["KAPPA"], validation_size(valid), report)],
-            key_outputs=[("training report (curves, confusion matrix, per-class scores)", report)],
+            key_outputs=[("model report", report)],
         )
 
     def summarize_classifier(label: str) -> Callable[[Step, Run, dict[str, Run]], Summary]:
@@ -267,7 +267,7 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
             facts=[("pixels classified", str(run.results.get("COUNT")))],
             outputs=[("class map", class_map)],
             styled=sidecars(class_map),
-            key_outputs=[("class map (deep-features Random Forest), styled by its .qml", class_map)],
+            key_outputs=[("class map", class_map)],
         )
 
     def summarize_accuracy(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
@@ -278,7 +278,7 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
             outputs=[("accuracy report", accuracy_html), ("scores", accuracy_csv)],
             scores=[Score("Class map (deep-features RF) at the validation points", r["OA"], r["KAPPA"],
                           f"{r.get('N')} validation points", accuracy_html)],
-            key_outputs=[("map accuracy report (confusion matrix)", accuracy_html)],
+            key_outputs=[("map accuracy", accuracy_html)],
         )
 
     datasets = [("DATASET", str(train)), ("VALID", str(valid))]
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             if what == "manifest":
                 print(f"  manifest:       {shown(path)}")
         for what, path in run.summary.key_outputs:
-            print(f"  {what.split(' (')[0] + ':':<15} {shown(path)}")
+            print(f"  {what + ':':<15} {shown(path)}")
     print(f"  report:         {shown(report)}")
     return 0
 

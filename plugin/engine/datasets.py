@@ -128,6 +128,7 @@ class Target:
     class_ids: list[int] = field(default_factory=list)
     nodata: float | None = None  # label value to ignore (weight 0)
     class_weights: np.ndarray | None = None
+    model_classes: int | None = None  # classes from this index on are unknown to the model: weight 0
 
     def prepare(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw target values -> (targets, sample weights) shaped (n, *shape)."""
@@ -143,6 +144,9 @@ class Target:
         weights = valid.astype(np.float32)
         if self.class_weights is not None:
             weights *= self.class_weights[indices]
+        if self.model_classes is not None:  # e.g. a validation class absent from training: Keras cannot score it
+            unknown = indices >= self.model_classes
+            weights[unknown], indices = 0.0, np.where(unknown, 0, indices)
         return indices.astype(np.int32), weights
 
 
@@ -168,6 +172,17 @@ def unknown_labels(values: np.ndarray, class_ids: list[int], nodata: float | Non
     if nodata is not None:
         found = found[found != nodata]
     return sorted(int(v) for v in np.setdiff1d(found, np.asarray(class_ids)))
+
+
+def label_values(dataset: PatchDataset, target: Target) -> list[int]:
+    """Every label value of the dataset (label nodata excluded), read chunk by chunk."""
+    found: set[int] = set()
+    step = 4096 if target.source == LABELS else CHUNK
+    for start in range(0, dataset.count, step):
+        raw = dataset.read(target.source, start, min(dataset.count, start + step))
+        values = np.unique(raw if raw.ndim == 1 else centre_crop(raw, target.shape[0]))
+        found.update(int(v) for v in values if target.nodata is None or v != target.nodata)
+    return sorted(found)
 
 
 def label_counts(dataset: PatchDataset, target: Target) -> np.ndarray:

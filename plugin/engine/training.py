@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .datasets import LABELS, BatchStream, Feed, PatchDataset, Target, balanced_weights, label_counts
+from .datasets import (
+    LABELS,
+    BatchStream,
+    Feed,
+    PatchDataset,
+    Target,
+    balanced_weights,
+    label_counts,
+    label_values,
+)
 from .errors import Cancelled, PatchFlowError
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec
 
@@ -408,7 +417,7 @@ def train_and_export(params, context, settings: Settings, output: str, train: Pa
     work = output + WORK_SUFFIX
     with strategy.scope():
         model, card = obtain_model(params, train, settings)
-        plan = plan_training(params, model, card, train, valid, settings)
+        plan = plan_training(params, model, card, train, valid, settings, context.reporter)
         # only now, with every input checked, is anything written
         state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME", True),
                                     context.reporter)
@@ -454,7 +463,7 @@ class Plan:
 
 
 def plan_training(params, model, card: ModelCard | None, train: PatchDataset, valid: PatchDataset | None,
-                  settings: Settings) -> Plan:
+                  settings: Settings, context_reporter) -> Plan:
     names = input_names(model)
     mapping = parse_inputs(params.string("INPUTS", None), names, train, card)
     feeds = make_feeds(model, card, mapping, train, params.choice("NORMALIZATION", ("auto", "dataset", "none"),
@@ -478,13 +487,31 @@ def plan_training(params, model, card: ModelCard | None, train: PatchDataset, va
                                      "VALID")
         valid_target = Target(target.source, target.kind, target.shape, target.class_ids, target.nodata)
         if valid_target.kind == "classes":
-            label_counts(valid, valid_target)
+            classes = classes + validation_only_classes(valid, valid_target, classes, context_reporter)
         valid_stream = BatchStream(valid, feeds, valid_target, settings.batch_size)
     train_stream = BatchStream(train, feeds, target, settings.batch_size, shuffle=True, augment=settings.augment,
                                seed=settings.seed)
     architecture = card.architecture if card is not None else "user"
-    return Plan(card_for(model, card, feeds, target, classes, architecture), train_stream, valid_stream, target,
-                classes, architecture)
+    model_classes = classes[:len(target.class_ids)] if target.kind == "classes" else classes
+    return Plan(card_for(model, card, feeds, target, model_classes, architecture), train_stream, valid_stream,
+                target, classes, architecture)
+
+
+def validation_only_classes(valid: PatchDataset, target: Target, classes: list[dict], reporter) -> list[dict]:
+    """Classes found only in the validation set: the model cannot predict them, so their samples are
+    scored as errors (honest figures) but left out of the validation loss."""
+    extra = [v for v in label_values(valid, target) if v not in target.class_ids]
+    if not extra:
+        return []
+    known = {int(c["id"]): c for c in valid.classes}
+    added = [known.get(v, {"id": v, "name": f"class {v}", "color": "#7f7f7f"}) for v in extra]
+    names = ", ".join(f"{c['id']} ({c.get('name', '')})" for c in added)
+    reporter.warning(f"the validation set has class(es) absent from training: {names}. The model cannot predict "
+                     "them; their samples count as errors in the scores.")
+    target.class_ids = target.class_ids + extra
+    target.model_classes = len(target.class_ids) - len(extra)
+    return [{"id": int(c["id"]), "name": c.get("name", f"class {c['id']}"), "color": c.get("color", "#7f7f7f")}
+            for c in added]
 
 
 def fit(model, plan: Plan, context, state: State, work: str, settings: Settings, first_epoch: int) -> None:
@@ -532,10 +559,10 @@ def finish(params, context, model, plan: Plan, state: State, work: str, output: 
 
     scores, scores_label = None, ""
     if plan.target.kind == "classes":
-        stream = plan.valid_stream or BatchStream(plan.train_stream.dataset, plan.train_stream.feeds,
-                                                  Target(plan.target.source, "classes", plan.target.shape,
-                                                         plan.target.class_ids, plan.target.nodata),
-                                                  settings.batch_size)
+        scored = plan.valid_stream or plan.train_stream
+        stream = BatchStream(scored.dataset, scored.feeds,
+                             Target(plan.target.source, "classes", plan.target.shape,
+                                    [int(c["id"]) for c in plan.classes], plan.target.nodata), settings.batch_size)
         scores = evaluate(model, stream, plan.classes, context)
         scores_label = "validation set" if plan.valid_stream else "training set (no validation set: optimistic)"
         context.reporter.log(f"{scores_label}: overall accuracy {scores.overall_accuracy:.4f}, kappa "

@@ -239,3 +239,21 @@ def test_an_existing_output_is_refused_unless_overwrite(nc_sets, tmp_path):
     assert error.value.parameter == "OUTPUT" and (output / "keep.txt").exists()
     run("train_model", TRAIN=str(nc_sets / "train.json"), EPOCHS=1, OUTPUT=str(output), OVERWRITE=True)
     assert (output / "saved_model.pb").exists() and not (output / "keep.txt").exists()
+
+
+def test_a_validation_class_absent_from_training_counts_as_errors(tmp_path):
+    from test_datasets import write_dataset
+
+    train = write_dataset(tmp_path / "train", 60, size=16, classes=(1, 2, 5))
+    valid = write_dataset(tmp_path / "valid", 40, size=16, classes=(1, 2, 5, 9))
+    reporter = Reporter()
+    outputs = run_job(protocol.Job("train_model", {"TRAIN": train, "VALID": valid, "EPOCHS": 1,
+                                                   "OUTPUT": str(tmp_path / "m")}, "v"), reporter)
+    assert any("absent from training: 9" in warning for warning in reporter.warnings)
+    with open(tmp_path / "m" / "validation.csv") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle) if row["id"]}
+    assert int(rows["9"]["reference"]) == 10 and int(rows["9"]["predicted"]) == 0
+    assert sum(int(row["reference"]) for row in rows.values()) == 40  # every validation sample is scored
+    card = json.loads((tmp_path / "m" / "patchflow_card.json").read_text())
+    assert [c["id"] for c in card["classes"]] == [1, 2, 5]
+    assert outputs["OA"] <= 0.75

@@ -54,6 +54,10 @@ def test_chain_through_qgis_process(qgis_env, nc, tmp_path):
         assert {c["name"] for c in manifest["classes"]} <= {
             "agriculture", "developed", "forest", "herbaceous", "sediment", "shrubland", "water"}
         assert Path(result["PATCHES1"]).exists() and Path(result["LABELS"]).exists()
+    trained = qgis_process(qgis_env, "trainmodel", TRAIN=tmp_path / "train.json", VALID=tmp_path / "valid.json",
+                           EPOCHS=3, OUTPUT=tmp_path / "model")
+    assert Path(trained["REPORT"]).exists() and (tmp_path / "model" / "saved_model.pb").exists()
+    assert 0 < trained["KAPPA"] <= 1 and trained["EPOCHS_RUN"] == 3
 
 
 @pytest.mark.slow
