@@ -73,6 +73,13 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
                 f"'{layer.providerType()}'). Save it as a GeoTIFF first.")
         return layer.source()
 
+    def model_path(self, parameters: dict, name: str, context: QgsProcessingContext) -> str | None:
+        """A SavedModel is a folder: the file picker gives its saved_model.pb, the engine wants the folder."""
+        path = self.parameterAsFile(parameters, name, context)
+        if path and os.path.basename(path) == "saved_model.pb":
+            return os.path.dirname(path)
+        return path or None
+
     def vector_path(self, parameters: dict, name: str, context: QgsProcessingContext,
                     feedback: QgsProcessingFeedback) -> str | None:
         """A file the worker can read: the layer's own file, or a GeoPackage export of it

@@ -3,8 +3,6 @@ TrainClassifierFromDeepFeatures; without a model, the classic per-pixel classifi
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
@@ -22,13 +20,6 @@ DOUBLE = QgsProcessingParameterNumber.Double
 # the engine's names (plugin/engine/deepfeatures.py CLASSIFIERS), in the order the enum shows them
 CLASSIFIERS = ("rf", "svm")
 CLASSIFIER_LABELS = ("Random Forest", "SVM (RBF kernel, standardised features, calibrated probabilities)")
-
-
-def model_path(path: str | None) -> str | None:
-    """A SavedModel is a folder: the file picker gives its saved_model.pb, the engine wants the folder."""
-    if path and os.path.basename(path) == "saved_model.pb":
-        return os.path.dirname(path)
-    return path or None
 
 
 class TrainClassifier(PatchFlowAlgorithm):
@@ -83,7 +74,7 @@ class TrainClassifier(PatchFlowAlgorithm):
         job = {
             "DATASET": self.parameterAsFile(parameters, "DATASET", context),
             "VALID": self.parameterAsFile(parameters, "VALID", context) or None,
-            "MODEL": model_path(self.parameterAsFile(parameters, "MODEL", context)),
+            "MODEL": self.model_path(parameters, "MODEL", context),
             "FEATURE_OUTPUT": self.parameterAsString(parameters, "FEATURE_OUTPUT", context) or "features",
             "CLASSIFIER": CLASSIFIERS[self.parameterAsEnum(parameters, "CLASSIFIER", context)],
             "N_TREES": self.parameterAsInt(parameters, "N_TREES", context),

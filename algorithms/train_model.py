@@ -106,15 +106,13 @@ class TrainModel(PatchFlowAlgorithm):
             self.addParameter(parameter)
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
-        from .train_classifier import model_path
-
         def enum(name: str, values: tuple[str, ...]) -> str:
             return values[self.parameterAsEnum(parameters, name, context)]
 
         job = {
             "TRAIN": self.parameterAsFile(parameters, "TRAIN", context),
             "VALID": self.parameterAsFile(parameters, "VALID", context) or None,
-            "MODEL": model_path(self.parameterAsFile(parameters, "MODEL", context) or None),
+            "MODEL": self.model_path(parameters, "MODEL", context),
             "ARCHITECTURE": enum("ARCHITECTURE", ARCHITECTURES),
             "EPOCHS": self.parameterAsInt(parameters, "EPOCHS", context),
             "BATCH_SIZE": self.parameterAsInt(parameters, "BATCH_SIZE", context),
