@@ -24,6 +24,7 @@ CHUNK = 64  # consecutive patches per read
 LABELS = "labels"  # the labels image (one class id per patch), as a pseudo-source
 LABEL_PATCHES = "label_patches"  # OTBTF label patches described by Describe patches
 DEFAULT_WINDOW_BYTES = 256 << 20  # shuffle window: patches mixed together
+BLOCK_BYTES = 16 << 20  # model inputs prepared and handed to TensorFlow at once (whole batches)
 
 
 class PatchDataset:
@@ -115,7 +116,16 @@ class Feed:
     normalization: Normalization
 
     def prepare(self, patches: np.ndarray) -> np.ndarray:
-        return self.normalization.apply(centre_crop(patches, self.size))
+        patches = centre_crop(patches, self.size)
+        norm = self.normalization
+        if norm.kind != "standard":
+            return norm.apply(patches)
+        # Normalization.apply's arithmetic, in place in one new array (the stream's hot loop)
+        data = patches.astype(np.float32)
+        data -= np.asarray(norm.mean, dtype=np.float32)
+        std = np.asarray(norm.std, dtype=np.float32)
+        data /= np.where(std > 0, std, 1.0)
+        return data
 
 
 @dataclass
@@ -140,7 +150,8 @@ class Target:
         else:  # label patches (n, p, p, 1)
             raw = centre_crop(values, self.shape[0])[..., 0]
         valid = np.ones(raw.shape, bool) if self.nodata is None else raw != self.nodata
-        indices = class_indices(np.where(valid, raw, self.class_ids[0]), self.class_ids)
+        indices = class_indices(raw if self.nodata is None else np.where(valid, raw, self.class_ids[0]),
+                                self.class_ids)
         weights = valid.astype(np.float32)
         if self.class_weights is not None:
             weights *= self.class_weights[indices]
@@ -163,6 +174,11 @@ def class_indices(values: np.ndarray, class_ids: list[int]) -> np.ndarray:
     """Class ids -> model indices 0..C-1; values must be among ``class_ids``."""
     ids = np.asarray(class_ids)
     order = np.argsort(ids)
+    low, high = int(ids.min()), int(ids.max())
+    if values.dtype.kind in "iu" and high - low <= 65536 and \
+            np.iinfo(values.dtype).min <= low and high <= np.iinfo(values.dtype).max:  # a lookup table
+        table = order[np.clip(np.searchsorted(ids[order], np.arange(low, high + 1)), 0, len(ids) - 1)]
+        return table[np.clip(values, low, high) - low]
     position = np.clip(np.searchsorted(ids[order], values), 0, len(ids) - 1)
     return order[position]
 
@@ -222,6 +238,7 @@ class BatchStream:
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         per_patch = sum(f.size * f.size * f.bands * 4 for f in feeds) or 1
         self.window_chunks = max(1, window_bytes // (per_patch * CHUNK))
+        self.block_batches = max(1, BLOCK_BYTES // (per_patch * batch_size))
         self.next_epoch = 0
 
     @property
@@ -242,6 +259,15 @@ class BatchStream:
         return {name: np.concatenate(parts) for name, parts in window.items()}
 
     def epoch(self, epoch: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+        for inputs, targets, weights in self.blocks(epoch):
+            for start in range(0, len(targets), self.batch_size):
+                stop = start + self.batch_size
+                yield {name: values[start:stop] for name, values in inputs.items()}, targets[start:stop], \
+                    weights[start:stop]
+
+    def blocks(self, epoch: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+        """The epoch's batches, consecutive ones prepared together: (inputs, targets, weights) of
+        whole batches (the epoch's last one may be short), about BLOCK_BYTES of inputs each."""
         rng = np.random.default_rng([self.seed, epoch])
         order = self.chunk_order(rng)
         carry: dict[str, np.ndarray] | None = None
@@ -255,10 +281,25 @@ class BatchStream:
             size = len(next(iter(window.values())))
             last = first + self.window_chunks >= len(order)
             full = size if last else size - size % self.batch_size
-            for start in range(0, full, self.batch_size):
-                yield self.batch({name: values[start:start + self.batch_size] for name, values in window.items()},
-                                 rng)
+            for start in range(0, full, self.block_batches * self.batch_size):
+                stop = min(full, start + self.block_batches * self.batch_size)
+                yield self.prepare({name: values[start:stop] for name, values in window.items()}, rng)
             carry = {name: values[full:] for name, values in window.items()} if full < size else None
+
+    def prepare(self, raw: dict[str, np.ndarray], rng: np.random.Generator):
+        """Consecutive batches at once: normalisation and targets for all, augmentation batch by
+        batch (the same random draws as batch())."""
+        inputs = {feed.input_name: feed.prepare(raw[feed.source]) for feed in self.feeds}
+        targets, weights = self.target.prepare(raw[self.target.source])
+        if self.augment:
+            for start in range(0, len(targets), self.batch_size):
+                part = slice(start, start + self.batch_size)
+                batch = augment({name: values[part] for name, values in inputs.items()}, targets[part],
+                                weights[part], rng)
+                for name in inputs:
+                    inputs[name][part] = batch[0][name]
+                targets[part], weights[part] = batch[1], batch[2]
+        return inputs, targets, weights
 
     def batch(self, raw: dict[str, np.ndarray], rng: np.random.Generator):
         inputs = {feed.input_name: feed.prepare(raw[feed.source]) for feed in self.feeds}
@@ -276,20 +317,30 @@ class BatchStream:
         single = len(self.feeds) == 1  # a one-input model takes the tensor itself, not a dict
 
         def generate():
+            """Blocks of batches, (k, batch size, ...): one hand-over to TensorFlow per block."""
             epoch = self.next_epoch
             self.next_epoch += 1
-            for inputs, targets, weights in self.epoch(epoch):
-                yield (next(iter(inputs.values())) if single else inputs), targets, weights
+            for inputs, targets, weights in self.blocks(epoch):
+                whole = len(targets) - len(targets) % self.batch_size
+                for start, stop, size in ((0, whole, self.batch_size), (whole, len(targets), len(targets) - whole)):
+                    if stop > start:
+                        def stacked(values, start=start, stop=stop, size=size):
+                            return values[start:stop].reshape(-1, size, *values.shape[1:])  # a view, no copy
+                        block = {name: stacked(values) for name, values in inputs.items()}
+                        yield (next(iter(block.values())) if single else block), stacked(targets), stacked(weights)
 
         spatial = self.target.shape
-        input_specs = {f.input_name: tf.TensorSpec((None, f.size, f.size, f.bands), tf.float32) for f in self.feeds}
+        input_specs = {f.input_name: tf.TensorSpec((None, None, f.size, f.size, f.bands), tf.float32)
+                       for f in self.feeds}
         signature = (
             next(iter(input_specs.values())) if single else input_specs,
-            tf.TensorSpec((None, *spatial, *(() if self.target.kind == "classes" else (None,))),
+            tf.TensorSpec((None, None, *spatial, *(() if self.target.kind == "classes" else (None,))),
                           tf.int32 if self.target.kind == "classes" else tf.float32),
-            tf.TensorSpec((None, *spatial), tf.float32),
+            tf.TensorSpec((None, None, *spatial), tf.float32),
         )
-        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+        # the generator runs a block ahead; TensorFlow splits blocks into batches without Python
+        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(1).unbatch() \
+            .prefetch(2)
 
 
 def augment(inputs: dict[str, np.ndarray], targets: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
