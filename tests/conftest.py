@@ -64,3 +64,25 @@ def provider(qgis_app, qgis_processing):
     _PROVIDERS.append(instance)  # the registry holds the C++ side only: keep the Python side alive
     return instance
 
+
+
+@pytest.fixture(scope="session")
+def nc_nearest_mean_map(nc, tmp_path_factory) -> Path:
+    """A real, imperfect classification of the NC scene (nearest class mean of the 5 bands), for
+    accuracy tests that need a map that is neither perfect nor random."""
+    import numpy as np
+    from osgeo import gdal
+
+    source = gdal.Open(str(nc / "landsat_multiband.tif"))
+    image = source.ReadAsArray().astype(np.float64)
+    labels = gdal.Open(str(nc / "landsat96_labelled_pixels.tif")).ReadAsArray()
+    means = np.stack([image[:, labels == c].mean(axis=1) for c in range(1, 8)])
+    classified = (((image[None] - means[:, :, None, None]) ** 2).sum(axis=1).argmin(axis=0) + 1).astype(np.uint8)
+    path = tmp_path_factory.mktemp("nc_map") / "map.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), source.RasterXSize, source.RasterYSize, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(source.GetGeoTransform())
+    ds.SetProjection(source.GetProjection())
+    ds.GetRasterBand(1).WriteArray(classified)
+    ds = None
+    return path
+

@@ -249,24 +249,6 @@ def sample_at_points(raster_path, points_path, field):
     return np.array(reference), np.array(mapped)
 
 
-@pytest.fixture(scope="module")
-def nearest_mean_map(nc, tmp_path_factory):
-    """A real, imperfect classification of the NC scene: nearest class mean of the 5 bands."""
-    source = gdal.Open(str(nc / "landsat_multiband.tif"))
-    image = source.ReadAsArray().astype(np.float64)
-    labels = gdal.Open(str(nc / "landsat96_labelled_pixels.tif")).ReadAsArray()
-    means = np.stack([image[:, labels == c].mean(axis=1) for c in range(1, 8)])
-    distances = ((image[None] - means[:, :, None, None]) ** 2).sum(axis=1)
-    classified = (distances.argmin(axis=0) + 1).astype(np.uint8)
-    path = tmp_path_factory.mktemp("nc_map") / "map.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), source.RasterXSize, source.RasterYSize, 1, gdal.GDT_Byte)
-    ds.SetGeoTransform(source.GetGeoTransform())
-    ds.SetProjection(source.GetProjection())
-    ds.GetRasterBand(1).WriteArray(classified)
-    ds = None
-    return path
-
-
 def check_sklearn(out, reference, mapped):
     labels = sorted(set(reference) | set(mapped))
     assert [c["id"] for c in out["CLASSES"]] == labels
@@ -289,16 +271,16 @@ def test_real_labelled_pixels_against_points(run_op, nc, tmp_path):
     assert names[6] == "water"  # from the points' text field 'label'
 
 
-def test_real_classification_against_points(run_op, nc, nearest_mean_map, tmp_path):
-    out, _ = run_op("assess_accuracy", INPUT=str(nearest_mean_map), REFERENCE=str(nc / "landsat96_points.shp"),
+def test_real_classification_against_points(run_op, nc, nc_nearest_mean_map, tmp_path):
+    out, _ = run_op("assess_accuracy", INPUT=str(nc_nearest_mean_map), REFERENCE=str(nc / "landsat96_points.shp"),
                     CLASS_FIELD="id", **outputs(tmp_path))
-    reference, mapped = sample_at_points(nearest_mean_map, nc / "landsat96_points.shp", "id")
+    reference, mapped = sample_at_points(nc_nearest_mean_map, nc / "landsat96_points.shp", "id")
     assert 0.2 < out["OA"] < 0.9 and len(reference) > 800
     check_sklearn(out, reference, mapped)
 
 
-def test_real_classification_against_polygons_and_label_raster(run_op, nc, nearest_mean_map):
-    source = gdal.Open(str(nearest_mean_map))
+def test_real_classification_against_polygons_and_label_raster(run_op, nc, nc_nearest_mean_map):
+    source = gdal.Open(str(nc_nearest_mean_map))
     burnt = gdal.GetDriverByName("MEM").Create("", source.RasterXSize, source.RasterYSize, 1, gdal.GDT_Int32)
     burnt.SetGeoTransform(source.GetGeoTransform())
     burnt.SetProjection(source.GetProjection())
@@ -306,12 +288,12 @@ def test_real_classification_against_polygons_and_label_raster(run_op, nc, neare
     gdal.RasterizeLayer(burnt, [1], polygons.GetLayer(0), options=["ATTRIBUTE=id"])
     reference, mapped = burnt.ReadAsArray(), source.ReadAsArray()
     inside = reference > 0
-    out, _ = run_op("assess_accuracy", INPUT=str(nearest_mean_map), REFERENCE=str(nc / "landsat96_polygons.shp"),
+    out, _ = run_op("assess_accuracy", INPUT=str(nc_nearest_mean_map), REFERENCE=str(nc / "landsat96_polygons.shp"),
                     CLASS_FIELD="id")
     check_sklearn(out, reference[inside], mapped[inside])
     labels = gdal.Open(str(nc / "landsat96_labelled_pixels.tif")).ReadAsArray()
     labelled = labels > 0
-    out, _ = run_op("assess_accuracy", INPUT=str(nearest_mean_map),
+    out, _ = run_op("assess_accuracy", INPUT=str(nc_nearest_mean_map),
                     REFERENCE_RASTER=str(nc / "landsat96_labelled_pixels.tif"))
     check_sklearn(out, labels[labelled].astype(int), mapped[labelled])
 

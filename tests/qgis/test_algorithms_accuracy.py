@@ -4,28 +4,8 @@ from __future__ import annotations
 
 import csv
 
-import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsVectorLayer
-
-
-@pytest.fixture(scope="module")
-def nc_map(nc, tmp_path_factory):
-    """An imperfect classification of the NC scene: nearest class mean of the 5 bands."""
-    from osgeo import gdal
-
-    source = gdal.Open(str(nc / "landsat_multiband.tif"))
-    image = source.ReadAsArray().astype(np.float64)
-    labels = gdal.Open(str(nc / "landsat96_labelled_pixels.tif")).ReadAsArray()
-    means = np.stack([image[:, labels == c].mean(axis=1) for c in range(1, 8)])
-    classified = (((image[None] - means[:, :, None, None]) ** 2).sum(axis=1).argmin(axis=0) + 1).astype(np.uint8)
-    path = tmp_path_factory.mktemp("nc_map") / "map.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), source.RasterXSize, source.RasterYSize, 1, gdal.GDT_Byte)
-    ds.SetGeoTransform(source.GetGeoTransform())
-    ds.SetProjection(source.GetProjection())
-    ds.GetRasterBand(1).WriteArray(classified)
-    ds = None
-    return str(path)
 
 
 def engine_result(**parameters) -> dict:
@@ -36,7 +16,8 @@ def engine_result(**parameters) -> dict:
     return run_job(protocol.Job("assess_accuracy", parameters, "qgis-test"), Reporter())
 
 
-def test_assess_points_outputs_match_the_engine(run_alg, nc, nc_map, tmp_path):
+def test_assess_points_outputs_match_the_engine(run_alg, nc, nc_nearest_mean_map, tmp_path):
+    nc_map = str(nc_nearest_mean_map)
     points = str(nc / "landsat96_points.shp")
     result = run_alg("assessaccuracy", INPUT=nc_map, REFERENCE=points, CLASS_FIELD="id",
                      OUTPUT_CSV=str(tmp_path / "scores.csv"), OUTPUT_HTML=str(tmp_path / "report.html"),
@@ -57,7 +38,8 @@ def test_assess_points_outputs_match_the_engine(run_alg, nc, nc_map, tmp_path):
     assert first["id"] == 1 and first["reference"] == engine["CLASSES"][0]["reference"]
 
 
-def test_assess_against_the_label_raster(run_alg, nc, nc_map, tmp_path):
+def test_assess_against_the_label_raster(run_alg, nc, nc_nearest_mean_map, tmp_path):
+    nc_map = str(nc_nearest_mean_map)
     labels = str(nc / "landsat96_labelled_pixels.tif")
     result = run_alg("assessaccuracy", INPUT=nc_map, REFERENCE_RASTER=labels,
                      OUTPUT_CSV=str(tmp_path / "s.csv"), OUTPUT_HTML=str(tmp_path / "r.html"))
@@ -74,7 +56,8 @@ def test_html_output_goes_to_the_results_viewer(provider):
     assert algorithm.outputDefinition("OUTPUT_HTML").type() == "outputHtml"
 
 
-def test_reference_choice_is_checked(run_alg, nc, nc_map, tmp_path):
+def test_reference_choice_is_checked(run_alg, nc, nc_nearest_mean_map, tmp_path):
+    nc_map = str(nc_nearest_mean_map)
     outputs = {"OUTPUT_CSV": str(tmp_path / "s.csv"), "OUTPUT_HTML": str(tmp_path / "r.html")}
     with pytest.raises(QgsProcessingException, match="exactly one reference"):
         run_alg("assessaccuracy", INPUT=nc_map, **outputs)
