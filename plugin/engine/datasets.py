@@ -4,6 +4,10 @@ Patches are read in chunks of consecutive rows (one GDAL read each), chunks are 
 random order and mixed in a shuffle window bounded in bytes; normalisation and augmentation
 (flips, 90° rotations) happen per batch in numpy, seeded per epoch, so the same seed gives the
 same batches and an interrupted run resumes on the same order.
+
+Train model feeds fit from the record cache (records.py), which gives these batches with
+TensorFlow's own ops; the Python stream here serves evaluation, and training when the disk has no
+room for the cache.
 """
 
 from __future__ import annotations
