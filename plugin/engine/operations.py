@@ -43,4 +43,6 @@ OPERATIONS: dict[str, Operation] = {
         "Fit a Random Forest/SVM on a network's deep features or on pixel values."),
     "classify": _lazy("deepfeatures", "run_classify",
         "Classify a raster with a classifier on deep features or pixel values."),
+    "apply_model": _lazy("serving", "run_apply_model",
+        "OTBTF TensorflowModelServe: apply a model to whole rasters, streamed and seamless."),
 }

@@ -1,0 +1,682 @@
+"""Apply model: a SavedModel (or .keras) streamed over whole scenes, block by block, seamless.
+
+Geometry (OTBTF's terms). A model input of ``rf`` x ``rf`` pixels (the receptive field) gives
+``ef`` x ``ef`` output pixels (the expression field); ``f`` output pixels per input pixel (the
+scale factor: 4 for a x4 super-resolution, 1/4 for a network with stride 4). One expression field
+covers ``unit = ef / f`` input pixels, centred in the receptive field: ``offset = (rf - unit) / 2``
+input pixels on each side are context only ("valid" convolutions).
+
+* **Fully convolutional:** tiles of ``n`` units are processed as blocks of ``rf + (n - 1 + 2 m) unit``
+  input pixels; the ``m`` extra units on each side (the margin) are cropped from the output, so what
+  lies beyond a block (zero padding inside the network) never reaches a kept pixel. The margin is
+  the card's crop margin or, at least, the distance over which the model's outputs were measured
+  to change when the block is cut (``influence_radius``): tiled outputs equal a whole-image run.
+* **Patch-based:** one receptive field per output pixel (every ``STRIDE`` input pixels), batched.
+
+Reading, inference and writing overlap: a reader thread prepares the next blocks, a writer thread
+writes finished ones, the model runs in between; queues of a few blocks bound memory.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from .classes import complete
+from .errors import Cancelled, PatchFlowError
+from .modelcard import ModelCard, Normalization
+from .modelio import InferenceModel, model_kind
+from .raster import RasterStack, numpy_to_gdal_type
+from .rasterstyle import class_qml, set_class_table, sidecar_path
+from .servingstyle import image_qml, probability_qml
+
+GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
+                 "NUM_THREADS=2"]
+MODES = ("auto", "fully_convolutional", "patch")
+DEFAULT_TILE = 512  # output pixels along a tile's side (fully convolutional)
+QUEUE_BLOCKS = 2  # blocks waiting between the threads, each way
+PROBE_TOLERANCE = 1e-5
+MAX_SOURCES = 3
+
+
+@dataclass
+class Geometry:
+    receptive: int  # input pixels
+    expression: int  # output pixels from one receptive field
+    factor: float  # output pixels per input pixel
+
+    @property
+    def unit(self) -> int:
+        return int(round(self.expression / self.factor))
+
+    @property
+    def offset(self) -> int:
+        return (self.receptive - self.unit) // 2
+
+
+@dataclass
+class Source:
+    name: str  # the model input it feeds
+    stack: RasterStack
+    normalization: Normalization
+
+
+@dataclass
+class Plan:
+    model: InferenceModel
+    sources: list[Source]
+    outputs: list[str]
+    geometry: Geometry
+    mode: str
+    margin_units: int  # fully convolutional: units cropped on each side of a block
+    tile_units: int  # fully convolutional: units kept per block side
+    stride: int  # patch-based: input pixels between output pixels
+    batch: int
+    window: tuple[int, int, int, int]  # input pixels processed: xoff, yoff, width, height
+
+
+# ---- the model and its geometry -------------------------------------------------------------------
+
+
+def load_model(params, reporter) -> InferenceModel:
+    from .modelsafety import check_model
+
+    path = params.string("MODEL")
+    kind = model_kind(path, "MODEL")
+    check_model(path, params.boolean("TRUST_MODEL", False), "MODEL", reporter)
+    model = InferenceModel.load(path, "MODEL")
+    if kind != "patchflow" or model.card is None:
+        inputs = ", ".join(f"{n} ({model.input_bands.get(n)} bands)" for n in model.input_names)
+        reporter.log(f"model inputs: {inputs}; outputs: {', '.join(model.output_names)}")
+    return model
+
+
+def bind_sources(params, model: InferenceModel) -> list[Source]:
+    """Which raster stack feeds which model input (INPUT_NAMES, else the card's order)."""
+    stacks = [(f"SOURCE{i}", params.paths(f"SOURCE{i}", required=(i == 1))) for i in range(1, MAX_SOURCES + 1)]
+    stacks = [(name, paths) for name, paths in stacks if paths]
+    card = model.card
+    given = [n.strip() for n in (params.string("INPUT_NAMES", "") or "").split(";") if n.strip()]
+    names = given or ([spec.name for spec in card.inputs] if card else list(model.input_names))
+    if len(stacks) != len(model.input_names):
+        raise PatchFlowError(f"the model has {len(model.input_names)} input(s) ({', '.join(model.input_names)}) but "
+                             f"{len(stacks)} source(s) were given. Give one source per model input.", "SOURCE1")
+    unknown = [n for n in names if n not in model.input_names]
+    if unknown or len(names) != len(stacks):
+        raise PatchFlowError("INPUT_NAMES must name the model's inputs, one per source: "
+                             f"{', '.join(model.input_names)} (got {', '.join(names) or 'none'}).", "INPUT_NAMES")
+    sources = []
+    for (parameter, paths), name in zip(stacks, names):
+        stack = RasterStack(paths, parameter)
+        bands = model.input_bands.get(name)
+        if bands is not None and stack.band_count != bands:
+            raise PatchFlowError(f"the model's input '{name}' takes {bands} bands but {parameter} has "
+                                 f"{stack.band_count}. Stack the bands the model was trained on, in order.", parameter)
+        normalization = card.input(name).normalization if card else Normalization()
+        sources.append(Source(name, stack, normalization))
+    reference = sources[0].stack
+    for parameter, source in zip([s[0] for s in stacks][1:], sources[1:]):
+        if not reference.grid.same_crs_as(source.stack.grid):
+            raise PatchFlowError(f"{parameter} is not in the CRS of SOURCE1. Reproject it first (gdalwarp).", parameter)
+        if not source.stack.grid.same_as(reference.grid):
+            raise PatchFlowError(f"{parameter} is not on the grid of SOURCE1 (size, origin, pixel size). Resample it "
+                                 "to SOURCE1's grid first (gdalwarp -tr -te).", parameter)
+    return sources
+
+
+def choose_outputs(params, model: InferenceModel) -> list[str]:
+    text = params.string("OUTPUTS", "") or ""
+    names = [n.strip() for n in text.split(";") if n.strip()]
+    if not names:
+        names = ["class"] if "class" in model.output_names else [model.output_names[0]]
+    unknown = [n for n in names if n not in model.output_names]
+    if unknown:
+        raise PatchFlowError(f"the model has no output {', '.join(unknown)}; its outputs: "
+                             f"{', '.join(model.output_names)}.", "OUTPUTS")
+    return names
+
+
+def declared_geometry(params, card: ModelCard | None, outputs: list[str]) -> tuple[int, int | None, float]:
+    """(receptive field, expression field or None to measure, factor) from the parameters, else the card."""
+    receptive = params.integer("RECEPTIVE_FIELD", 0, minimum=0)
+    expression = params.integer("EXPRESSION_FIELD", 0, minimum=0) or None
+    factor = params.number("SCALE_FACTOR", 0.0, minimum=0.0)
+    if card is not None:
+        factors = set()
+        for name in outputs:
+            try:
+                spec = card.output(name)
+                factors.add(spec.scale_factor / spec.stride)
+            except KeyError:
+                pass
+        if len(factors) > 1:
+            raise PatchFlowError(f"the outputs {', '.join(outputs)} are on different grids (scale factors "
+                                 f"{sorted(factors)}). Apply the model once per output.", "OUTPUTS")
+        receptive = receptive or card.receptive_field
+        factor = factor or (factors.pop() if factors else card.scale_factor)
+    if not receptive:
+        raise PatchFlowError("the model has no PatchFlow card: give its RECEPTIVE_FIELD (input patch size in "
+                             "pixels).", "RECEPTIVE_FIELD")
+    return receptive, expression, factor or 1.0
+
+
+def probe(model: InferenceModel, sources: list[Source], outputs: list[str], size: int,
+          values: Callable[[tuple], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    inputs = {s.name: (values or np.zeros)((1, size, size, s.stack.band_count)).astype(np.float32) for s in sources}
+    return model.predict(inputs, outputs, batch_size=1)
+
+
+def measure_geometry(model: InferenceModel, sources: list[Source], outputs: list[str], receptive: int,
+                     expression: int | None, factor: float) -> Geometry:
+    """The geometry the model really has: refuses a receptive field it cannot take, or an expression
+    field / scale factor its outputs contradict."""
+    try:
+        first = probe(model, sources, outputs, receptive)
+    except Exception as exc:  # noqa: BLE001 - TensorFlow raises many kinds for a shape it cannot take
+        raise PatchFlowError(f"the model cannot take an input of {receptive}x{receptive} px "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). "
+                             "Check RECEPTIVE_FIELD.", "RECEPTIVE_FIELD") from None
+    sizes = {name: value.shape[1:3] for name, value in first.items()}
+    if len({tuple(s) for s in sizes.values()}) > 1 or any(s[0] != s[1] for s in sizes.values()):
+        raise PatchFlowError(f"the outputs {', '.join(outputs)} have different or non-square sizes for one "
+                             f"receptive field: {sizes}. Apply the model once per output.", "OUTPUTS")
+    measured = int(next(iter(sizes.values()))[0])
+    if expression is not None and expression != measured:
+        raise PatchFlowError(f"an input of {receptive} px gives {measured} output px, not the EXPRESSION_FIELD "
+                             f"{expression}: the receptive field or expression field is inconsistent with the "
+                             "model.", "EXPRESSION_FIELD")
+    if measured < 1:
+        raise PatchFlowError(f"an input of {receptive} px gives no output pixel: the receptive field is "
+                             "inconsistent with the model.", "RECEPTIVE_FIELD")
+    geometry = Geometry(receptive, measured, factor)
+    unit = measured / factor
+    if abs(unit - round(unit)) > 1e-6 or geometry.unit > receptive or (receptive - geometry.unit) % 2:
+        raise PatchFlowError(f"{measured} output px at scale factor {factor:g} cover {unit:g} input px, which does not "
+                             f"fit a receptive field of {receptive} px. Check SCALE_FACTOR and RECEPTIVE_FIELD.",
+                             "SCALE_FACTOR")
+    return geometry
+
+
+def fully_convolutional(model: InferenceModel, sources: list[Source], outputs: list[str], geometry: Geometry) -> bool:
+    """Whether the model takes a block of two expression fields and gives twice the output."""
+    try:
+        out = probe(model, sources, outputs, geometry.receptive + geometry.unit)
+    except Exception:  # noqa: BLE001 - a model with a fixed input size
+        return False
+    return all(value.shape[1] == 2 * geometry.expression for value in out.values())
+
+
+def influence_radius(model: InferenceModel, sources: list[Source], outputs: list[str], geometry: Geometry,
+                     max_units: int) -> int:
+    """Units near a block's edge whose outputs change when the block is cut out of a larger one
+    (zero padding inside the network reaching them): the margin seamless tiling needs."""
+    core = max(4, math.ceil(256 / geometry.unit))
+    rng = np.random.default_rng(0)
+    big_units = core + 2 * max_units
+    big = {s.name: rng.standard_normal((1, geometry.receptive + (big_units - 1) * geometry.unit,
+                                        geometry.receptive + (big_units - 1) * geometry.unit,
+                                        s.stack.band_count)).astype(np.float32) for s in sources}
+    start = max_units * geometry.unit
+    size = geometry.receptive + (core - 1) * geometry.unit
+    small = {name: values[:, start:start + size, start:start + size] for name, values in big.items()}
+    whole, cut = model.predict(big, outputs, 1), model.predict(small, outputs, 1)
+    e = geometry.expression
+    worst = 0
+    for name in outputs:
+        reference = whole[name][0, max_units * e:(max_units + core) * e, max_units * e:(max_units + core) * e]
+        difference = np.abs(cut[name][0].astype(np.float64) - reference)
+        tolerance = PROBE_TOLERANCE * (1.0 + float(np.abs(reference).max()))
+        bad = np.argwhere((difference > tolerance).any(axis=-1) if difference.ndim == 3 else difference > tolerance)
+        if len(bad):
+            edge = np.minimum(np.minimum(bad[:, 0], bad[:, 1]),
+                              np.minimum(core * e - 1 - bad[:, 0], core * e - 1 - bad[:, 1]))
+            worst = max(worst, int(edge.max()) + 1)
+    units = math.ceil(worst / e)
+    if units >= core // 2:
+        return max_units  # changes everywhere in the probe: as much margin as allowed
+    return units
+
+
+# ---- planning -------------------------------------------------------------------------------------
+
+
+def processing_window(params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
+    """EXTENT (xmin,xmax,ymin,ymax in SOURCE1's CRS) as input pixels, grown to whole ``align`` steps
+    from the raster's origin and clipped to it; the whole raster when empty."""
+    grid = stack.grid
+    text = params.string("EXTENT", "") or ""
+    if not text.strip():
+        return 0, 0, grid.width, grid.height
+    try:
+        xmin, xmax, ymin, ymax = (float(v) for v in text.split("[")[0].split(","))
+    except ValueError:
+        raise PatchFlowError(f"'{text}' is not an extent; write xmin,xmax,ymin,ymax in SOURCE1's CRS.",
+                             "EXTENT") from None
+    cols, rows = grid.fractional_pixel(np.array([xmin, xmax]), np.array([ymax, ymin]))
+    c0, c1 = max(0, math.floor(min(cols) / align) * align), min(grid.width, math.ceil(max(cols) / align) * align)
+    r0, r1 = max(0, math.floor(min(rows) / align) * align), min(grid.height, math.ceil(max(rows) / align) * align)
+    if c1 <= c0 or r1 <= r0:
+        gx0, gy0, gx1, gy1 = grid.extent
+        raise PatchFlowError(f"the extent {xmin:g},{xmax:g},{ymin:g},{ymax:g} lies outside SOURCE1 ({gx0:g},{gx1:g},"
+                             f"{gy0:g},{gy1:g}). Choose an extent that overlaps the image.", "EXTENT")
+    return c0, r0, c1 - c0, r1 - r0
+
+
+def make_plan(params, context) -> Plan:
+    model = load_model(params, context.reporter)
+    sources = bind_sources(params, model)
+    outputs = choose_outputs(params, model)
+    receptive, expression, factor = declared_geometry(params, model.card, outputs)
+    geometry = measure_geometry(model, sources, outputs, receptive, expression, factor)
+    mode = params.choice("MODE", MODES, "auto")
+    convolutional = fully_convolutional(model, sources, outputs, geometry)
+    if mode == "auto":
+        mode = "patch" if geometry.expression == 1 and receptive > 1 or not convolutional else "fully_convolutional"
+    if mode == "fully_convolutional" and not convolutional:
+        raise PatchFlowError("the model does not take blocks larger than its receptive field; use MODE patch.", "MODE")
+    stride = params.integer("STRIDE", 1, minimum=1)
+    if mode == "patch" and geometry.expression != 1:
+        raise PatchFlowError(f"patch-based serving needs one output pixel per receptive field; this model gives "
+                             f"{geometry.expression}. Use MODE fully_convolutional.", "MODE")
+    tile = params.integer("TILE_SIZE", 0, minimum=0) or DEFAULT_TILE
+    margin_units = tile_units = 0
+    if mode == "fully_convolutional":
+        stride = 1
+        tile_units = max(1, round(tile / geometry.expression))
+        margin = params.integer("MARGIN", -1, minimum=-1)
+        crop = model.card.crop_margin if model.card else 0
+        if margin < 0:
+            measured = influence_radius(model, sources, outputs, geometry, max(4, math.ceil(256 / geometry.unit)))
+            margin_units = max(math.ceil(crop * factor / geometry.expression) if crop else 0, measured)
+        else:
+            margin_units = math.ceil(margin / geometry.unit)
+        align = geometry.unit
+    else:
+        align = stride
+    window = processing_window(params, sources[0].stack, align)
+    batch = params.integer("BATCH_SIZE", 0, minimum=0) or (4 if mode == "fully_convolutional" else 1024)
+    return Plan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, batch, window)
+
+
+# ---- reading blocks -------------------------------------------------------------------------------
+
+
+def read_padded(stack: RasterStack, x: int, y: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(size, size, bands) values from pixel (x, y), zero outside the raster; and where any band is
+    nodata or outside."""
+    grid = stack.grid
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(grid.width, x + size), min(grid.height, y + size)
+    values = np.zeros((stack.band_count, size, size), stack.dtype)
+    missing = np.ones((size, size), bool)
+    if x1 > x0 and y1 > y0:
+        inside = stack.read((x0, y0, x1 - x0, y1 - y0))
+        values[:, y0 - y:y1 - y, x0 - x:x1 - x] = inside
+        missing[y0 - y:y1 - y, x0 - x:x1 - x] = stack.nodata_mask(inside)
+    return values.transpose(1, 2, 0), missing
+
+
+def normalised(source: Source, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    data = source.normalization.apply(values)
+    data[missing] = 0.0  # nodata and outside pixels: the normalised mean (0), not their raw values
+    return data
+
+
+@dataclass
+class Tile:
+    out_x: int  # output pixels, relative to the output raster
+    out_y: int
+    out_w: int
+    out_h: int
+    inputs: dict[str, np.ndarray] | None  # None: nothing valid, write nodata
+    invalid: np.ndarray  # (out_h, out_w) output pixels whose input pixel is nodata
+
+
+def output_size(plan: Plan) -> tuple[int, int]:
+    _, _, width, height = plan.window
+    if plan.mode == "patch":
+        return math.ceil(width / plan.stride), math.ceil(height / plan.stride)
+    f = plan.geometry.factor
+    return max(1, int(round(width * f))), max(1, int(round(height * f)))
+
+
+def fcn_tiles(plan: Plan) -> Iterator[tuple[int, int, int, int]]:
+    """(input x, input y, output x, output y) of each tile's top-left, row by row."""
+    g, (x0, y0, width, height) = plan.geometry, plan.window
+    step = plan.tile_units * g.unit
+    for ty in range(0, height, step):
+        for tx in range(0, width, step):
+            yield x0 + tx, y0 + ty, int(round(tx * g.factor)), int(round(ty * g.factor))
+
+
+def invalid_on_output(missing: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return missing[np.clip(rows, 0, missing.shape[0] - 1)[:, None], np.clip(cols, 0, missing.shape[1] - 1)[None, :]]
+
+
+def read_fcn_tile(plan: Plan, x: int, y: int, ox: int, oy: int, out_w: int, out_h: int) -> Tile:
+    g = plan.geometry
+    before = g.offset + plan.margin_units * g.unit
+    size = g.receptive + (plan.tile_units - 1 + 2 * plan.margin_units) * g.unit
+    width = min(plan.tile_units * g.expression, out_w - ox)
+    height = min(plan.tile_units * g.expression, out_h - oy)
+    inputs, invalid = {}, None
+    for source in plan.sources:
+        values, missing = read_padded(source.stack, x - before, y - before, size)
+        inputs[source.name] = normalised(source, values, missing)[np.newaxis]
+        # the input pixel under each output pixel's centre
+        rows = before + np.floor((np.arange(height) + 0.5) / g.factor).astype(int)
+        cols = before + np.floor((np.arange(width) + 0.5) / g.factor).astype(int)
+        here = invalid_on_output(missing, rows, cols)
+        invalid = here if invalid is None else invalid | here
+    return Tile(ox, oy, width, height, None if invalid.all() else inputs, invalid)
+
+
+def patch_rows(plan: Plan, out_h: int) -> Iterator[tuple[int, int]]:
+    """Strips of output rows read together (about 4 Mpixel of input a strip)."""
+    out_w = output_size(plan)[0]
+    rows = max(1, (1 << 22) // max(1, out_w * plan.stride * plan.stride))
+    for start in range(0, out_h, rows):
+        yield start, min(rows, out_h - start)
+
+
+def read_patch_strip(plan: Plan, oy: int, rows: int) -> Tile:
+    """A strip of output rows: per source, the patches centred on every ``stride``-th input pixel,
+    as a (rows, columns, r, r, bands) view of the strip (copied batch by batch when inferred)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    g, (x0, y0, width, _) = plan.geometry, plan.window
+    s, r = plan.stride, g.receptive
+    out_w = math.ceil(width / s)
+    centre = s // 2
+    top, left = y0 + oy * s + centre - r // 2, x0 + centre - r // 2
+    span_h, span_w = (rows - 1) * s + r, (out_w - 1) * s + r
+    inputs, invalid = {}, None
+    for source in plan.sources:
+        values, missing = read_padded_rect(source.stack, left, top, span_w, span_h)
+        data = normalised(source, values, missing)
+        windows = sliding_window_view(data, (r, r), axis=(0, 1))[::s, ::s]  # (rows, cols, bands, r, r)
+        inputs[source.name] = windows.transpose(0, 1, 3, 4, 2)
+        here = missing[r // 2::s, r // 2::s][:rows, :out_w]
+        invalid = here if invalid is None else invalid | here
+    return Tile(0, oy, out_w, rows, None if invalid.all() else inputs, invalid)
+
+
+def read_padded_rect(stack: RasterStack, x: int, y: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    grid = stack.grid
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(grid.width, x + width), min(grid.height, y + height)
+    values = np.zeros((stack.band_count, height, width), stack.dtype)
+    missing = np.ones((height, width), bool)
+    if x1 > x0 and y1 > y0:
+        inside = stack.read((x0, y0, x1 - x0, y1 - y0))
+        values[:, y0 - y:y1 - y, x0 - x:x1 - x] = inside
+        missing[y0 - y:y1 - y, x0 - x:x1 - x] = stack.nodata_mask(inside)
+    return values.transpose(1, 2, 0), missing
+
+
+def tiles(plan: Plan) -> Iterator[Tile]:
+    out_w, out_h = output_size(plan)
+    if plan.mode == "patch":
+        for oy, rows in patch_rows(plan, out_h):
+            yield read_patch_strip(plan, oy, rows)
+        return
+    for x, y, ox, oy in fcn_tiles(plan):
+        yield read_fcn_tile(plan, x, y, ox, oy, out_w, out_h)
+
+
+# ---- inference ------------------------------------------------------------------------------------
+
+
+def infer(plan: Plan, tile: Tile) -> np.ndarray:
+    """(out_h, out_w, channels) of the chosen outputs, stacked."""
+    if plan.mode == "patch":
+        step = max(1, plan.batch // max(1, tile.out_w))  # output rows per batch
+        rows = []
+        for start in range(0, tile.out_h, step):
+            batch = {name: np.ascontiguousarray(view[start:start + step]).reshape(-1, *view.shape[2:])
+                     for name, view in tile.inputs.items()}
+            values = plan.model.predict(batch, plan.outputs, len(next(iter(batch.values()))))
+            parts = [values[name].reshape(len(values[name]), -1) for name in plan.outputs]
+            rows.append(np.concatenate(parts, axis=1).reshape(-1, tile.out_w, sum(p.shape[1] for p in parts)))
+        return np.concatenate(rows, axis=0)
+    values = plan.model.predict(tile.inputs, plan.outputs, plan.batch)
+    g = plan.geometry
+    crop = plan.margin_units * g.expression
+    parts = []
+    for name in plan.outputs:
+        value = values[name][0]
+        value = value if value.ndim == 3 else value[..., None]
+        parts.append(value[crop:crop + tile.out_h, crop:crop + tile.out_w])
+    return np.concatenate(parts, axis=-1)
+
+
+# ---- output ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutputFormat:
+    kind: str  # class, probabilities, features, image
+    dtype: np.dtype
+    nodata: float
+    channels: int
+    names: list[str]
+
+
+def output_format(params, plan: Plan, channels: int) -> OutputFormat:
+    card = plan.model.card
+    kinds = set()
+    for name in plan.outputs:
+        try:
+            kinds.add(card.output(name).kind if card else ("class" if name.startswith("class") else "image"))
+        except KeyError:
+            kinds.add("class" if name.startswith("class") else "image")
+    kind = kinds.pop() if len(kinds) == 1 else "image"
+    wanted = params.choice("OUTPUT_TYPE", ("auto", "uint8", "uint16", "int16", "int32", "float32"), "auto")
+    nodata = params.number("NODATA", None)
+    if kind == "class":
+        ids = card.class_ids if card and card.classes else list(range(256))
+        dtype, default_nodata = class_encoding(ids)
+    else:
+        dtype, default_nodata = np.dtype(np.float32), -9999.0
+    if wanted != "auto":
+        dtype = np.dtype(wanted)
+    nodata = default_nodata if nodata is None else nodata
+    if dtype.kind in "iu" and not (np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max):
+        raise PatchFlowError(f"NODATA {nodata:g} does not fit the output type {dtype.name}.", "NODATA")
+    class_names = [c["name"] for c in card.classes] if card and card.classes else []
+    if kind == "probabilities" and len(class_names) == channels:
+        names = [f"probability {n}" for n in class_names]
+    else:
+        names = [plan.outputs[0] if channels == 1 else f"{plan.outputs[0]} {i + 1}" for i in range(channels)]
+    return OutputFormat(kind, dtype, float(nodata), channels, names)
+
+
+def class_encoding(ids: list[int]) -> tuple[np.dtype, int]:
+    values = set(ids)
+    nodata = next(v for v in (0, 255, 65535) if v not in values)
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if np.iinfo(dtype).min <= min(values | {nodata}) and max(values | {nodata}) <= np.iinfo(dtype).max:
+            return np.dtype(dtype), nodata
+    return np.dtype(np.int32), nodata
+
+
+def create_output(path: str, plan: Plan, fmt: OutputFormat) -> gdal.Dataset:
+    grid, (x0, y0, _, _) = plan.sources[0].stack.grid, plan.window
+    out_w, out_h = output_size(plan)
+    if plan.mode == "patch":
+        dx, dy = grid.dx * plan.stride, grid.dy * plan.stride
+    else:
+        dx, dy = grid.dx / plan.geometry.factor, grid.dy / plan.geometry.factor
+    ds = gdal.GetDriverByName("GTiff").Create(path, out_w, out_h, fmt.channels, numpy_to_gdal_type(fmt.dtype),
+                                              GTIFF_OPTIONS)
+    if ds is None:
+        raise PatchFlowError(f"cannot create {path}: {gdal.GetLastErrorMsg()}", "OUTPUT")
+    ds.SetGeoTransform((grid.x0 + x0 * grid.dx, dx, 0.0, grid.y0 + y0 * grid.dy, 0.0, dy))
+    ds.SetProjection(grid.crs_wkt)
+    for index in range(fmt.channels):
+        band = ds.GetRasterBand(index + 1)
+        band.SetNoDataValue(fmt.nodata)
+        band.SetDescription(fmt.names[index])
+    return ds
+
+
+def encode(values: np.ndarray, invalid: np.ndarray, fmt: OutputFormat) -> np.ndarray:
+    if fmt.dtype.kind in "iu":
+        info = np.iinfo(fmt.dtype)
+        values = np.clip(np.rint(values) if values.dtype.kind == "f" else values, info.min, info.max)
+    data = values.astype(fmt.dtype)
+    data[invalid] = fmt.nodata
+    return data
+
+
+# ---- the pipeline ---------------------------------------------------------------------------------
+
+
+_DONE = object()
+
+
+def threaded(producer: Iterator, stop: threading.Event) -> Iterator:
+    """Items of ``producer`` made in a thread, QUEUE_BLOCKS ahead; its exceptions re-raised here."""
+    items: queue.Queue = queue.Queue(QUEUE_BLOCKS)
+
+    def run() -> None:
+        try:
+            for item in producer:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class Writer:
+    """Writes finished blocks in a thread, so GDAL's compression overlaps the next inference."""
+
+    def __init__(self, ds: gdal.Dataset) -> None:
+        self.ds, self.items, self.error = ds, queue.Queue(QUEUE_BLOCKS), None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while True:
+            item = self.items.get()
+            if item is _DONE:
+                return
+            if self.error is None:
+                try:
+                    x, y, data = item
+                    for index in range(data.shape[-1]):
+                        self.ds.GetRasterBand(index + 1).WriteArray(data[..., index], x, y)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by close()
+                    self.error = exc
+
+    def put(self, x: int, y: int, data: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.items.put((x, y, data))
+
+    def close(self) -> None:
+        self.items.put(_DONE)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> np.ndarray:
+    """Every tile read, run and written; returns per-class pixel counts for class maps (else empty)."""
+    out_w, out_h = output_size(plan)
+    total = out_w * out_h
+    done = 0
+    counts: dict[int, int] = {}
+    stop = threading.Event()
+    writer = Writer(ds)
+    try:
+        for tile in threaded(tiles(plan), stop):
+            if context.cancelled():
+                raise Cancelled()
+            if tile.inputs is None:
+                data = np.full((tile.out_h, tile.out_w, fmt.channels), fmt.nodata, fmt.dtype)
+            else:
+                data = encode(infer(plan, tile), tile.invalid, fmt)
+            if fmt.kind == "class":
+                values, numbers = np.unique(data[..., 0][~tile.invalid], return_counts=True)
+                for value, number in zip(values.tolist(), numbers.tolist()):
+                    counts[value] = counts.get(value, 0) + number
+            writer.put(tile.out_x, tile.out_y, data)
+            done += tile.out_w * tile.out_h
+            context.reporter.progress(2 + 95 * done / total)
+    finally:
+        writer.close()
+    return counts
+
+
+def run_apply_model(params, context) -> dict:
+    """Apply a model to whole rasters: a tiled, compressed GeoTIFF with a QML style beside it."""
+    output = params.string("OUTPUT")
+    plan = make_plan(params, context)
+    g = plan.geometry
+    out_w, out_h = output_size(plan)
+    probe_values = probe(plan.model, plan.sources, plan.outputs, g.receptive)
+    channels = sum(v.shape[-1] if v.ndim == 4 else 1 for v in probe_values.values())
+    fmt = output_format(params, plan, channels)
+    context.reporter.log(
+        f"{plan.mode.replace('_', ' ')} serving: receptive field {g.receptive} px, expression field {g.expression} "
+        f"px, scale factor {g.factor:g}" + (f", margin {plan.margin_units * g.unit} px, tiles of "
+                                            f"{plan.tile_units * g.expression} px" if plan.mode != "patch"
+                                            else f", stride {plan.stride}") +
+        f"; output {out_w}x{out_h} px, {fmt.channels} band(s) {fmt.dtype.name}")
+    staged = context.staging.stage(output, "OUTPUT")
+    staged_style = context.staging.stage(sidecar_path(output), "OUTPUT")
+    ds = create_output(staged, plan, fmt)
+    counts = serve(plan, ds, fmt, context)
+    classes = style(ds, staged_style, plan, fmt, sorted(counts))
+    ds = None
+    for info in classes:
+        count = counts.get(int(info["id"]), 0)
+        context.reporter.log(f"{info['id']} {info.get('name', '')}: {count} px")
+    context.reporter.progress(100)
+    return {"OUTPUT": output, "STYLE": sidecar_path(output), "KIND": fmt.kind, "WIDTH": out_w, "HEIGHT": out_h,
+            "CLASSES": classes}
+
+
+def style(ds: gdal.Dataset, qml_path: str, plan: Plan, fmt: OutputFormat, found: list[int]) -> list[dict]:
+    """Colour table and QML for a class map (the card's classes, else those found); pseudocolour for
+    probabilities; an RGB (or grey) stretch for images and features."""
+    card = plan.model.card
+    classes = list(card.classes) if card and card.classes else []
+    if fmt.kind == "class":
+        if not classes:
+            classes = [{"id": c.id, "name": c.name, "color": c.color} for c in complete(found, {})]
+        set_class_table(ds.GetRasterBand(1), classes)
+        text = class_qml(classes)
+    elif fmt.kind == "probabilities":
+        text = probability_qml()
+    else:
+        text = image_qml(ds, fmt.nodata)
+    with open(qml_path, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    return classes if fmt.kind == "class" else []
