@@ -39,12 +39,12 @@ def model_kind(path: str, parameter: str = "MODEL") -> str:
     raise PatchFlowError(f"{path} is not a model. Expected {EXPECTED}.", parameter)
 
 
-def _load_keras(path: str, parameter: str) -> keras.Model:
+def _load_keras(path: str, parameter: str, safe_mode: bool = True) -> keras.Model:
     import keras
 
     _signature_layer_class()  # so a fine-tuned wrapped SavedModel (.keras) loads again
     try:
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:  # a corrupt file or unknown layers: Keras raises many kinds
         raise PatchFlowError(f"{path} cannot be read as a Keras model ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}). Expected {EXPECTED}.",
@@ -135,11 +135,12 @@ class InferenceModel:
         self._runner = runner
 
     @classmethod
-    def load(cls, path: str, parameter: str = "MODEL") -> InferenceModel:
+    def load(cls, path: str, parameter: str = "MODEL", safe_mode: bool = True) -> InferenceModel:
+        """``safe_mode`` False lets a trusted .keras file run its Python (Lambda layers)."""
         kind = model_kind(path, parameter)
         card = load_card(path, parameter)
         if kind == "keras":
-            return cls._from_keras(path, card, _load_keras(path, parameter), parameter)
+            return cls._from_keras(path, card, _load_keras(path, parameter, safe_mode), parameter)
         return cls._from_saved_model(path, card, parameter)
 
     @classmethod

@@ -85,12 +85,13 @@ class Plan:
 
 
 def load_model(params, reporter) -> InferenceModel:
-    from .modelsafety import check_model
+    from .modelsafety import check_model, keras_safe_mode
 
     path = params.string("MODEL")
     kind = model_kind(path, "MODEL")
-    check_model(path, params.boolean("TRUST_MODEL", False), "MODEL", reporter)
-    model = InferenceModel.load(path, "MODEL")
+    trusted = params.boolean("TRUST_MODEL", False)
+    check_model(path, trusted, "MODEL", reporter)
+    model = InferenceModel.load(path, "MODEL", keras_safe_mode(trusted))
     if kind != "patchflow" or model.card is None:
         inputs = ", ".join(f"{n} ({model.input_bands.get(n)} bands)" for n in model.input_names)
         reporter.log(f"model inputs: {inputs}; outputs: {', '.join(model.output_names)}")
