@@ -3,15 +3,17 @@
 Geometry (OTBTF's terms). A model input of ``rf`` x ``rf`` pixels (the receptive field) gives
 ``ef`` x ``ef`` output pixels (the expression field); ``f`` output pixels per input pixel (the
 scale factor: 4 for a x4 super-resolution, 1/4 for a network with stride 4). One expression field
-covers ``unit = ef / f`` input pixels, centred in the receptive field: ``offset = (rf - unit) / 2``
-input pixels on each side are context only ("valid" convolutions).
+covers ``unit = ef / f`` input pixels, centred on the patch centre (pixel rf // 2): the
+``offset = rf // 2 - unit // 2`` input pixels before it, and those after it, are context only.
 
 * **Fully convolutional:** tiles of ``n`` units are processed as blocks of ``rf + (n - 1 + 2 m) unit``
   input pixels; the ``m`` extra units on each side (the margin) are cropped from the output, so what
   lies beyond a block (zero padding inside the network) never reaches a kept pixel. The margin is
   the card's crop margin or, at least, the distance over which the model's outputs were measured
   to change when the block is cut (``influence_radius``): tiled outputs equal a whole-image run.
-* **Patch-based:** one receptive field per output pixel (every ``STRIDE`` input pixels), batched.
+* **Patch-based:** one receptive field per output pixel (every ``STRIDE`` input pixels), batched;
+  a fully convolutional model runs on whole strips instead, once per phase of its stride, and the
+  phases are interleaved (shift and stitch): the same values, without recomputing overlaps.
 
 Reading, inference and writing overlap: a reader thread prepares the next blocks, a writer thread
 writes finished ones, the model runs in between; queues of a few blocks bound memory.
@@ -57,7 +59,8 @@ class Geometry:
 
     @property
     def offset(self) -> int:
-        return (self.receptive - self.unit) // 2
+        """Input pixels before an expression field's unit: its centre is the patch centre (p // 2)."""
+        return self.receptive // 2 - self.unit // 2
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Plan:
     margin_units: int  # fully convolutional: units cropped on each side of a block
     tile_units: int  # fully convolutional: units kept per block side
     stride: int  # patch-based: input pixels between output pixels
+    stitch: bool  # patch-based with a fully convolutional model: whole blocks, phases interleaved
     batch: int
     window: tuple[int, int, int, int]  # input pixels processed: xoff, yoff, width, height
 
@@ -167,10 +171,24 @@ def declared_geometry(params, card: ModelCard | None, outputs: list[str]) -> tup
     return receptive, expression, factor or 1.0
 
 
+def predict(model: InferenceModel, inputs: dict[str, np.ndarray], outputs: list[str],
+            batch: int) -> dict[str, np.ndarray]:
+    """The outputs as (n, h, w, channels): a (n, channels) output is one pixel, (n, h, w) one channel."""
+    values = model.predict(inputs, outputs, batch)
+    shaped = {}
+    for name, value in values.items():
+        if value.ndim == 2:
+            value = value[:, np.newaxis, np.newaxis, :]
+        elif value.ndim == 3:
+            value = value[..., np.newaxis]
+        shaped[name] = value
+    return shaped
+
+
 def probe(model: InferenceModel, sources: list[Source], outputs: list[str], size: int,
           values: Callable[[tuple], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     inputs = {s.name: (values or np.zeros)((1, size, size, s.stack.band_count)).astype(np.float32) for s in sources}
-    return model.predict(inputs, outputs, batch_size=1)
+    return predict(model, inputs, outputs, 1)
 
 
 def measure_geometry(model: InferenceModel, sources: list[Source], outputs: list[str], receptive: int,
@@ -197,7 +215,7 @@ def measure_geometry(model: InferenceModel, sources: list[Source], outputs: list
                              "inconsistent with the model.", "RECEPTIVE_FIELD")
     geometry = Geometry(receptive, measured, factor)
     unit = measured / factor
-    if abs(unit - round(unit)) > 1e-6 or geometry.unit > receptive or (receptive - geometry.unit) % 2:
+    if abs(unit - round(unit)) > 1e-6 or geometry.unit > receptive:
         raise PatchFlowError(f"{measured} output px at scale factor {factor:g} cover {unit:g} input px, which does not "
                              f"fit a receptive field of {receptive} px. Check SCALE_FACTOR and RECEPTIVE_FIELD.",
                              "SCALE_FACTOR")
@@ -226,14 +244,14 @@ def influence_radius(model: InferenceModel, sources: list[Source], outputs: list
     start = max_units * geometry.unit
     size = geometry.receptive + (core - 1) * geometry.unit
     small = {name: values[:, start:start + size, start:start + size] for name, values in big.items()}
-    whole, cut = model.predict(big, outputs, 1), model.predict(small, outputs, 1)
+    whole, cut = predict(model, big, outputs, 1), predict(model, small, outputs, 1)
     e = geometry.expression
     worst = 0
     for name in outputs:
         reference = whole[name][0, max_units * e:(max_units + core) * e, max_units * e:(max_units + core) * e]
         difference = np.abs(cut[name][0].astype(np.float64) - reference)
         tolerance = PROBE_TOLERANCE * (1.0 + float(np.abs(reference).max()))
-        bad = np.argwhere((difference > tolerance).any(axis=-1) if difference.ndim == 3 else difference > tolerance)
+        bad = np.argwhere((difference > tolerance).any(axis=-1))
         if len(bad):
             edge = np.minimum(np.minimum(bad[:, 0], bad[:, 1]),
                               np.minimum(core * e - 1 - bad[:, 0], core * e - 1 - bad[:, 1]))
@@ -302,7 +320,8 @@ def make_plan(params, context) -> Plan:
         align = stride
     window = processing_window(params, sources[0].stack, align)
     batch = params.integer("BATCH_SIZE", 0, minimum=0) or (4 if mode == "fully_convolutional" else 1024)
-    return Plan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, batch, window)
+    stitch = mode == "patch" and convolutional and geometry.unit % stride == 0
+    return Plan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window)
 
 
 # ---- reading blocks -------------------------------------------------------------------------------
@@ -386,10 +405,8 @@ def patch_rows(plan: Plan, out_h: int) -> Iterator[tuple[int, int]]:
 
 
 def read_patch_strip(plan: Plan, oy: int, rows: int) -> Tile:
-    """A strip of output rows: per source, the patches centred on every ``stride``-th input pixel,
-    as a (rows, columns, r, r, bands) view of the strip (copied batch by batch when inferred)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
+    """A strip of output rows: per source, the normalised input pixels under every patch centred on
+    every ``stride``-th pixel ((rows - 1) stride + r high); output row i's patches start at row i stride."""
     g, (x0, y0, width, _) = plan.geometry, plan.window
     s, r = plan.stride, g.receptive
     out_w = math.ceil(width / s)
@@ -399,9 +416,7 @@ def read_patch_strip(plan: Plan, oy: int, rows: int) -> Tile:
     inputs, invalid = {}, None
     for source in plan.sources:
         values, missing = read_padded_rect(source.stack, left, top, span_w, span_h)
-        data = normalised(source, values, missing)
-        windows = sliding_window_view(data, (r, r), axis=(0, 1))[::s, ::s]  # (rows, cols, bands, r, r)
-        inputs[source.name] = windows.transpose(0, 1, 3, 4, 2)
+        inputs[source.name] = normalised(source, values, missing)
         here = missing[r // 2::s, r // 2::s][:rows, :out_w]
         invalid = here if invalid is None else invalid | here
     return Tile(0, oy, out_w, rows, None if invalid.all() else inputs, invalid)
@@ -435,24 +450,51 @@ def tiles(plan: Plan) -> Iterator[Tile]:
 def infer(plan: Plan, tile: Tile) -> np.ndarray:
     """(out_h, out_w, channels) of the chosen outputs, stacked."""
     if plan.mode == "patch":
-        step = max(1, plan.batch // max(1, tile.out_w))  # output rows per batch
-        rows = []
-        for start in range(0, tile.out_h, step):
-            batch = {name: np.ascontiguousarray(view[start:start + step]).reshape(-1, *view.shape[2:])
-                     for name, view in tile.inputs.items()}
-            values = plan.model.predict(batch, plan.outputs, len(next(iter(batch.values()))))
-            parts = [values[name].reshape(len(values[name]), -1) for name in plan.outputs]
-            rows.append(np.concatenate(parts, axis=1).reshape(-1, tile.out_w, sum(p.shape[1] for p in parts)))
-        return np.concatenate(rows, axis=0)
-    values = plan.model.predict(tile.inputs, plan.outputs, plan.batch)
-    g = plan.geometry
-    crop = plan.margin_units * g.expression
-    parts = []
-    for name in plan.outputs:
-        value = values[name][0]
-        value = value if value.ndim == 3 else value[..., None]
-        parts.append(value[crop:crop + tile.out_h, crop:crop + tile.out_w])
-    return np.concatenate(parts, axis=-1)
+        return infer_stitched(plan, tile) if plan.stitch else infer_patches(plan, tile)
+    values = stacked_outputs(predict(plan.model, tile.inputs, plan.outputs, 1), plan.outputs)
+    crop = plan.margin_units * plan.geometry.expression
+    return values[crop:crop + tile.out_h, crop:crop + tile.out_w]
+
+
+def stacked_outputs(values: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """(h, w, channels) of the first sample, the outputs side by side."""
+    return np.concatenate([values[name][0] for name in names], axis=-1)
+
+
+def infer_stitched(plan: Plan, tile: Tile) -> np.ndarray:
+    """Patch-based outputs of a fully convolutional model, computed as whole blocks: the strip is run
+    once per phase (its first patch shifted by 0, s, 2s, ... < unit pixels along each axis) and the
+    phases interleaved ("shift and stitch"): the convolutions of overlapping patches are shared."""
+    g, s = plan.geometry, plan.stride
+    step = g.unit // s  # output pixels between two outputs of one phase
+    result = None
+    for dy in range(0, g.unit, s):
+        for dx in range(0, g.unit, s):
+            inputs = {name: data[np.newaxis, dy:, dx:] for name, data in tile.inputs.items()}
+            values = stacked_outputs(predict(plan.model, inputs, plan.outputs, 1), plan.outputs)
+            if result is None:
+                result = np.empty((tile.out_h, tile.out_w, values.shape[-1]), values.dtype)
+            target = result[dy // s::step, dx // s::step]
+            target[...] = values[:target.shape[0], :target.shape[1]]
+    return result
+
+
+def infer_patches(plan: Plan, tile: Tile) -> np.ndarray:
+    """Patch-based outputs, one receptive field per output pixel, ``plan.batch`` patches a call."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    s, r = plan.stride, plan.geometry.receptive
+    views = {name: sliding_window_view(data, (r, r), axis=(0, 1))[::s, ::s].transpose(0, 1, 3, 4, 2)
+             for name, data in tile.inputs.items()}  # (rows, cols, r, r, bands), no copy
+    step = max(1, plan.batch // max(1, tile.out_w))  # output rows per batch
+    rows = []
+    for start in range(0, tile.out_h, step):
+        batch = {name: np.ascontiguousarray(view[start:start + step]).reshape(-1, *view.shape[2:])
+                 for name, view in views.items()}
+        values = predict(plan.model, batch, plan.outputs, len(next(iter(batch.values()))))
+        parts = [values[name].reshape(len(values[name]), -1) for name in plan.outputs]
+        rows.append(np.concatenate(parts, axis=1).reshape(-1, tile.out_w, sum(p.shape[1] for p in parts)))
+    return np.concatenate(rows, axis=0)
 
 
 # ---- output ---------------------------------------------------------------------------------------
@@ -642,7 +684,7 @@ def run_apply_model(params, context) -> dict:
     g = plan.geometry
     out_w, out_h = output_size(plan)
     probe_values = probe(plan.model, plan.sources, plan.outputs, g.receptive)
-    channels = sum(v.shape[-1] if v.ndim == 4 else 1 for v in probe_values.values())
+    channels = sum(v.shape[-1] for v in probe_values.values())
     fmt = output_format(params, plan, channels)
     context.reporter.log(
         f"{plan.mode.replace('_', ' ')} serving: receptive field {g.receptive} px, expression field {g.expression} "

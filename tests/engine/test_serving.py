@@ -92,6 +92,30 @@ def test_patch_serving_is_the_model_on_each_pixels_patch(run_op, models, scene, 
     assert np.abs(served[:, rows, cols].T - expected).max() <= 1e-5
 
 
+def test_a_fixed_size_model_is_served_patch_by_patch(run_op, scene, tmp_path):
+    """A card-less model that only takes 8 x 8 patches (Flatten + Dense): patches are cut one by one."""
+    import keras
+
+    path, data = scene
+    inputs = keras.Input((8, 8, 3), name="patch")
+    flat = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(2, kernel_initializer=keras.initializers.RandomNormal(seed=2), name="score")(flat)
+    model_path = str(tmp_path / "dense.keras")
+    keras.Model(inputs, outputs).save(model_path)
+    out, reporter = run_op("apply_model", MODEL=model_path, SOURCE1=[path], RECEPTIVE_FIELD=8, OUTPUTS="score",
+                           STRIDE=2, OUTPUT=str(tmp_path / "d.tif"))
+    served, transform, _ = read(out["OUTPUT"])
+    assert served.shape == (2, 100, 115) and transform[1] == 4.0
+    assert any("patch serving" in line for line in reporter.logs)
+    model = InferenceModel.load(model_path)
+    padded = np.pad(data.transpose(1, 2, 0).astype(np.float32), ((4, 4), (4, 4), (0, 0)))
+    rows, cols = np.array([0, 13, 99]), np.array([114, 0, 60])
+    # output (i, j) is centred on input pixel (2 i + 1, 2 j + 1): its patch starts 4 px before
+    patches = np.stack([padded[2 * i + 1:2 * i + 9, 2 * j + 1:2 * j + 9] for i, j in zip(rows, cols)])
+    expected = model.predict({"patch": patches}, ["score"])["score"]
+    assert np.abs(served[:, rows, cols].T - expected).max() <= 1e-3
+
+
 def test_a_stride_4_network_writes_a_4_times_coarser_grid_equal_to_patches_every_4_pixels(run_op, models, scene,
                                                                                           tmp_path):
     path, _ = scene
