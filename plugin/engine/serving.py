@@ -319,9 +319,19 @@ def make_plan(params, context) -> Plan:
     else:
         align = stride
     window = processing_window(params, sources[0].stack, align)
-    batch = params.integer("BATCH_SIZE", 0, minimum=0) or (4 if mode == "fully_convolutional" else 1024)
+    batch = params.integer("BATCH_SIZE", 0, minimum=0) or default_batch(mode)
     stitch = mode == "patch" and convolutional and geometry.unit % stride == 0
     return Plan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window)
+
+
+def default_batch(mode: str) -> int:
+    """Blocks per model call (fully convolutional): several keep a GPU busy, one is enough for CPU
+    cores; patches per call (patch-based)."""
+    if mode != "fully_convolutional":
+        return 1024
+    import tensorflow as tf
+
+    return 4 if tf.config.list_physical_devices("GPU") else 1
 
 
 # ---- reading blocks -------------------------------------------------------------------------------
@@ -649,7 +659,38 @@ class Writer:
             raise self.error
 
 
-def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> np.ndarray:
+def batches(plan: Plan, stream: Iterator[Tile]) -> Iterator[list[Tile]]:
+    """Tiles grouped for one model call: up to BATCH_SIZE blocks (fully convolutional; blocks all
+    have one size), one strip (patch-based); a tile with nothing valid alone."""
+    size = plan.batch if plan.mode == "fully_convolutional" else 1
+    pending: list[Tile] = []
+    for tile in stream:
+        if tile.inputs is None:
+            yield [tile]
+            continue
+        pending.append(tile)
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def infer_group(plan: Plan, group: list[Tile]) -> list[np.ndarray]:
+    if len(group) == 1:
+        return [infer(plan, group[0])]
+    names = list(group[0].inputs)
+    stacked = {name: np.concatenate([tile.inputs[name] for tile in group]) for name in names}
+    values = predict(plan.model, stacked, plan.outputs, len(group))
+    crop = plan.margin_units * plan.geometry.expression
+    results = []
+    for index, tile in enumerate(group):
+        one = stacked_outputs({name: value[index:index + 1] for name, value in values.items()}, plan.outputs)
+        results.append(one[crop:crop + tile.out_h, crop:crop + tile.out_w])
+    return results
+
+
+def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> dict[int, int]:
     """Every tile read, run and written; returns per-class pixel counts for class maps (else empty)."""
     out_w, out_h = output_size(plan)
     total = out_w * out_h
@@ -658,19 +699,21 @@ def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> np.ndarra
     stop = threading.Event()
     writer = Writer(ds)
     try:
-        for tile in threaded(tiles(plan), stop):
+        for group in batches(plan, threaded(tiles(plan), stop)):
             if context.cancelled():
                 raise Cancelled()
-            if tile.inputs is None:
-                data = np.full((tile.out_h, tile.out_w, fmt.channels), fmt.nodata, fmt.dtype)
-            else:
-                data = encode(infer(plan, tile), tile.invalid, fmt)
-            if fmt.kind == "class":
-                values, numbers = np.unique(data[..., 0][~tile.invalid], return_counts=True)
-                for value, number in zip(values.tolist(), numbers.tolist()):
-                    counts[value] = counts.get(value, 0) + number
-            writer.put(tile.out_x, tile.out_y, data)
-            done += tile.out_w * tile.out_h
+            results = [None] if group[0].inputs is None else infer_group(plan, group)
+            for tile, result in zip(group, results):
+                if result is None:
+                    data = np.full((tile.out_h, tile.out_w, fmt.channels), fmt.nodata, fmt.dtype)
+                else:
+                    data = encode(result, tile.invalid, fmt)
+                if fmt.kind == "class":
+                    values, numbers = np.unique(data[..., 0][~tile.invalid], return_counts=True)
+                    for value, number in zip(values.tolist(), numbers.tolist()):
+                        counts[value] = counts.get(value, 0) + number
+                writer.put(tile.out_x, tile.out_y, data)
+                done += tile.out_w * tile.out_h
             context.reporter.progress(2 + 95 * done / total)
     finally:
         writer.close()
