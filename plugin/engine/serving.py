@@ -135,15 +135,22 @@ def bind_sources(params, model: InferenceModel) -> list[Source]:
     return sources
 
 
+ARGMAX = ":argmax"  # "<output>:argmax": the index (or the card's class id) of each pixel's largest channel
+
+
+def base_name(output: str) -> str:
+    return output[:-len(ARGMAX)] if output.endswith(ARGMAX) else output
+
+
 def choose_outputs(params, model: InferenceModel) -> list[str]:
     text = params.string("OUTPUTS", "") or ""
     names = [n.strip() for n in text.split(";") if n.strip()]
     if not names:
         names = ["class"] if "class" in model.output_names else [model.output_names[0]]
-    unknown = [n for n in names if n not in model.output_names]
+    unknown = [n for n in names if base_name(n) not in model.output_names]
     if unknown:
         raise PatchFlowError(f"the model has no output {', '.join(unknown)}; its outputs: "
-                             f"{', '.join(model.output_names)}.", "OUTPUTS")
+                             f"{', '.join(model.output_names)} (add {ARGMAX} to one for a class map).", "OUTPUTS")
     return names
 
 
@@ -156,7 +163,7 @@ def declared_geometry(params, card: ModelCard | None, outputs: list[str]) -> tup
         factors = set()
         for name in outputs:
             try:
-                spec = card.output(name)
+                spec = card.output(base_name(name))
                 factors.add(spec.scale_factor / spec.stride)
             except KeyError:
                 pass
@@ -173,13 +180,20 @@ def declared_geometry(params, card: ModelCard | None, outputs: list[str]) -> tup
 
 def predict(model: InferenceModel, inputs: dict[str, np.ndarray], outputs: list[str],
             batch: int) -> dict[str, np.ndarray]:
-    """The outputs as (n, h, w, channels): a (n, channels) output is one pixel, (n, h, w) one channel."""
-    values = model.predict(inputs, outputs, batch)
+    """The outputs as (n, h, w, channels): a (n, channels) output is one pixel, (n, h, w) one channel;
+    ``<output>:argmax`` the index of the largest channel (the card's class id when it has classes)."""
+    values = model.predict(inputs, list(dict.fromkeys(base_name(o) for o in outputs)), batch)
     shaped = {}
-    for name, value in values.items():
+    for name in outputs:
+        value = values[base_name(name)]
         if value.ndim == 2:
             value = value[:, np.newaxis, np.newaxis, :]
         elif value.ndim == 3:
+            value = value[..., np.newaxis]
+        if name.endswith(ARGMAX):
+            index = np.argmax(value, axis=-1)
+            ids = model.card.class_ids if model.card and model.card.classes else []
+            value = (np.asarray(ids, np.int32)[index] if len(ids) == value.shape[-1] else index.astype(np.int32))
             value = value[..., np.newaxis]
         shaped[name] = value
     return shaped
@@ -519,19 +533,20 @@ class OutputFormat:
     names: list[str]
 
 
-def output_format(params, plan: Plan, channels: int) -> OutputFormat:
+def output_format(params, plan: Plan, channels: int, class_count: int | None = None) -> OutputFormat:
     card = plan.model.card
     kinds = set()
     for name in plan.outputs:
         try:
-            kinds.add(card.output(name).kind if card else ("class" if name.startswith("class") else "image"))
+            kinds.add("class" if name.endswith(ARGMAX) else card.output(name).kind if card
+                      else ("class" if name.startswith("class") else "image"))
         except KeyError:
             kinds.add("class" if name.startswith("class") else "image")
     kind = kinds.pop() if len(kinds) == 1 else "image"
     wanted = params.choice("OUTPUT_TYPE", ("auto", "uint8", "uint16", "int16", "int32", "float32"), "auto")
     nodata = params.number("NODATA", None)
     if kind == "class":
-        ids = card.class_ids if card and card.classes else list(range(256))
+        ids = card.class_ids if card and card.classes else list(range(class_count or 256))
         dtype, default_nodata = class_encoding(ids)
     else:
         dtype, default_nodata = np.dtype(np.float32), -9999.0
@@ -728,7 +743,11 @@ def run_apply_model(params, context) -> dict:
     out_w, out_h = output_size(plan)
     probe_values = probe(plan.model, plan.sources, plan.outputs, g.receptive)
     channels = sum(v.shape[-1] for v in probe_values.values())
-    fmt = output_format(params, plan, channels)
+    class_count = None
+    if any(name.endswith(ARGMAX) for name in plan.outputs):  # the classes are the channels' indices
+        base = probe(plan.model, plan.sources, [base_name(plan.outputs[0])], g.receptive)
+        class_count = next(iter(base.values())).shape[-1]
+    fmt = output_format(params, plan, channels, class_count)
     context.reporter.log(
         f"{plan.mode.replace('_', ' ')} serving: receptive field {g.receptive} px, expression field {g.expression} "
         f"px, scale factor {g.factor:g}" + (f", margin {plan.margin_units * g.unit} px, tiles of "

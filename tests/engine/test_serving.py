@@ -154,6 +154,26 @@ def test_a_scale_factor_writes_a_finer_grid_seamlessly(run_op, scene, tmp_path):
     assert any("outputs: image" in line for line in reporter.logs)  # a card-less model's signature is listed
 
 
+def test_argmax_of_a_cardless_models_scores_is_a_styled_class_map(run_op, scene, tmp_path):
+    import keras
+
+    path, _ = scene
+    inputs = keras.Input((None, None, 3), name="image")
+    scores = keras.layers.Conv2D(4, 3, padding="same", activation="softmax", name="scores",
+                                 kernel_initializer=keras.initializers.RandomNormal(seed=3))(inputs)
+    model = str(tmp_path / "scores.keras")
+    keras.Model(inputs, scores).save(model)
+    common = dict(MODEL=model, SOURCE1=[path], RECEPTIVE_FIELD=16)
+    classes, _ = run_op("apply_model", **common, OUTPUTS="scores:argmax", OUTPUT=str(tmp_path / "c.tif"))
+    probabilities, _ = run_op("apply_model", **common, OUTPUTS="scores", OUTPUT=str(tmp_path / "p.tif"))
+    values, expected = read(classes["OUTPUT"])[0][0], read(probabilities["OUTPUT"])[0].argmax(axis=0)
+    assert classes["KIND"] == "class" and np.array_equal(values, expected)
+    served = gdal.Open(classes["OUTPUT"])
+    assert served.GetRasterBand(1).DataType == gdal.GDT_Byte and served.GetRasterBand(1).GetNoDataValue() == 255
+    assert [c["id"] for c in classes["CLASSES"]] == sorted(np.unique(values).tolist())
+    assert 'type="paletted"' in (tmp_path / "c.qml").read_text()
+
+
 def test_an_extent_is_served_alone_on_the_same_grid(run_op, models, scene, tmp_path):
     path, _ = scene
     full, _ = run_op("apply_model", MODEL=models["patch_cnn"], SOURCE1=[path], OUTPUT=str(tmp_path / "full.tif"))
