@@ -11,6 +11,7 @@ ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 
 
 def _algorithms() -> list:
+    from ..algorithms.apply_model import ApplyModel
     from ..algorithms.assess_accuracy import AssessAccuracy
     from ..algorithms.classify import Classify
     from ..algorithms.create_model import CreateModel
@@ -23,7 +24,8 @@ def _algorithms() -> list:
     from ..algorithms.train_model import TrainModel
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
-            CreateModel(), TrainModel(), AssessAccuracy(), TrainClassifier(), Classify()]
+            CreateModel(), TrainModel(), AssessAccuracy(), TrainClassifier(), Classify(),
+            ApplyModel()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):
