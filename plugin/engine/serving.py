@@ -279,19 +279,44 @@ def influence_radius(model: InferenceModel, sources: list[Source], outputs: list
 # ---- planning -------------------------------------------------------------------------------------
 
 
+def parse_extent(text: str, grid) -> tuple[float, float, float, float]:
+    """"xmin,xmax,ymin,ymax" in SOURCE1's CRS, or with a " [EPSG:x]" (any CRS GDAL knows) suffix,
+    which is then transformed (its four corners) into SOURCE1's CRS."""
+    from osgeo import osr
+
+    numbers, _, crs = text.partition("[")
+    try:
+        xmin, xmax, ymin, ymax = (float(v) for v in numbers.split(","))
+    except ValueError:
+        raise PatchFlowError(f"'{text}' is not an extent; write xmin,xmax,ymin,ymax in SOURCE1's CRS.",
+                             "EXTENT") from None
+    crs = crs.rstrip("] ").strip()
+    if not crs:
+        return xmin, xmax, ymin, ymax
+    given, target = osr.SpatialReference(), osr.SpatialReference()
+    if given.SetFromUserInput(crs) != 0 or target.ImportFromWkt(grid.crs_wkt) != 0:
+        raise PatchFlowError(f"the extent's CRS '{crs}' is unknown; give it in SOURCE1's CRS.", "EXTENT")
+    if given.IsSame(target):
+        return xmin, xmax, ymin, ymax
+    for srs in (given, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    transform = osr.CoordinateTransformation(given, target)
+    corners = [transform.TransformPoint(x, y)[:2] for x in (xmin, xmax) for y in (ymin, ymax)]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
 def processing_window(params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
-    """EXTENT (xmin,xmax,ymin,ymax in SOURCE1's CRS) as input pixels, grown to whole ``align`` steps
-    from the raster's origin and clipped to it; the whole raster when empty."""
+    """EXTENT as input pixels, grown to whole ``align`` steps from the raster's origin and clipped to
+    it; the whole raster when empty."""
     grid = stack.grid
     text = params.string("EXTENT", "") or ""
     if not text.strip():
         return 0, 0, grid.width, grid.height
-    try:
-        xmin, xmax, ymin, ymax = (float(v) for v in text.split("[")[0].split(","))
-    except ValueError:
-        raise PatchFlowError(f"'{text}' is not an extent; write xmin,xmax,ymin,ymax in SOURCE1's CRS.",
-                             "EXTENT") from None
+    xmin, xmax, ymin, ymax = parse_extent(text, grid)
     cols, rows = grid.fractional_pixel(np.array([xmin, xmax]), np.array([ymax, ymin]))
+    # a millionth of a pixel is rounding (a reprojected extent), not a pixel more
+    cols, rows = np.round(cols, 6), np.round(rows, 6)
     c0, c1 = max(0, math.floor(min(cols) / align) * align), min(grid.width, math.ceil(max(cols) / align) * align)
     r0, r1 = max(0, math.floor(min(rows) / align) * align), min(grid.height, math.ceil(max(rows) / align) * align)
     if c1 <= c0 or r1 <= r0:

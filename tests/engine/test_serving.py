@@ -182,6 +182,20 @@ def test_an_extent_is_served_alone_on_the_same_grid(run_op, models, scene, tmp_p
     values, transform, _ = read(part["OUTPUT"])
     assert transform[0] == 500020.0 and transform[3] == 5799900.0 and values.shape == (1, 50, 40)
     assert np.array_equal(values[0], read(full["OUTPUT"])[0][0, 50:100, 10:50])
+    from osgeo import osr  # the same extent given in WGS 84 (lat/lon): transformed, on the same grid
+
+    utm, wgs84 = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32631)
+    wgs84.ImportFromEPSG(4326)
+    for srs in (utm, wgs84):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs84 = osr.CoordinateTransformation(utm, wgs84)
+    (lon0, lat0, _), (lon1, lat1, _) = to_wgs84.TransformPoint(500021.0, 5799801.0), to_wgs84.TransformPoint(
+        500099.0, 5799899.0)
+    geographic, _ = run_op("apply_model", MODEL=models["patch_cnn"], SOURCE1=[path],
+                           EXTENT=f"{lon0},{lon1},{lat0},{lat1} [EPSG:4326]", OUTPUT=str(tmp_path / "g.tif"))
+    values_g, transform_g, _ = read(geographic["OUTPUT"])
+    assert transform_g[1] == 2.0 and (transform_g[0] - 500000.0) % 2 == 0 and values_g.shape[1] >= 49
 
 
 def test_nodata_pixels_and_empty_tiles_are_written_as_nodata(run_op, models, gd, tmp_path, monkeypatch):
