@@ -5,7 +5,7 @@ export QT_QPA_PLATFORM ?= offscreen
 GPU ?= 0
 PROFILE_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 
-.PHONY: setup demo test test-fast bench lint install data
+.PHONY: setup demo test test-fast bench lint install data screenshots
 
 setup:
 	@GPU=$(GPU) bash scripts/setup.sh
@@ -21,6 +21,10 @@ test: setup
 
 test-fast: setup
 	@$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow"
+
+screenshots: setup
+	@test -f demo-output/summary.json || $(MAKE) demo
+	@$(PY) scripts/screenshots.py
 
 bench: setup
 	@$(PY) bench/run.py
