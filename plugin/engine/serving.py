@@ -614,6 +614,9 @@ def create_output(path: str, plan: Plan, fmt: OutputFormat) -> gdal.Dataset:
         band = ds.GetRasterBand(index + 1)
         band.SetNoDataValue(fmt.nodata)
         band.SetDescription(fmt.names[index])
+    card = plan.model.card
+    if fmt.kind == "class" and card and card.classes:  # before any block is written: TIFF tags are fixed then
+        set_class_table(ds.GetRasterBand(1), card.classes)
     return ds
 
 
@@ -793,15 +796,24 @@ def run_apply_model(params, context) -> dict:
             "CLASSES": classes}
 
 
+def set_category_names(band: gdal.Band, classes: list[dict]) -> None:
+    ids = [int(c["id"]) for c in classes]
+    if ids and 0 <= min(ids) and max(ids) < 65536:
+        names = [""] * (max(ids) + 1)
+        for info in classes:
+            names[int(info["id"])] = str(info["name"])
+        band.SetCategoryNames(names)
+
+
 def style(ds: gdal.Dataset, qml_path: str, plan: Plan, fmt: OutputFormat, found: list[int]) -> list[dict]:
     """Colour table and QML for a class map (the card's classes, else those found); pseudocolour for
     probabilities; an RGB (or grey) stretch for images and features."""
     card = plan.model.card
     classes = list(card.classes) if card and card.classes else []
     if fmt.kind == "class":
-        if not classes:
+        if not classes:  # known only now: names (kept beside the TIFF) and the QML; no colour table
             classes = [{"id": c.id, "name": c.name, "color": c.color} for c in complete(found, {})]
-        set_class_table(ds.GetRasterBand(1), classes)
+            set_category_names(ds.GetRasterBand(1), classes)
         text = class_qml(classes)
     elif fmt.kind == "probabilities":
         text = probability_qml()

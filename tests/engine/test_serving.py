@@ -239,6 +239,22 @@ def test_class_maps_carry_the_card_classes_and_a_paletted_style(run_op, models, 
     assert served.GetRasterBand(2).GetDescription() == "probability forest"
 
 
+def test_a_class_map_larger_than_gdals_cache_keeps_its_colour_table(run_op, models, gd, tmp_path):
+    """Blocks reach the file while it is written; the colour table must be set before (TIFF tags)."""
+    rng = np.random.default_rng(1)
+    path = gd.write_raster(tmp_path / "big.tif", rng.integers(0, 200, (3, 700, 700)).astype(np.int16))
+    previous = gdal.GetCacheMax()
+    gdal.SetCacheMax(1 << 18)
+    try:
+        out, _ = run_op("apply_model", MODEL=models["patch_cnn"], SOURCE1=[path], MODE="fully_convolutional",
+                        TILE_SIZE=64, OUTPUT=str(tmp_path / "c.tif"))
+        run_op("apply_model", MODEL=models["patch_cnn"], SOURCE1=[path], OUTPUT=str(tmp_path / "p.tif"))
+    finally:
+        gdal.SetCacheMax(previous)
+    served = gdal.Open(out["OUTPUT"])
+    assert served.GetRasterBand(1).GetColorTable().GetColorEntry(7)[:3] == (0, 255, 0)
+
+
 def file_reading_model(path) -> str:
     import tensorflow as tf
 
