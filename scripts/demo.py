@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """PatchFlow demo: the OTBTF chain on the North Carolina Landsat-7 scene, through qgis_process.
 
+samples -> split -> patches -> train the patch CNN -> apply it to the whole scene -> assess the
+map at the validation points, then the baselines (per-pixel and deep-features Random Forests).
+
     make demo                       # setup + data + this script
     .venv/bin/python scripts/demo.py [--data DIR] [--output DIR]
 
@@ -11,7 +14,8 @@ demo-output/ (recreated on every run). Standard library only.
 To extend the chain (super-resolution next), append a ``Step`` to ``build_steps`` with a
 ``summarize`` function; the runner, the text summary and the report need no change. A step's
 ``Summary.scores`` rows (overall accuracy, kappa) join the comparison table at the top of the
-report; its ``Summary.key_outputs`` are linked there too.
+report; its ``Summary.key_outputs`` are linked there too, and its ``Summary.closing`` lines end
+the printed summary.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import html
 import json
 import os
+import re
 import shlex
 import shutil
 import sqlite3
@@ -84,6 +89,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
     key_outputs: list[tuple[str, Path]] = field(default_factory=list)  # (short name, path): at the top too
+    closing: list[tuple[str, str, Path | None]] = field(default_factory=list)  # (label, text, path): printed last
 
 
 @dataclass
@@ -229,11 +235,32 @@ def validation_size(manifest: Path) -> str:
     return f"{json.loads(manifest.read_text(encoding='utf-8')).get('n_patches')} validation patches"
 
 
+CLASS_PIXELS = re.compile(r"^(\d+) (.+): (\d+) px\b")  # the engine's per-class log line: "2 forest: 73209 px"
+
+
+def map_class_counts(log: dict[str, list[str]], card: Path) -> list[ClassCount]:
+    """Pixels per class of a class map, from the run's log; colours from the model card."""
+    try:
+        colors = {int(c["id"]): c.get("color", "") for c in json.loads(card.read_text(encoding="utf-8"))["classes"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        colors = {}
+    counts = []
+    for line in log.get("info", []):
+        match = CLASS_PIXELS.match(line)
+        if match:
+            class_id = int(match[1])
+            counts.append(ClassCount(class_id, match[2], colors.get(class_id, ""), int(match[3])))
+    return counts
+
+
 def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out: Path) -> list[Step]:
-    """Train the patch CNN, a per-pixel and a deep-features Random Forest, map the scene with the
-    deep-features one and assess the map against the validation points."""
+    """Train the patch CNN, apply it to the whole scene and assess its map against the validation
+    points; then the baselines: a per-pixel and a deep-features Random Forest, the scene mapped with
+    the deep-features one and that map assessed too."""
     model = out / "model"
     rf_pixels, rf_deep = out / "classifiers" / "rf_pixels.joblib", out / "classifiers" / "rf_deep.joblib"
+    cnn_map = out / "map" / "cnn_map.tif"
+    cnn_html, cnn_csv = out / "map" / "cnn_accuracy.html", out / "map" / "cnn_accuracy.csv"
     class_map = out / "map" / "classes.tif"
     accuracy_html, accuracy_csv = out / "map" / "accuracy.html", out / "map" / "accuracy.csv"
 
@@ -247,6 +274,34 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
                      ("SavedModel", model / "saved_model.pb")],
             scores=[Score("Patch CNN (softmax)", r["OA"], r["KAPPA"], validation_size(valid), report)],
             key_outputs=[("model report", report)],
+            closing=[("training report", shown(report), report)],
+        )
+
+    def summarize_apply(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        r = run.results
+        style = Path(r["STYLE"]) if r.get("STYLE") else cnn_map.with_suffix(".qml")
+        return Summary(
+            facts=[("output", f"{r.get('WIDTH')} x {r.get('HEIGHT')} px"), ("kind", str(r.get("KIND")))],
+            classes={"pixels": map_class_counts(run.log, model / "patchflow_card.json")},
+            outputs=[("CNN class map", cnn_map)],
+            styled=sidecars(cnn_map),
+            key_outputs=[("CNN map", cnn_map)],
+            closing=[("styled CNN map", f"{shown(cnn_map)} + {style.name} (QGIS applies the .qml when it opens "
+                                        "the layer)", cnn_map)],
+        )
+
+    def summarize_cnn_accuracy(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
+        r = run.results
+        return Summary(
+            facts=[("points", str(r.get("N"))), ("OA", f"{r['OA']:.3f}"), ("kappa", f"{r['KAPPA']:.3f}"),
+                   ("macro F1", f"{r['MACRO_F1']:.3f}")],
+            outputs=[("accuracy report", cnn_html), ("scores", cnn_csv)],
+            scores=[Score("CNN map (Apply model) at the validation points", r["OA"], r["KAPPA"],
+                          f"{r.get('N')} validation points", cnn_html)],
+            key_outputs=[("CNN map accuracy", cnn_html)],
+            closing=[("accuracy report", shown(cnn_html), cnn_html),
+                     ("CNN map kappa", f"{r['KAPPA']:.3f} (overall accuracy {r['OA']:.3f} at {r.get('N')} "
+                                       "validation points)", None)],
         )
 
     def summarize_classifier(label: str) -> Callable[[Step, Run, dict[str, Run]], Summary]:
@@ -267,7 +322,7 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
             facts=[("pixels classified", str(run.results.get("COUNT")))],
             outputs=[("class map", class_map)],
             styled=sidecars(class_map),
-            key_outputs=[("class map", class_map)],
+            key_outputs=[("RF class map", class_map)],
         )
 
     def summarize_accuracy(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
@@ -278,7 +333,7 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
             outputs=[("accuracy report", accuracy_html), ("scores", accuracy_csv)],
             scores=[Score("Class map (deep-features RF) at the validation points", r["OA"], r["KAPPA"],
                           f"{r.get('N')} validation points", accuracy_html)],
-            key_outputs=[("map accuracy", accuracy_html)],
+            key_outputs=[("RF map accuracy", accuracy_html)],
         )
 
     datasets = [("DATASET", str(train)), ("VALID", str(valid))]
@@ -288,6 +343,13 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
               ("BATCH_SIZE", "32"), ("AUGMENT", "true"), ("CLASS_WEIGHTS", "true"), ("SEED", "0"),
               ("OVERWRITE", "true"), ("OUTPUT", str(model))],
              summarize_training, [model / "saved_model.pb", model / "report.html"]),
+        Step("apply", "Apply the CNN to the whole scene", "patchflow:applymodel",
+             [("MODEL", str(model / "saved_model.pb")), ("SOURCE1", image), ("OUTPUT", str(cnn_map))],
+             summarize_apply, [cnn_map, cnn_map.with_suffix(".qml")]),
+        Step("assess", "Assess the CNN map's accuracy at the validation points", "patchflow:assessaccuracy",
+             [("INPUT", str(cnn_map)), ("REFERENCE", str(valid_points)), ("CLASS_FIELD", "class"),
+              ("OUTPUT_HTML", str(cnn_html)), ("OUTPUT_CSV", str(cnn_csv))],
+             summarize_cnn_accuracy, [cnn_html, cnn_csv]),
         Step("rf-pixels", "Per-pixel Random Forest (baseline)", "patchflow:trainclassifier",
              [*datasets, ("SEED", "0"), ("OUTPUT", str(rf_pixels))],
              summarize_classifier("Per-pixel Random Forest (5 band values)"), [rf_pixels]),
@@ -297,7 +359,8 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
         Step("classify", "Classify the scene (deep features)", "patchflow:classify",
              [("INPUT", image), ("CLASSIFIER", str(rf_deep)), ("OUTPUT", str(class_map))],
              summarize_classify, [class_map, class_map.with_suffix(".qml")]),
-        Step("accuracy", "Assess the map's accuracy at the validation points", "patchflow:assessaccuracy",
+        Step("accuracy", "Assess the deep-features map's accuracy at the validation points",
+             "patchflow:assessaccuracy",
              [("INPUT", str(class_map)), ("REFERENCE", str(valid_points)), ("CLASS_FIELD", "class"),
               ("OUTPUT_HTML", str(accuracy_html)), ("OUTPUT_CSV", str(accuracy_csv))],
              summarize_accuracy, [accuracy_html, accuracy_csv]),
@@ -570,22 +633,36 @@ def main(argv: list[str] | None = None) -> int:
               f"after {failure.seconds:.1f} s.\ncommand: {shlex.join(failure.command)}\n"
               f"its last lines:\n{failure.tail}\n\npartial report: {shown(report)}", file=sys.stderr)
         return 1
-    styled = [pair for run in runs.values() for pair in run.summary.styled]
+    print_done(list(runs.values()), out, report, total_s)
+    return 0
+
+
+def print_done(runs: list[Run], out: Path, report: Path, total_s: float) -> None:
+    """The comparison and where everything is; the steps' closing lines (the CNN map, its reports,
+    its kappa) come last."""
+    closing = [line for run in runs for line in run.summary.closing]
+    said = {path for _, _, path in closing if path is not None}
     print(f"\nDone: {len(runs)} steps in {total_s:.1f} s.")
-    comparison = text_comparison(list(runs.values()))
+    comparison = text_comparison(runs)
     if comparison:
         print(comparison)
-    print(f"  outputs:        {shown(out)}/")
-    for layer, qml in styled:
-        print(f"  styled layer:   {shown(layer)} + {qml.name} (QGIS applies the .qml when it opens the layer)")
-    for run in runs.values():
+    print(f"  {'outputs:':<17} {shown(out)}/")
+    for layer, qml in (pair for run in runs for pair in run.summary.styled):
+        if layer not in said:
+            print(f"  {'styled layer:':<17} {shown(layer)} + {qml.name} (QGIS applies the .qml on opening the layer)")
+    for run in runs:
         for what, path in run.summary.outputs:
             if what == "manifest":
-                print(f"  manifest:       {shown(path)}")
+                print(f"  {'manifest:':<17} {shown(path)}")
         for what, path in run.summary.key_outputs:
-            print(f"  {what + ':':<15} {shown(path)}")
-    print(f"  report:         {shown(report)}")
-    return 0
+            if path not in said:
+                print(f"  {what + ':':<17} {shown(path)}")
+    print(f"  {'demo report:':<17} {shown(report)}")
+    if closing:
+        width = max(len(label) for label, _, _ in closing) + 1
+        print()
+        for label, text, _ in closing:
+            print(f"{label + ':':<{width}} {text}")
 
 
 if __name__ == "__main__":
