@@ -1,6 +1,7 @@
 """PatchFlow benchmark (`make bench`): patch extraction throughput against a naive GDAL loop, peak
-memory of label-raster sampling at two raster sizes, and training throughput streamed from disk
-against Keras on the same samples in memory. See bench/README.md.
+memory of label-raster sampling at two raster sizes, training throughput streamed from disk
+against Keras on the same samples in memory, and serving throughput (apply_model) against the
+model alone and GDAL I/O alone, with its peak memory at two raster sizes. See bench/README.md.
 
 Everything that imports numpy or GDAL runs in a subprocess of its own (fresh interpreter, fresh
 GDAL block cache); the parent uses the standard library only, starts the children and prints what
@@ -8,7 +9,7 @@ they report. Test data is made once with GDAL in .cache/bench/ (gitignored) and 
 
     .venv/bin/python bench/run.py              # everything (extraction timings: best of 3)
     .venv/bin/python bench/run.py --repeat 1   # one run per extraction method
-    .venv/bin/python bench/run.py --only training   # one section (extraction, sampling, training)
+    .venv/bin/python bench/run.py --only serving     # one section (extraction, sampling, training, serving)
 """
 
 from __future__ import annotations
@@ -425,9 +426,232 @@ def bench_training(workdir: Path) -> dict:
         results[model] = {mode: answer["samples"] / seconds for mode, seconds in fastest.items()}
     return results
 
+
+# ---- serving throughput and memory (section 4) ----------------------------------------------
+
+# Zoo models, untrained (seeded weights; they do not change the speed): (training patch size, classes).
+SERVING_MODELS = {"fcnn": (64, 5), "patch_cnn": (16, 5)}
+SERVING_SIZE = 4096  # the window timed, over the image's top-left corner
+SERVING_RSS_SIZES = (4096, 8192)  # 4x apart in pixels; the smaller one already has several blocks in flight
+SERVING_PATCH_SIZE = 1024  # the window of the patch-mode row (informative only)
+SERVING_REPEAT = 3  # runs of serving and of the bounds, alternating; the fastest counts
+SERVING_CPU_TARGET = 0.9  # serving time / (compute + I/O time) at or below this without a GPU
+SERVING_GPU_TARGET = 1.1  # serving time / max(compute, I/O time) at or below this with one
+SERVING_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+SERVING_LOG = " serving: receptive field"  # the engine's log line once the model is loaded and planned
+
+
+def serving_window_path(size: int) -> Path:
+    return CACHE / f"serving_{size}_{DATA_VERSION}.vrt"
+
+
+def serving_model_path(model: str) -> Path:
+    return CACHE / f"serving_{model}_{DATA_VERSION}"
+
+
+def serving_params(model: str, size: int, output: str, mode: str = "fully_convolutional") -> dict:
+    return {"MODEL": str(serving_model_path(model)), "SOURCE1": [str(serving_window_path(size))], "MODE": mode,
+            "OUTPUT": output}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads."""
+    times = os.times()
+    return times.user + times.system
+
+
+def child_serving_data(workdir: str) -> dict:  # noqa: ARG001
+    """VRT windows over the image's top-left corner, and the zoo models exported as SavedModels,
+    standardised with the timed window's band statistics (so the class maps are not uniform)."""
+    _engine_runner()
+    from osgeo import gdal
+
+    from patchflow.plugin.engine.classes import complete
+    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.zoo import build_model, export_model
+
+    gdal.UseExceptions()
+    made = []
+    for size in sorted({SERVING_SIZE, *SERVING_RSS_SIZES, SERVING_PATCH_SIZE}):
+        path = serving_window_path(size)
+        if not path.exists():
+            partial = path.with_suffix(".partial.vrt")
+            gdal.Translate(str(partial), str(raster_path()), format="VRT", srcWin=[0, 0, size, size])
+            os.replace(partial, path)
+            made.append(f"{size}x{size} window (VRT): {path.relative_to(ROOT)}")
+    stats = None
+    for model, (patch, n_classes) in SERVING_MODELS.items():
+        final = serving_model_path(model)
+        if final.exists():
+            continue
+        if stats is None:
+            window = gdal.Open(str(serving_window_path(SERVING_SIZE)))
+            stats = [window.GetRasterBand(b + 1).ComputeStatistics(True) for b in range(window.RasterCount)]
+        normalization = Normalization("standard", [s[2] for s in stats], [s[3] for s in stats])
+        classes = [{"id": c.id, "name": c.name, "color": c.color} for c in complete(list(range(1, n_classes + 1)), {})]
+        network, card = build_model(model, [InputSpec("source1", len(stats), patch, "source1", normalization)],
+                                    classes, seed=0)
+        partial = final.with_name(final.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        export_model(network, card, str(partial))
+        os.replace(partial, final)
+        made.append(f"{model} SavedModel ({card.parameters['n_parameters']} parameters): {final.relative_to(ROOT)}")
+    return {"made": made}
+
+
+def child_serve(workdir: str, model: str, size: str, mode: str) -> dict:
+    """apply_model on the ``size`` window; 'seconds' from the engine's plan log line (model
+    loaded, geometry probed) to the end: reading, inference, writing, styling, closing."""
+    _engine_runner()
+    from patchflow.plugin import protocol
+    from patchflow.plugin.engine.reporting import Reporter
+    from patchflow.plugin.engine.worker import run_job
+
+    class Clock(Reporter):
+        planned: tuple[float, float] | None = None  # wall clock, CPU time
+
+        def log(self, text: str) -> None:
+            if self.planned is None and SERVING_LOG in text:
+                self.planned = (time.perf_counter(), cpu_seconds())
+            super().log(text)
+
+    clock = Clock()
+    output = os.path.join(workdir, f"serve_{model}_{size}_{mode}.tif")
+    start = time.perf_counter()
+    outputs = run_job(protocol.Job("apply_model", serving_params(model, int(size), output, mode), "bench"), clock)
+    end, cpu = time.perf_counter(), cpu_seconds()
+    os.remove(output)
+    if clock.planned is None:
+        raise RuntimeError(f"bench: apply_model logged no line with '{SERVING_LOG}'; update SERVING_LOG")
+    return {"seconds": end - clock.planned[0], "cpu": cpu - clock.planned[1], "setup": clock.planned[0] - start,
+            "pixels": int(size) ** 2, "output": [outputs["WIDTH"], outputs["HEIGHT"]]}
+
+
+def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
+    """apply_model as in child_serve, but with serving.serve's reader thread and writer thread
+    replaced by plain calls: tile after tile is read (the next item of serving.tiles: GDAL read +
+    standardisation), inferred (serving.infer_group, or serving.infer: the model alone) and written
+    (GDAL WriteArray into the engine's output, then its flush), each on its own clock."""
+    _engine_runner()
+    import tensorflow as tf
+
+    from patchflow.plugin import protocol
+    from patchflow.plugin.engine import serving
+    from patchflow.plugin.engine.reporting import Reporter
+    from patchflow.plugin.engine.worker import run_job
+
+    wall = {"read": 0.0, "compute": 0.0, "write": 0.0}
+    cpu = dict(wall)
+    shape = {"blocks": 0, "block": 0}
+
+    def clocked(part: str, work, *args):
+        started, started_cpu = time.perf_counter(), cpu_seconds()
+        result = work(*args)
+        wall[part] += time.perf_counter() - started
+        cpu[part] += cpu_seconds() - started_cpu
+        return result
+
+    missing = [name for name in ("tiles", "threaded", "Writer", "infer") if not hasattr(serving, name)]
+    if missing:
+        raise RuntimeError(f"bench: serving.py has no {', '.join(missing)} any more; update child_serving_bounds")
+    engine_tiles = serving.tiles
+    compute_name = "infer_group" if hasattr(serving, "infer_group") else "infer"
+    engine_compute = getattr(serving, compute_name)
+
+    def read_tiles(plan):
+        items = engine_tiles(plan)
+        while (tile := clocked("read", next, items, None)) is not None:
+            shape["blocks"] += 1
+            if tile.inputs is not None:
+                shape["block"] = max(shape["block"], next(iter(tile.inputs.values())).shape[-2])
+            yield tile
+
+    class Writer:
+        def __init__(self, ds) -> None:
+            self.ds = ds
+
+        def put(self, x: int, y: int, data) -> None:
+            clocked("write", self.write, x, y, data)
+
+        def write(self, x: int, y: int, data) -> None:
+            for index in range(data.shape[-1]):
+                self.ds.GetRasterBand(index + 1).WriteArray(data[..., index], x, y)
+            # Compressed and written now: GDAL would otherwise compress the blocks later, in its own
+            # threads (NUM_THREADS), on the read and compute clocks.
+            self.ds.FlushCache()
+
+        def close(self) -> None:
+            clocked("write", self.ds.FlushCache)
+
+    serving.tiles = read_tiles
+    serving.threaded = lambda producer, stop: producer  # noqa: ARG005
+    serving.Writer = Writer
+    setattr(serving, compute_name, lambda *args: clocked("compute", engine_compute, *args))
+    output = os.path.join(workdir, f"bounds_{model}_{size}.tif")
+    run_job(protocol.Job("apply_model", serving_params(model, int(size), output), "bench"), Reporter())
+    os.remove(output)
+    if not (shape["blocks"] and wall["compute"] and wall["write"]):
+        raise RuntimeError("bench: the bounds run clocked no reading, inference or writing; update the child")
+    return {**wall, "cpu": cpu, "pixels": int(size) ** 2, **shape, "gpu": bool(tf.config.list_physical_devices("GPU"))}
+
+
+def bench_serving(workdir: Path) -> dict:
+    """Per model, serving and its bounds alternate on the timed window (fresh processes, the image
+    in the page cache), the fastest of each counts; then serving on the other window for peak RSS."""
+    for line in run_child("serving-data", workdir, env=SERVING_ENV)["made"]:
+        print(f"  made the {line}")
+    size = SERVING_SIZE
+    results = {}
+    for model in SERVING_MODELS:
+        best: dict[str, dict] = {}
+        peaks: dict[int, float] = {}
+        for attempt in range(SERVING_REPEAT):
+            warm_page_cache(raster_path())
+            served = run_child("serve", workdir, model, str(size), "fully_convolutional", env=SERVING_ENV)
+            peaks[size] = max(peaks.get(size, 0.0), served["peak_rss_mib"])
+            rate = served["pixels"] / served["seconds"] / 1e6
+            print(f"  {model:<9} serving run {attempt + 1}/{SERVING_REPEAT}: {size}x{size} -> {served['output'][0]}x"
+                  f"{served['output'][1]} in {served['seconds']:5.2f} s = {rate:5.2f} Mpixel/s, "
+                  f"{served['cpu'] / served['seconds']:.2f} cores busy (model loading and plan "
+                  f"{served['setup']:.1f} s before; peak RSS {served['peak_rss_mib']:.0f} MiB)")
+            warm_page_cache(raster_path())
+            bounds = run_child("serving-bounds", workdir, model, str(size), env=SERVING_ENV)
+            busy = {part: bounds["cpu"][part] / max(bounds[part], 1e-9) for part in bounds["cpu"]}
+            print(f"  {model:<9} bounds  run {attempt + 1}/{SERVING_REPEAT}: {bounds['blocks']} blocks of "
+                  f"{bounds['block']}x{bounds['block']} input px: read {bounds['read']:5.2f} s "
+                  f"({busy['read']:.2f} cores), model {bounds['compute']:5.2f} s ({busy['compute']:.2f}), "
+                  f"write {bounds['write']:5.2f} s ({busy['write']:.2f})")
+            if "serve" not in best or served["seconds"] < best["serve"]["seconds"]:
+                best["serve"] = served
+            if "compute" not in best or bounds["compute"] < best["compute"]["compute"]:
+                best["compute"] = bounds
+            if "io" not in best or bounds["read"] + bounds["write"] < best["io"]["read"] + best["io"]["write"]:
+                best["io"] = bounds
+        for other in SERVING_RSS_SIZES:
+            if other in peaks:
+                continue
+            served = run_child("serve", workdir, model, str(other), "fully_convolutional", env=SERVING_ENV)
+            peaks[other] = served["peak_rss_mib"]
+            rate = served["pixels"] / served["seconds"] / 1e6
+            print(f"  {model:<9} serving        {other}x{other} in {served['seconds']:5.2f} s = {rate:5.2f} Mpixel/s, "
+                  f"peak RSS {served['peak_rss_mib']:.0f} MiB")
+        results[model] = {"serve": best["serve"]["seconds"], "compute": best["compute"]["compute"],
+                          "io": best["io"]["read"] + best["io"]["write"], "pixels": size**2,
+                          "gpu": best["compute"]["gpu"], "peaks": peaks, "serve_cpu": best["serve"]["cpu"],
+                          "bounds_cpu": best["compute"]["cpu"]["compute"] + best["io"]["cpu"]["read"]
+                          + best["io"]["cpu"]["write"]}
+    warm_page_cache(raster_path())
+    patch = run_child("serve", workdir, "patch_cnn", str(SERVING_PATCH_SIZE), "patch", env=SERVING_ENV)
+    print(f"  patch_cnn MODE patch (a 16x16 patch per pixel, stride 1): {SERVING_PATCH_SIZE}x{SERVING_PATCH_SIZE} in "
+          f"{patch['seconds']:5.2f} s = {patch['pixels'] / patch['seconds'] / 1e6:5.2f} Mpixel/s")
+    results["patch mode"] = patch["pixels"] / patch["seconds"]
+    return results
+
+
 CHILDREN = {"prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
             "extract-naive": child_extract_naive, "baseline": child_baseline, "sample": child_sample,
-            "compare": child_compare, "train-data": child_train_data, "train": child_train}
+            "compare": child_compare, "train-data": child_train_data, "train": child_train,
+            "serving-data": child_serving_data, "serve": child_serve, "serving-bounds": child_serving_bounds}
 
 
 def child_main(name: str, workdir: str, answer_path: str, *args: str) -> int:
@@ -500,7 +724,7 @@ def bench_sampling(workdir: Path, env: dict) -> dict:
     return peaks
 
 
-SECTIONS = ("extraction", "sampling", "training")
+SECTIONS = ("extraction", "sampling", "training", "serving")
 
 
 def section_extraction(workdir: Path, repeat: int) -> tuple[list[tuple[str, str]], bool]:
@@ -569,6 +793,51 @@ def section_training(workdir: Path) -> list[tuple[str, str]]:
     return rows
 
 
+def section_serving(workdir: Path) -> list[tuple[str, str]]:
+    small, large = SERVING_RSS_SIZES
+    models = ", ".join(SERVING_MODELS)
+    print(f"\n4. serving: apply_model (MODE fully_convolutional, the engine's default tiles and margins) on a\n"
+          f"   {SERVING_SIZE}x{SERVING_SIZE} window of the {RASTER_BANDS}-band Int16 image, zoo models {models} "
+          "(untrained,\n   seeded); against the same tiles through the model alone (compute bound) and through "
+          "GDAL read +\n   write alone (I/O bound), tile after tile without threads. Rates are input pixels of "
+          "the window\n   per second. Each run in a fresh process, the image in the page cache; serving and bounds "
+          f"alternate,\n   {SERVING_REPEAT} runs each, the fastest counts. Peak RSS (VmHWM) of serving at {small}x"
+          f"{small} and {large}x{large}.")
+    results = bench_serving(workdir)
+    rows = []
+    for model in SERVING_MODELS:
+        r = results[model]
+        serve, compute, io = r["serve"], r["compute"], r["io"]
+        mpix = r["pixels"] / 1e6
+        overlap, larger = serve / (compute + io), serve / max(compute, io)
+        if r["gpu"]:
+            overlap_note = "informative: a GPU does the compute"
+            larger_note = f"target <= {SERVING_GPU_TARGET}: {'met' if larger <= SERVING_GPU_TARGET else 'NOT met'}"
+        else:
+            overlap_note = f"target <= {SERVING_CPU_TARGET}: {'met' if overlap <= SERVING_CPU_TARGET else 'NOT met'}"
+            larger_note = "informative: 1 is perfect overlap"
+        ratio = r["peaks"][large] / r["peaks"][small]
+        rows += [
+            (f"serving {model}: apply_model, fully convolutional", f"{mpix / serve:6.2f} Mpixel/s   ({serve:.2f} s)"),
+            (f"serving {model}: model alone on the tiles (compute bound)",
+             f"{mpix / compute:6.2f} Mpixel/s   ({compute:.2f} s)"),
+            (f"serving {model}: GDAL read + write of the tiles (I/O bound)",
+             f"{mpix / io:6.2f} Mpixel/s   ({io:.2f} s)"),
+            (f"serving {model}: ratio serving / (compute + I/O)", f"{overlap:6.2f}   ({overlap_note})"),
+            (f"serving {model}: ratio serving / max(compute, I/O)", f"{larger:6.2f}   ({larger_note})"),
+            (f"serving {model}: ratio of CPU time serving / (compute + I/O)",
+             f"{r['serve_cpu'] / r['bounds_cpu']:6.2f}   (informative: {r['serve_cpu']:.1f} / {r['bounds_cpu']:.1f} "
+             "CPU-s, >1 is work the threads add)"),
+            (f"serving {model}: peak RSS {small}x{small}", f"{r['peaks'][small]:6.0f} MiB"),
+            (f"serving {model}: peak RSS {large}x{large}", f"{r['peaks'][large]:6.0f} MiB"),
+            (f"serving {model}: peak RSS ratio large / small",
+             f"{ratio:6.2f}   (target about 1, <= {RSS_TARGET}: {'met' if ratio <= RSS_TARGET else 'NOT met'})"),
+        ]
+    rows.append(("serving patch_cnn: MODE patch, a patch per pixel (informative)",
+                 f"{results['patch mode'] / 1e6:6.2f} Mpixel/s   ({SERVING_PATCH_SIZE}x{SERVING_PATCH_SIZE} window)"))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="extraction runs per method, best kept (default 3)")
@@ -598,6 +867,8 @@ def main() -> int:
         rows += section_sampling(workdir)
     if "training" in sections:
         rows += section_training(workdir)
+    if "serving" in sections:
+        rows += section_serving(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
 
     width = max(len(label) for label, _ in rows)
