@@ -143,11 +143,13 @@ class Target:
     nodata: float | None = None  # label value to ignore (weight 0)
     class_weights: np.ndarray | None = None
     model_classes: int | None = None  # classes from this index on are unknown to the model: weight 0
+    normalization: Normalization | None = None  # image targets: standardised as the model outputs them
 
     def prepare(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw target values -> (targets, sample weights) shaped (n, *shape)."""
         if self.kind == "image":
-            data = centre_crop(values, self.shape[0]).astype(np.float32)
+            data = centre_crop(values, self.shape[0])
+            data = self.normalization.apply(data) if self.normalization else data.astype(np.float32)
             return data, np.ones(data.shape[:3], np.float32)
         if values.ndim == 1:  # the labels image: one class id per patch
             raw = values.reshape(len(values), *self.shape)

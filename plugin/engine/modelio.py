@@ -42,7 +42,10 @@ def model_kind(path: str, parameter: str = "MODEL") -> str:
 def _load_keras(path: str, parameter: str, safe_mode: bool = True) -> keras.Model:
     import keras
 
+    from .srmodel import register_layers
+
     _signature_layer_class()  # so a fine-tuned wrapped SavedModel (.keras) loads again
+    register_layers()  # the SR generator's layers
     try:
         return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:  # a corrupt file or unknown layers: Keras raises many kinds

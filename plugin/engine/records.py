@@ -269,7 +269,7 @@ def batch_decoder(stream: BatchStream, layout: RecordLayout):
             codes = tf.cast(values, tf.int32)
             targets, weights = tf.gather(tables[0], codes), tf.gather(tables[1], codes)
         else:
-            targets = tf.cast(values, tf.float32)
+            targets = normalise(values, target.normalization) if target.normalization else tf.cast(values, tf.float32)
             weights = tf.ones(tf.shape(targets)[:3], tf.float32)
         if stream.augment:
             seed = draw_seed(stream.seed, epoch, AUGMENTATION, index)

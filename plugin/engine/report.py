@@ -48,13 +48,14 @@ def plot_curves(history: dict[str, list[float]], metric: str, png_path: str, bes
 
 
 def write_training_report(folder: str, title: str, summary: list[dict], history: dict[str, list[float]],
-                          scores: Scores | None, scores_label: str, best_epoch: int) -> str:
+                          scores: Scores | None, scores_label: str, best_epoch: int,
+                          extra_sections: list[tuple[str, str]] | None = None) -> str:
     """report.html in ``folder`` (PNG figures beside it in report_files/); returns its path."""
     figures = os.path.join(folder, "report_files")
     os.makedirs(figures, exist_ok=True)
     sections: list[tuple[str, str]] = [("Summary", htmlreport.table(summary, ["item", "value"]))]
     curves = []
-    for metric in ("loss", "accuracy"):
+    for metric in ("loss", "accuracy", "psnr", "ssim"):
         png = os.path.join(figures, f"{metric}.png")
         if plot_curves(history, metric, png, best_epoch):
             curves.append(htmlreport.image_tag(png, f"{metric} per epoch"))
@@ -65,6 +66,7 @@ def write_training_report(folder: str, title: str, summary: list[dict], history:
         sections.append((f"Accuracy on the {scores_label}", scores.html_table()))
         sections.append(("Confusion matrix (rows: reference, columns: predicted)",
                          htmlreport.image_tag(png, "confusion matrix")))
+    sections.extend(extra_sections or [])
     sections.append(("Files", htmlreport.paragraph(
         "history.csv (metrics per epoch), validation.csv (scores per class), logs/ (TensorBoard: "
         "tensorboard --logdir logs), patchflow_card.json (the model card), saved_model.pb (the model).")))

@@ -31,12 +31,16 @@ from .datasets import (
 from .errors import Cancelled, PatchFlowError
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec
 from .records import expected_bytes, record_dataset, room_for, write_records
+from .srmodel import ARCHITECTURE as SR_ARCHITECTURE
+from .srmodel import TASK as SR_TASK
+from .srmodel import output_normalization
 
 if TYPE_CHECKING:
     from .metrics import Scores
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-LOSSES = ("auto", "crossentropy", "l1", "l2")
+LOSSES = ("auto", "crossentropy", "l1", "l2", "ssim")
+IMAGE_LOSSES = ("l1", "l2", "ssim")
 DEVICES = ("auto", "cpu", "gpu", "multi-gpu")
 CLASS_WEIGHTS = ("none", "auto")
 WORK_SUFFIX = ".training"
@@ -57,6 +61,7 @@ class Settings:
     patience: int
     seed: int
     device: str
+    loss_weights: dict[str, float] | None = None  # image targets: {"l1": 1, "ssim": 0.2}
 
     @classmethod
     def from_params(cls, params) -> Settings:
@@ -66,12 +71,35 @@ class Settings:
             learning_rate=params.number("LEARNING_RATE", 1e-3, minimum=0.0),
             optimizer=params.choice("OPTIMIZER", OPTIMIZERS, "adam"),
             loss=params.choice("LOSS", LOSSES, "auto"),
+            loss_weights=parse_loss_weights(params.string("LOSS_WEIGHTS", None)),
             class_weights=params.choice("CLASS_WEIGHTS", CLASS_WEIGHTS, "auto"),
             augment=params.boolean("AUGMENT", True),
             patience=params.integer("PATIENCE", 0, minimum=0),
             seed=params.integer("SEED", 0),
             device=params.choice("DEVICE", DEVICES, "auto"),
         )
+
+
+def parse_loss_weights(text: str | None) -> dict[str, float] | None:
+    """LOSS_WEIGHTS "l1=1;ssim=0.2" (image targets) -> {"l1": 1.0, "ssim": 0.2}; None when empty."""
+    if not text or not text.strip():
+        return None
+    weights = {}
+    for item in text.replace(",", ";").split(";"):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        if name not in IMAGE_LOSSES:
+            raise PatchFlowError(f"'{name}' is not an image loss; LOSS_WEIGHTS combines {', '.join(IMAGE_LOSSES)} "
+                                 "as 'l1=1;ssim=0.2'.", "LOSS_WEIGHTS")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise PatchFlowError(f"'{item.strip()}' needs a number after '='.", "LOSS_WEIGHTS") from None
+    if not any(weights.values()):
+        raise PatchFlowError("LOSS_WEIGHTS gives every loss a weight of 0.", "LOSS_WEIGHTS")
+    return weights
 
 
 @dataclass
@@ -147,11 +175,39 @@ def obtain_model(params, dataset: PatchDataset, settings: Settings):
     if model_path:
         return load_trainable(model_path, "MODEL")
     architecture = params.choice("ARCHITECTURE", tuple(ARCHITECTURES), "patch_cnn")
+    if architecture == SR_ARCHITECTURE:
+        return build_sr_for(params, dataset, settings)
     source = dataset.manifest["sources"][0]
     spec = InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"],
                      Normalization.from_stats(source["bands"]))
     return build_model(architecture, [spec], dataset.classes, params.integer("WIDTH", None, minimum=1),
                        settings.seed)
+
+
+def sr_sources(params, dataset: PatchDataset) -> tuple[dict, dict]:
+    """(low-resolution input source, high-resolution target source) of an SR dataset."""
+    sources = dataset.manifest["sources"]
+    target_name = params.string("TARGET", None) or next(
+        (s["name"] for s in sources if s.get("role") == "target"), None)
+    if target_name is None:
+        raise PatchFlowError(f"the dataset {dataset.path} has no high-resolution target source: build it with "
+                             "'Build super-resolution dataset', or name the TARGET source.", "TARGET")
+    target = dataset.source(target_name, "TARGET")
+    inputs = [s for s in sources if s.get("role", "image") == "image" and s["name"] != target_name]
+    if not inputs:
+        raise PatchFlowError(f"the dataset {dataset.path} has no low-resolution image source.", "TRAIN")
+    return inputs[0], target
+
+
+def build_sr_for(params, dataset: PatchDataset, settings: Settings):
+    from .srmodel import build_sr_generator
+
+    low, high = sr_sources(params, dataset)
+    scale = int(high["patch_size"]) / int(low["patch_size"])
+    spec = InputSpec("x1", len(low["bands"]), int(low["patch_size"]), low["name"],
+                     Normalization.from_stats(low["bands"]))
+    return build_sr_generator(spec, len(high["bands"]), scale, Normalization.from_stats(high["bands"]),
+                              params.integer("WIDTH", None, minimum=1), seed=settings.seed)
 
 
 def input_names(model) -> list[str]:
@@ -235,9 +291,13 @@ def probe_output(model, feeds: list[Feed]) -> tuple[int, ...]:
 
 
 def make_target(params, dataset: PatchDataset, output_shape: tuple[int, ...], classes: list[dict],
-                loss: str) -> Target:
+                loss: str, card: ModelCard | None = None) -> Target:
     """What to fit: the labels image (classification), label patches (segmentation) or an image."""
     name = params.string("TARGET", None)
+    if card is not None and card.task == SR_TASK or name is None and any(
+            s.get("role") == "target" for s in dataset.manifest["sources"]):
+        name = name or sr_sources(params, dataset)[1]["name"]
+        return image_target(dataset, name, output_shape, card)
     if name is None:
         label_sources = [s["name"] for s in dataset.manifest["sources"] if s.get("role") == "label"]
         name = LABELS if dataset.has_labels else (label_sources[0] if label_sources else None)
@@ -246,8 +306,8 @@ def make_target(params, dataset: PatchDataset, output_shape: tuple[int, ...], cl
                                  "it with a class field or a label raster, or name the TARGET source.", "TRAIN")
     if name != LABELS:
         dataset.source(name, "TARGET")
-    if loss in ("l1", "l2"):
-        return image_target(dataset, name, output_shape)
+    if loss in IMAGE_LOSSES:
+        return image_target(dataset, name, output_shape, card)
     ids = [int(c["id"]) for c in classes]
     channels = output_shape[-1]
     if len(ids) != channels:
@@ -270,14 +330,25 @@ def make_target(params, dataset: PatchDataset, output_shape: tuple[int, ...], cl
     return Target(name, "classes", output_shape[:2], ids, nodata=source["bands"][0].get("nodata"))
 
 
-def image_target(dataset: PatchDataset, name: str, output_shape: tuple[int, ...]) -> Target:
+def image_target(dataset: PatchDataset, name: str, output_shape: tuple[int, ...],
+                 card: ModelCard | None = None) -> Target:
+    """An image to reproduce, standardised as the model outputs it (an SR card's output normalisation,
+    else the target source's statistics)."""
     if name == LABELS:
-        raise PatchFlowError("an L1/L2 loss needs an image TARGET source, not the labels image.", "TARGET")
-    size = int(dataset.source(name)["patch_size"])
-    if len(output_shape) != 3 or output_shape[0] > size:
-        raise PatchFlowError(f"the model outputs {output_shape} but the target patches are {size}x{size} px.",
+        raise PatchFlowError("an image loss (L1, L2, SSIM) needs an image TARGET source, not the labels image.",
                              "TARGET")
-    return Target(name, "image", output_shape[:2])
+    source = dataset.source(name, "TARGET")
+    size = int(source["patch_size"])
+    if len(output_shape) != 3 or output_shape[0] > size:
+        raise PatchFlowError(f"the model outputs {output_shape} for the input patches but the target patches are "
+                             f"{size}x{size} px: the scale of the model and of the dataset differ.", "TARGET")
+    if output_shape[-1] != len(source["bands"]):
+        raise PatchFlowError(f"the model outputs {output_shape[-1]} bands but the target '{name}' has "
+                             f"{len(source['bands'])}.", "TARGET")
+    normalization = output_normalization(card) if card is not None and card.task == SR_TASK else None
+    if normalization is None or normalization.kind == "none":
+        normalization = Normalization.from_stats(source["bands"])
+    return Target(name, "image", output_shape[:2], normalization=normalization)
 
 
 def card_for(model, card: ModelCard | None, feeds: list[Feed], target: Target, classes: list[dict],
@@ -310,15 +381,20 @@ def compile_model(model, settings: Settings, target: Target) -> None:
                   "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
                   "rmsprop": keras.optimizers.RMSprop}
     if target.kind == "image":
-        loss = "mean_squared_error" if settings.loss == "l2" else "mean_absolute_error"
-        metrics: list = []
+        from .imageloss import ImageLoss, psnr, ssim
+
+        weights = settings.loss_weights or {settings.loss if settings.loss in IMAGE_LOSSES else "l1": 1.0}
+        loss, metrics = ImageLoss(weights), [psnr, ssim]
     else:
         if settings.loss in ("l1", "l2"):
             raise PatchFlowError("L1/L2 losses are for image targets; use 'crossentropy' (or 'auto') for classes.",
                                  "LOSS")
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-    model.compile(optimizer=optimizers[settings.optimizer](learning_rate=settings.learning_rate), loss=loss,
-                  weighted_metrics=metrics)
+    optimizer = optimizers[settings.optimizer](learning_rate=settings.learning_rate)
+    if target.kind == "image":  # PSNR/SSIM per image: not weighted by the per-pixel sample weights
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    else:
+        model.compile(optimizer=optimizer, loss=loss, weighted_metrics=metrics)
 
 
 def monitored(history: dict[str, list[float]]) -> str:
@@ -425,6 +501,10 @@ def train_and_export(params, context, settings: Settings, output: str, train: Pa
         if state is not None:
             import keras
 
+            from . import imageloss  # noqa: F401 - registers the image losses and metrics
+            from .srmodel import register_layers
+
+            register_layers()
             model = keras.models.load_model(os.path.join(work, CHECKPOINT), compile=True)
         else:
             compile_model(model, settings, plan.target)
@@ -471,7 +551,7 @@ def plan_training(params, model, card: ModelCard | None, train: PatchDataset, va
                                                                   "auto"))
     output_shape = probe_output(model, feeds)
     classes = card.classes if card is not None and card.classes else train.classes
-    target = make_target(params, train, output_shape, classes, settings.loss)
+    target = make_target(params, train, output_shape, classes, settings.loss, card)
     if target.kind == "classes":
         counts = label_counts(train, target)
         if counts.sum() == 0:
@@ -486,7 +566,8 @@ def plan_training(params, model, card: ModelCard | None, train: PatchDataset, va
                 raise PatchFlowError(f"the validation source '{feed.source}' has {len(other['bands'])} bands of "
                                      f"{other['patch_size']} px; training has {feed.bands} bands of {feed.size} px.",
                                      "VALID")
-        valid_target = Target(target.source, target.kind, target.shape, target.class_ids, target.nodata)
+        valid_target = Target(target.source, target.kind, target.shape, target.class_ids, target.nodata,
+                              normalization=target.normalization)
         if valid_target.kind == "classes":
             classes = classes + validation_only_classes(valid, valid_target, classes, context_reporter)
         valid_stream = BatchStream(valid, feeds, valid_target, settings.batch_size)
@@ -588,8 +669,12 @@ def finish(params, context, model, plan: Plan, state: State, work: str, output: 
         scores_label = "validation set" if plan.valid_stream else "training set (no validation set: optimistic)"
         context.reporter.log(f"{scores_label}: overall accuracy {scores.overall_accuracy:.4f}, kappa "
                              f"{scores.kappa:.4f} ({scores.total} samples)")
+    quality = evaluate_image_target(model, plan, settings, context) if plan.target.kind == "image" else None
     context.reporter.progress(93)
     plan.card.training = training_summary(plan, state, settings, scores)
+    if quality is not None:
+        plan.card.training["validation"] = {"psnr": quality.psnr, "ssim": quality.ssim,
+                                            "bicubic_psnr": quality.bicubic_psnr, "bicubic_ssim": quality.bicubic_ssim}
     staged = context.staging.stage(output, "OUTPUT")
     export_model(model, plan.card, staged)
     write_history_csv(os.path.join(staged, "history.csv"), state.history)
@@ -597,9 +682,16 @@ def finish(params, context, model, plan: Plan, state: State, work: str, output: 
         scores.write_csv(os.path.join(staged, "validation.csv"))
     if os.path.isdir(os.path.join(work, "logs")):
         shutil.copytree(os.path.join(work, "logs"), os.path.join(staged, "logs"))
+    extra = []
+    if quality is not None:
+        from .srreport import report_sections
+
+        os.makedirs(os.path.join(staged, "report_files"), exist_ok=True)
+        extra = report_sections(quality, "validation set" if plan.valid_stream else "training set",
+                                os.path.join(staged, "report_files", "samples.png"))
     report = write_training_report(staged, f"PatchFlow training report: {plan.architecture}",
                                    summary_rows(plan, state, settings), state.history, scores, scores_label,
-                                   state.best_epoch if settings.patience else 0)
+                                   state.best_epoch if settings.patience else 0, extra)
     shutil.rmtree(work, ignore_errors=True)
     context.reporter.progress(100)
     return {
@@ -607,7 +699,23 @@ def finish(params, context, model, plan: Plan, state: State, work: str, output: 
         "REPORT": os.path.join(output, os.path.basename(report)), "HISTORY": os.path.join(output, "history.csv"),
         "EPOCHS": state.epoch, "BEST_EPOCH": state.best_epoch,
         "OA": scores.overall_accuracy if scores else None, "KAPPA": scores.kappa if scores else None,
+        "PSNR": quality.psnr if quality else None, "SSIM": quality.ssim if quality else None,
+        "BICUBIC_PSNR": quality.bicubic_psnr if quality else None,
+        "BICUBIC_SSIM": quality.bicubic_ssim if quality else None,
     }
+
+
+def evaluate_image_target(model, plan: Plan, settings: Settings, context):
+    """PSNR/SSIM of the model and of bicubic upsampling on the validation (else training) patches."""
+    from .srreport import data_range, evaluate_images
+
+    scored = plan.valid_stream or plan.train_stream
+    stream = BatchStream(scored.dataset, scored.feeds, scored.target, settings.batch_size)
+    peak = data_range(scored.dataset.source(plan.target.source)["bands"])
+    quality = evaluate_images(model, stream, scored.feeds[0].normalization, plan.target.normalization, peak, context)
+    context.reporter.log(f"image quality on {quality.patches} patches: PSNR {quality.psnr:.2f} dB, SSIM "
+                         f"{quality.ssim:.4f} (bicubic: {quality.bicubic_psnr:.2f} dB, {quality.bicubic_ssim:.4f})")
+    return quality
 
 
 def samples_per_second(plan: Plan, state: State) -> float:

@@ -65,6 +65,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         "U-Net: 4 levels of (conv 3×3, batch norm, ReLU) × 2 with max-pooling, transposed convolutions and "
         "concatenated skips, softmax; one class per pixel. Patch size: a multiple of 16.",
         "segmentation", 32, patch_multiple=16),
+    "sr_generator": Architecture(
+        "sr_generator", "Super-resolution generator (SR4RS-style, ×2/×4/×8)",
+        "9×9 convolution, 8 residual blocks, ×2 sub-pixel upsampling stages to the dataset's scale, 9×9 "
+        "convolution, plus the input upsampled bilinearly (global skip). Learns LR → HR from a super-resolution "
+        "dataset (Build super-resolution dataset); L1 loss by default (LOSS, LOSS_WEIGHTS for L2/SSIM).",
+        "super_resolution", 64),
 }
 
 
@@ -278,6 +284,12 @@ def export_model(model: keras.Model, card: ModelCard, path: str) -> None:
     model (``model.keras``, for fine-tuning) and the card."""
     import tensorflow as tf
 
+    from .srmodel import TASK, export_sr_model
+
+    if card.task == TASK or (card.outputs and all(spec.kind == "image" for spec in card.outputs)):
+        export_sr_model(model, card, path)
+        return
+
     heads, with_features = _heads(model, card)
     order = _input_order(model, card)
     bands = {spec.name: spec.bands for spec in card.inputs}
@@ -353,11 +365,43 @@ def _check_output(path: str, overwrite: bool) -> None:
                              "folder.", "OUTPUT")
 
 
+def _create_sr(params, context, dataset: str | None) -> dict[str, Any]:
+    """The SR generator for a super-resolution dataset (its LR input, HR bands and scale)."""
+    from .srmodel import build_sr_generator
+
+    if not dataset:
+        raise PatchFlowError("the super-resolution generator is built for a dataset: give the DATASET made by "
+                             "'Build super-resolution dataset'.", "DATASET")
+    manifest = load_manifest(dataset, "DATASET")
+    targets = [s for s in manifest["sources"] if s.get("role") == "target"]
+    images = [s for s in manifest["sources"] if s.get("role", "image") == "image"]
+    if not targets or not images:
+        raise PatchFlowError(f"{dataset} is not a super-resolution dataset (no low-resolution image and "
+                             "high-resolution target sources).", "DATASET")
+    low, high = images[0], targets[0]
+    spec = InputSpec("x1", len(low["bands"]), int(low["patch_size"]), low["name"],
+                     Normalization.from_stats(low["bands"]))
+    output = os.path.abspath(params.string("OUTPUT"))
+    _check_output(output, params.boolean("OVERWRITE", False))
+    model, card = build_sr_generator(spec, len(high["bands"]), int(high["patch_size"]) / int(low["patch_size"]),
+                                     Normalization.from_stats(high["bands"]), params.integer("WIDTH", None, minimum=1),
+                                     seed=params.integer("SEED", None))
+    staged = context.staging.stage(output, "OUTPUT")
+    card.parameters["dataset"] = dataset
+    export_model(model, card, staged)
+    context.reporter.log(f"sr_generator: {card.parameters['n_parameters']:,} parameters, x{card.scale_factor:g}, "
+                         f"input {spec.patch_size}×{spec.patch_size}×{spec.bands}")
+    context.reporter.progress(100)
+    return {"OUTPUT": output, "CARD": card_path(output), "PARAMETERS": card.parameters["n_parameters"]}
+
+
 def run_create_model(params, context) -> dict[str, Any]:
     """Build a zoo model (from a dataset manifest or from BANDS/PATCH_SIZE/N_CLASSES) and write
     it as a SavedModel directory with its card."""
     architecture = params.choice("ARCHITECTURE", list(ARCHITECTURES))
     dataset = params.string("DATASET", None)
+    if ARCHITECTURES[architecture].task == "super_resolution":
+        return _create_sr(params, context, dataset)
     if dataset:
         spec, classes = _from_dataset(params, dataset, architecture, context.reporter)
     else:

@@ -42,8 +42,9 @@ def exported(tmp_path_factory):
 
 
 def test_architectures_are_described():
-    assert set(ARCHITECTURES) == {"patch_cnn", "fcnn", "unet"}
+    assert set(ARCHITECTURES) == {"patch_cnn", "fcnn", "unet", "sr_generator"}
     assert ARCHITECTURES["patch_cnn"].task == "classification"
+    assert ARCHITECTURES["sr_generator"].task == "super_resolution"  # tests/engine/test_srmodel.py
     assert {ARCHITECTURES[n].task for n in ("fcnn", "unet")} == {"segmentation"}
     assert (ARCHITECTURES["patch_cnn"].default_width, ARCHITECTURES["fcnn"].default_width,
             ARCHITECTURES["unet"].default_width) == (16, 16, 32)
