@@ -551,7 +551,7 @@ def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
         cpu[part] += cpu_seconds() - started_cpu
         return result
 
-    missing = [name for name in ("tiles", "threaded", "Writer", "infer") if not hasattr(serving, name)]
+    missing = [name for name in ("tiles", "threaded", "Writer", "infer", "write_tile") if not hasattr(serving, name)]
     if missing:
         raise RuntimeError(f"bench: serving.py has no {', '.join(missing)} any more; update child_serving_bounds")
     engine_tiles = serving.tiles
@@ -567,15 +567,14 @@ def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
             yield tile
 
     class Writer:
-        def __init__(self, ds) -> None:
-            self.ds = ds
+        def __init__(self, ds, fmt) -> None:
+            self.ds, self.fmt, self.counts = ds, fmt, {}
 
-        def put(self, x: int, y: int, data) -> None:
-            clocked("write", self.write, x, y, data)
+        def put(self, tile, result) -> None:
+            clocked("write", self.write, tile, result)
 
-        def write(self, x: int, y: int, data) -> None:
-            for index in range(data.shape[-1]):
-                self.ds.GetRasterBand(index + 1).WriteArray(data[..., index], x, y)
+        def write(self, tile, result) -> None:
+            serving.write_tile(self.ds, self.fmt, tile, result, self.counts)  # encode, count, write
             # Compressed and written now: GDAL would otherwise compress the blocks later, in its own
             # threads (NUM_THREADS), on the read and compute clocks.
             self.ds.FlushCache()

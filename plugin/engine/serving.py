@@ -41,7 +41,7 @@ from .servingstyle import image_qml, probability_qml
 GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
                  "NUM_THREADS=2"]
 MODES = ("auto", "fully_convolutional", "patch")
-DEFAULT_TILE = 512  # output pixels along a tile's side (fully convolutional)
+DEFAULT_TILE = 512  # input pixels along a tile's side by default (fully convolutional)
 QUEUE_BLOCKS = 2  # blocks waiting between the threads, each way
 PROBE_TOLERANCE = 1e-5
 MAX_SOURCES = 3
@@ -342,11 +342,13 @@ def make_plan(params, context) -> Plan:
     if mode == "patch" and geometry.expression != 1:
         raise PatchFlowError(f"patch-based serving needs one output pixel per receptive field; this model gives "
                              f"{geometry.expression}. Use MODE fully_convolutional.", "MODE")
-    tile = params.integer("TILE_SIZE", 0, minimum=0) or DEFAULT_TILE
+    tile = params.integer("TILE_SIZE", 0, minimum=0)
     margin_units = tile_units = 0
     if mode == "fully_convolutional":
         stride = 1
-        tile_units = max(1, round(tile / geometry.expression))
+        # TILE_SIZE counts output pixels; by default blocks of about DEFAULT_TILE input pixels, whatever
+        # the scale (a stride-4 network's 512 output pixels would be 2048-pixel blocks)
+        tile_units = max(1, round(tile / geometry.expression) if tile else round(DEFAULT_TILE / geometry.unit))
         margin = params.integer("MARGIN", -1, minimum=-1)
         crop = model.card.crop_margin if model.card else 0
         if margin < 0:
@@ -669,11 +671,36 @@ def threaded(producer: Iterator, stop: threading.Event) -> Iterator:
         thread.join()
 
 
-class Writer:
-    """Writes finished blocks in a thread, so GDAL's compression overlaps the next inference."""
+def write_tile(ds: gdal.Dataset, fmt: OutputFormat, tile: Tile, result: np.ndarray | None,
+               counts: dict[int, int]) -> None:
+    """Encode a tile's outputs (nodata where its input is), count its classes, write it."""
+    if result is None:
+        data = np.full((tile.out_h, tile.out_w, fmt.channels), fmt.nodata, fmt.dtype)
+    else:
+        data = encode(result, tile.invalid, fmt)
+        if fmt.kind == "class":
+            count_classes(data[..., 0][~tile.invalid], counts)
+    for index in range(data.shape[-1]):
+        ds.GetRasterBand(index + 1).WriteArray(data[..., index], tile.out_x, tile.out_y)
 
-    def __init__(self, ds: gdal.Dataset) -> None:
-        self.ds, self.items, self.error = ds, queue.Queue(QUEUE_BLOCKS), None
+
+def count_classes(values: np.ndarray, counts: dict[int, int]) -> None:
+    if values.dtype.kind == "u":
+        found = np.bincount(values.ravel())
+        for value in np.flatnonzero(found).tolist():
+            counts[value] = counts.get(value, 0) + int(found[value])
+        return
+    for value, number in zip(*(a.tolist() for a in np.unique(values, return_counts=True))):
+        counts[value] = counts.get(value, 0) + number
+
+
+class Writer:
+    """Encodes, counts and writes finished tiles in a thread, off the model's path, so GDAL's
+    compression overlaps the next inference."""
+
+    def __init__(self, ds: gdal.Dataset, fmt: OutputFormat) -> None:
+        self.ds, self.fmt, self.items, self.error = ds, fmt, queue.Queue(QUEUE_BLOCKS), None
+        self.counts: dict[int, int] = {}
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -684,16 +711,14 @@ class Writer:
                 return
             if self.error is None:
                 try:
-                    x, y, data = item
-                    for index in range(data.shape[-1]):
-                        self.ds.GetRasterBand(index + 1).WriteArray(data[..., index], x, y)
+                    write_tile(self.ds, self.fmt, *item, self.counts)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by close()
                     self.error = exc
 
-    def put(self, x: int, y: int, data: np.ndarray) -> None:
+    def put(self, tile: Tile, result: np.ndarray | None) -> None:
         if self.error is not None:
             raise self.error
-        self.items.put((x, y, data))
+        self.items.put((tile, result))
 
     def close(self) -> None:
         self.items.put(_DONE)
@@ -738,29 +763,20 @@ def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> dict[int,
     out_w, out_h = output_size(plan)
     total = out_w * out_h
     done = 0
-    counts: dict[int, int] = {}
     stop = threading.Event()
-    writer = Writer(ds)
+    writer = Writer(ds, fmt)
     try:
         for group in batches(plan, threaded(tiles(plan), stop)):
             if context.cancelled():
                 raise Cancelled()
             results = [None] if group[0].inputs is None else infer_group(plan, group)
             for tile, result in zip(group, results):
-                if result is None:
-                    data = np.full((tile.out_h, tile.out_w, fmt.channels), fmt.nodata, fmt.dtype)
-                else:
-                    data = encode(result, tile.invalid, fmt)
-                if fmt.kind == "class":
-                    values, numbers = np.unique(data[..., 0][~tile.invalid], return_counts=True)
-                    for value, number in zip(values.tolist(), numbers.tolist()):
-                        counts[value] = counts.get(value, 0) + number
-                writer.put(tile.out_x, tile.out_y, data)
+                writer.put(tile, result)
                 done += tile.out_w * tile.out_h
             context.reporter.progress(2 + 95 * done / total)
     finally:
         writer.close()
-    return counts
+    return writer.counts
 
 
 def run_apply_model(params, context) -> dict:
