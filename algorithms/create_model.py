@@ -16,11 +16,12 @@ from .base import PatchFlowAlgorithm
 
 INTEGER = QgsProcessingParameterNumber.Integer
 # the engine's names (plugin/engine/zoo.py ARCHITECTURES), in the order the enum shows them
-ARCHITECTURES = ("patch_cnn", "fcnn", "unet")
+ARCHITECTURES = ("patch_cnn", "fcnn", "unet", "sr_generator")
 ARCHITECTURE_LABELS = (
     "Patch CNN (OTBTF tutorial): 16×16 patch → one class",
     "FCNN (OTBTF API tutorial, U-Net-like): one class per pixel",
     "U-Net with batch normalisation: one class per pixel",
+    "Super-resolution generator (SR4RS-style): LR patch → HR patch (a super-resolution dataset)",
 )
 OPTIONAL_NUMBERS = ("BANDS", "PATCH_SIZE", "N_CLASSES", "WIDTH")
 

@@ -21,9 +21,11 @@ from .create_model import ARCHITECTURE_LABELS, ARCHITECTURES
 INTEGER = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-LOSSES = ("auto", "crossentropy", "l1", "l2")
-LOSS_LABELS = ("Auto: cross-entropy for classes", "Cross-entropy", "L1 (mean absolute error, images)",
-               "L2 (mean squared error, images)")
+LOSSES = ("auto", "crossentropy", "l1", "l2", "ssim")
+LOSS_LABELS = ("Auto: cross-entropy for classes, L1 for images", "Cross-entropy", "L1 (mean absolute error, images)",
+               "L2 (mean squared error, images)", "SSIM (1 - structural similarity, images)")
+IMAGE_SCORES = {"PSNR": "Validation PSNR (dB, image targets)", "SSIM": "Validation SSIM (image targets)",
+                "BICUBIC_PSNR": "Bicubic PSNR (dB, the baseline)", "BICUBIC_SSIM": "Bicubic SSIM (the baseline)"}
 DEVICES = ("auto", "cpu", "gpu", "multi-gpu")
 DEVICE_LABELS = ("Auto: a GPU if TensorFlow sees one, else the CPU", "CPU", "One GPU",
                  "Several GPUs (MirroredStrategy)")
@@ -46,7 +48,11 @@ class TrainModel(PatchFlowAlgorithm):
         "cancelled or interrupted run continues from its last complete epoch when run again with RESUME.<br>"
         "The output folder is a SavedModel with its model card (for serving), the training report "
         "(report.html: curves, confusion matrix, precision/recall/F1, overall accuracy, kappa), history.csv, "
-        "validation.csv and TensorBoard logs (logs/). The same seed gives the same weights on the CPU."
+        "validation.csv and TensorBoard logs (logs/). The same seed gives the same weights on the CPU.<br>"
+        "<b>Super-resolution:</b> with a dataset from <i>Build super-resolution dataset</i> and the "
+        "super-resolution generator, the target is the HR image: L1 by default (Loss, or combined with "
+        "<i>l1=1;ssim=0.2</i>), PSNR and SSIM per epoch, and the report compares the model with bicubic "
+        "upsampling on the validation patches (with a strip LR | bicubic | SR | HR)."
     )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -84,7 +90,8 @@ class TrainModel(PatchFlowAlgorithm):
         self.addOutput(QgsProcessingOutputFile("HISTORY", "History (CSV)"))
         self.addOutput(QgsProcessingOutputFolder("MODEL_FOLDER", "Trained model folder"))
         for name, label in (("EPOCHS_RUN", "Epochs run"), ("BEST_EPOCH", "Best epoch"),
-                            ("OA", "Overall accuracy (validation)"), ("KAPPA", "Kappa (validation)")):
+                            ("OA", "Overall accuracy (validation)"), ("KAPPA", "Kappa (validation)"),
+                            *IMAGE_SCORES.items()):
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def add_advanced_parameters(self) -> None:
@@ -98,6 +105,8 @@ class TrainModel(PatchFlowAlgorithm):
             QgsProcessingParameterString("TARGET", "Target source (empty: the labels image, else the label "
                                          "patches)", optional=True),
             QgsProcessingParameterEnum("LOSS", "Loss", options=list(LOSS_LABELS), defaultValue=0),
+            QgsProcessingParameterString("LOSS_WEIGHTS", "Image losses combined, e.g. l1=1;ssim=0.2 (overrides "
+                                         "Loss)", optional=True),
             QgsProcessingParameterEnum("NORMALIZATION", "Input normalisation", options=list(NORMALIZATION_LABELS),
                                        defaultValue=0),
         ]
@@ -128,6 +137,7 @@ class TrainModel(PatchFlowAlgorithm):
             "INPUTS": self.parameterAsString(parameters, "INPUTS", context) or None,
             "TARGET": self.parameterAsString(parameters, "TARGET", context) or None,
             "LOSS": enum("LOSS", LOSSES),
+            "LOSS_WEIGHTS": self.parameterAsString(parameters, "LOSS_WEIGHTS", context) or None,
             "NORMALIZATION": enum("NORMALIZATION", NORMALIZATIONS),
             "OUTPUT": self.parameterAsString(parameters, "OUTPUT", context),
         }
@@ -136,4 +146,5 @@ class TrainModel(PatchFlowAlgorithm):
         result = self.run_engine(job, [job["OUTPUT"]], feedback)
         return {"OUTPUT": result["OUTPUT"], "MODEL_FOLDER": result["OUTPUT"], "REPORT": result["REPORT"],
                 "CARD": result["CARD"], "HISTORY": result["HISTORY"], "EPOCHS_RUN": result["EPOCHS"],
-                "BEST_EPOCH": result["BEST_EPOCH"], "OA": result["OA"], "KAPPA": result["KAPPA"]}
+                "BEST_EPOCH": result["BEST_EPOCH"], "OA": result["OA"], "KAPPA": result["KAPPA"],
+                **{name: result.get(name) for name in IMAGE_SCORES}}
