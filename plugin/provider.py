@@ -13,6 +13,7 @@ ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 def _algorithms() -> list:
     from ..algorithms.apply_model import ApplyModel
     from ..algorithms.assess_accuracy import AssessAccuracy
+    from ..algorithms.assess_image_quality import AssessImageQuality
     from ..algorithms.classify import Classify
     from ..algorithms.create_model import CreateModel
     from ..algorithms.describe_patches import DescribePatches
@@ -25,7 +26,7 @@ def _algorithms() -> list:
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
             CreateModel(), TrainModel(), AssessAccuracy(), TrainClassifier(), Classify(),
-            ApplyModel()]
+            ApplyModel(), AssessImageQuality()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):
