@@ -123,13 +123,14 @@ class Grid:
         """Same CRS, or definitions that agree to a hundredth of a pixel over this grid."""
         return same_crs(self.crs_wkt, other.crs_wkt, self.centre, 0.01 * min(abs(self.dx), abs(other.dx)))
 
-    def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
+    def same_as(self, other: Grid, tolerance: float = 1e-3) -> bool:
+        """Same size, pixel sizes within a millionth, origins within ``tolerance`` of a pixel (a
+        relative tolerance on coordinates of 500 000 m would accept half a pixel)."""
         return (
             (self.width, self.height) == (other.width, other.height)
-            and all(
-                math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance * abs(self.dx))
-                for a, b in zip(self.geotransform, other.geotransform)
-            )
+            and math.isclose(self.dx, other.dx, rel_tol=1e-6) and math.isclose(self.dy, other.dy, rel_tol=1e-6)
+            and abs(self.x0 - other.x0) <= tolerance * abs(self.dx)
+            and abs(self.y0 - other.y0) <= tolerance * abs(self.dy)
         )
 
 

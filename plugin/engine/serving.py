@@ -22,6 +22,7 @@ writes finished ones, the model runs in between; queues of a few blocks bound me
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -635,6 +636,17 @@ def encode(values: np.ndarray, invalid: np.ndarray, fmt: OutputFormat) -> np.nda
 
 
 _DONE = object()
+BACKGROUND_NICENESS = 10  # reader and writer threads: scheduled in the model's idle time first
+
+
+def yield_to_the_model() -> None:
+    """Lower this thread's scheduling priority (Linux: per thread). On a busy CPU, TensorFlow's
+    threads then run first and reading/writing fill the gaps, instead of preempting a convolution
+    whose other threads then wait for it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the default priority
+        pass
 
 
 def threaded(producer: Iterator, stop: threading.Event) -> Iterator:
@@ -642,6 +654,7 @@ def threaded(producer: Iterator, stop: threading.Event) -> Iterator:
     items: queue.Queue = queue.Queue(QUEUE_BLOCKS)
 
     def run() -> None:
+        yield_to_the_model()
         try:
             for item in producer:
                 while not stop.is_set():
@@ -705,6 +718,7 @@ class Writer:
         self.thread.start()
 
     def run(self) -> None:
+        yield_to_the_model()
         while True:
             item = self.items.get()
             if item is _DONE:

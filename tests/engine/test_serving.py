@@ -269,19 +269,23 @@ def file_reading_model(path) -> str:
     return path
 
 
-@pytest.mark.parametrize("case", ["bands", "crs", "receptive", "expression", "output", "extent", "file_op",
-                                  "mode"])
+@pytest.mark.parametrize("case", ["bands", "crs", "half_pixel", "receptive", "expression", "output", "extent",
+                                  "file_op", "mode"])
 def test_bad_inputs_are_refused_with_the_parameter_named_and_nothing_written(run_op, models, scene, gd, tmp_path,
                                                                              case):
     path, data = scene
     job = dict(MODEL=models["patch_cnn"], SOURCE1=[path], OUTPUT=str(tmp_path / "out" / "map.tif"))
-    expected = {"bands": "SOURCE1", "crs": "SOURCE1", "receptive": "RECEPTIVE_FIELD", "expression": "EXPRESSION_FIELD",
+    expected = {"bands": "SOURCE1", "crs": "SOURCE1", "half_pixel": "SOURCE1", "receptive": "RECEPTIVE_FIELD",
+                "expression": "EXPRESSION_FIELD",
                 "output": "OUTPUTS", "extent": "EXTENT", "file_op": "MODEL", "mode": "MODE"}[case]
     if case == "bands":
         job["SOURCE1"] = [gd.write_raster(tmp_path / "one.tif", data[0])]
     elif case == "crs":
         job["SOURCE1"] = [gd.write_raster(tmp_path / "a.tif", data[:2]), gd.write_raster(tmp_path / "b.tif", data[2],
                                                                                           epsg=3857)]
+    elif case == "half_pixel":  # 0.4 m off on 2 m pixels, at coordinates of 500 000 m
+        job["SOURCE1"] = [gd.write_raster(tmp_path / "a.tif", data[:2], pixel=2.0),
+                          gd.write_raster(tmp_path / "b.tif", data[2], pixel=2.0, origin=(500000.4, 5800000.0))]
     elif case == "receptive":
         job["RECEPTIVE_FIELD"] = 12
     elif case == "expression":
