@@ -14,6 +14,7 @@ def _algorithms() -> list:
     from ..algorithms.apply_model import ApplyModel
     from ..algorithms.assess_accuracy import AssessAccuracy
     from ..algorithms.assess_image_quality import AssessImageQuality
+    from ..algorithms.build_sr_dataset import BuildSrDataset
     from ..algorithms.classify import Classify
     from ..algorithms.create_model import CreateModel
     from ..algorithms.describe_patches import DescribePatches
@@ -25,6 +26,7 @@ def _algorithms() -> list:
     from ..algorithms.train_model import TrainModel
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
+            BuildSrDataset(),
             CreateModel(), TrainModel(), AssessAccuracy(), TrainClassifier(), Classify(),
             ApplyModel(), AssessImageQuality()]
 

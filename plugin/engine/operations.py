@@ -45,6 +45,8 @@ OPERATIONS: dict[str, Operation] = {
         "Classify a raster with a classifier on deep features or pixel values."),
     "apply_model": _lazy("serving", "run_apply_model",
         "OTBTF TensorflowModelServe: apply a model to whole rasters, streamed and seamless."),
+    "build_sr_dataset": _lazy("srdata", "run_build_sr_dataset",
+        "Super-resolution dataset: LR/HR patch pairs (LR given or degraded from HR), split spatially."),
     "assess_image_quality": _lazy("quality", "run_assess_image_quality",
         "PSNR, SSIM, SAM, ERGAS of an image against a reference, with a bicubic baseline."),
 }

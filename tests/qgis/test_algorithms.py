@@ -26,7 +26,8 @@ def test_provider_lists_every_algorithm(provider):
     assert ids == {"patchflow:samplefromlabelraster", "patchflow:samplefromvector", "patchflow:gridsplit",
                    "patchflow:extractpatches", "patchflow:describepatches", "patchflow:createmodel",
                    "patchflow:trainmodel", "patchflow:assessaccuracy", "patchflow:trainclassifier",
-                   "patchflow:classify", "patchflow:applymodel", "patchflow:assessimagequality"}
+                   "patchflow:classify", "patchflow:applymodel", "patchflow:buildsrdataset",
+                   "patchflow:assessimagequality"}
     groups = {algorithm.group() for algorithm in provider.algorithms()}
     assert groups == {"Sampling", "Patches", "Models", "Accuracy", "Classification"}
 
