@@ -42,7 +42,8 @@ from .servingstyle import image_qml, probability_qml
 GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
                  "NUM_THREADS=2"]
 MODES = ("auto", "fully_convolutional", "patch")
-DEFAULT_TILE = 512  # input pixels along a tile's side by default (fully convolutional)
+DEFAULT_TILE = 512  # input (or output, when finer) pixels along a tile's side by default (fully convolutional)
+PROBE_CORE, PROBE_MARGIN = 128, 96  # input pixels: the block whose edges are probed, the context added around
 QUEUE_BLOCKS = 2  # blocks waiting between the threads, each way
 PROBE_TOLERANCE = 1e-5
 MAX_SOURCES = 3
@@ -250,7 +251,7 @@ def influence_radius(model: InferenceModel, sources: list[Source], outputs: list
                      max_units: int) -> int:
     """Units near a block's edge whose outputs change when the block is cut out of a larger one
     (zero padding inside the network reaching them): the margin seamless tiling needs."""
-    core = max(4, math.ceil(256 / geometry.unit))
+    core = max(4, math.ceil(PROBE_CORE / geometry.unit))
     rng = np.random.default_rng(0)
     big_units = core + 2 * max_units
     big = {s.name: rng.standard_normal((1, geometry.receptive + (big_units - 1) * geometry.unit,
@@ -347,13 +348,16 @@ def make_plan(params, context) -> Plan:
     margin_units = tile_units = 0
     if mode == "fully_convolutional":
         stride = 1
-        # TILE_SIZE counts output pixels; by default blocks of about DEFAULT_TILE input pixels, whatever
-        # the scale (a stride-4 network's 512 output pixels would be 2048-pixel blocks)
-        tile_units = max(1, round(tile / geometry.expression) if tile else round(DEFAULT_TILE / geometry.unit))
+        # TILE_SIZE counts output pixels; by default about DEFAULT_TILE pixels on the larger side, input or
+        # output (a stride-4 network's 512 output pixels would be 2048-pixel blocks, a x4 SR model's 512
+        # input pixels 2048-pixel outputs)
+        tile_units = max(1, round(tile / geometry.expression) if tile
+                         else round(DEFAULT_TILE / max(geometry.unit, geometry.expression)))
         margin = params.integer("MARGIN", -1, minimum=-1)
         crop = model.card.crop_margin if model.card else 0
         if margin < 0:
-            measured = influence_radius(model, sources, outputs, geometry, max(4, math.ceil(256 / geometry.unit)))
+            largest = max(2, math.ceil(PROBE_MARGIN / geometry.unit))
+            measured = influence_radius(model, sources, outputs, geometry, largest)
             margin_units = max(math.ceil(crop * factor / geometry.expression) if crop else 0, measured)
         else:
             margin_units = math.ceil(margin / geometry.unit)
