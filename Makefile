@@ -5,7 +5,7 @@ export QT_QPA_PLATFORM ?= offscreen
 GPU ?= 0
 PROFILE_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 
-.PHONY: setup demo test test-fast bench lint install data screenshots
+.PHONY: setup demo test test-fast bench lint install data screenshots sr-experiment
 
 setup:
 	@GPU=$(GPU) bash scripts/setup.sh
@@ -15,6 +15,10 @@ data: setup
 
 demo: setup data
 	@$(PY) scripts/demo.py
+
+# 'Does super-resolution help?' on the Spot-6 Amsterdam scene (needs ../shared/data/spot6_amsterdam)
+sr-experiment: setup
+	@$(PY) scripts/sr_experiment.py
 
 test: setup
 	@$(PY) -m pytest tests -q -p no:cacheprovider

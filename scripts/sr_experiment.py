@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Does super-resolution help? The same per-pixel Random Forest on the LR, bicubic, SR and HR images.
+
+    make sr-experiment
+    .venv/bin/python scripts/sr_experiment.py [--data DIR] [--output DIR] [--sr-epochs N]
+
+Needs the Spot-6 Amsterdam sample data (``../shared/data/spot6_amsterdam``: fake_spot6.jp2, 1.5 m, and
+the OTBTF building patches); the plugin itself does not. Steps:
+
+1. scripts/amsterdam_labels.py locates the labelled patches in the scene and writes the building
+   labels on its grid (1 building, 2 background, 0 none);
+2. spatial split at 60 % of the width: the left part trains (the SR model and the classifiers), the
+   labels of the right part are held out;
+3. resources/does_sr_help.model3 (scripts/make_sr_model3.py) runs in Processing: HR degraded x4
+   (6 m, Wald's protocol) -> LR; SR generator trained on the left part's LR/HR pairs, applied to the LR;
+   bicubic LR -> 1.5 m; per image, the per-pixel Random Forest trained on the left labels, the whole
+   scene classified, assessed at every held-out label pixel (the LR map is read at the HR label pixels'
+   centres);
+4. the four score CSVs joined into sr-experiment-output/comparison.csv and comparison.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import amsterdam_labels  # noqa: E402
+from make_model3 import start_qgis  # noqa: E402  (sets the Qt environment before QGIS loads)
+from make_sr_model3 import IMAGE_WORDS, IMAGES, MODEL3  # noqa: E402
+from osgeo import gdal  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "sr-experiment-output"
+SPLIT = 0.6  # share of the width (left) used for training
+SCALE = 4
+ROWS = {"lr": "a", "bicubic": "b", "sr": "c", "hr": "d"}
+CLASSES = {amsterdam_labels.BUILDING: "building", amsterdam_labels.BACKGROUND: "background"}
+
+gdal.UseExceptions()
+
+
+def split_inputs(labels: Path, scene: Path, out: Path) -> tuple[Path, Path, Path, int]:
+    """Training labels (left), held-out labels (right), the left part of the HR image; the split
+    column, a multiple of the scale so the left part degrades on the same LR grid."""
+    ds = gdal.Open(str(labels))
+    array = ds.ReadAsArray()
+    column = int(array.shape[1] * SPLIT) // SCALE * SCALE
+    paths = {}
+    for name, keep in (("train", np.arange(array.shape[1]) < column), ("test", np.arange(array.shape[1]) >= column)):
+        part = np.where(keep[None, :], array, amsterdam_labels.NO_LABEL).astype(np.uint8)
+        paths[name] = out / f"labels_{name}.tif"
+        amsterdam_labels.write_labels(part, ds, paths[name])
+    left = out / "hr_left.tif"
+    gdal.Translate(str(left), str(scene), srcWin=[0, 0, column, array.shape[0]])
+    return paths["train"], paths["test"], left, column
+
+
+def label_counts(path: Path) -> dict[str, int]:
+    counts = np.bincount(gdal.Open(str(path)).ReadAsArray().ravel(), minlength=3)
+    return {name: int(counts[class_id]) for class_id, name in CLASSES.items()}
+
+
+def read_scores(path: Path) -> dict[str, float]:
+    """kappa, OA and F1 per class from an Assess accuracy CSV."""
+    scores: dict[str, float] = {}
+    with open(path, newline="", encoding="utf-8") as stream:
+        for row in csv.DictReader(stream):
+            if row["id"]:
+                scores[f"F1 {row['name']}"] = float(row["f1"])
+            elif row["name"] in ("kappa", "overall accuracy"):
+                scores["OA" if row["name"] == "overall accuracy" else "kappa"] = float(row["value"])
+    return scores
+
+
+def run_model(parameters: dict, log: Path) -> dict:
+    """The model in Processing; its log goes to ``log`` (errors to standard error too)."""
+    import processing
+    from qgis.core import (
+        QgsProcessingContext,
+        QgsProcessingException,
+        QgsProcessingFeedback,
+        QgsProcessingModelAlgorithm,
+    )
+
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self, stream) -> None:
+            super().__init__()
+            self.stream = stream
+
+        def pushInfo(self, text: str) -> None:  # noqa: N802 (Qt's name)
+            self.stream.write(text + "\n")
+
+        def reportError(self, text: str, fatalError: bool = False) -> None:  # noqa: N802, N803
+            self.stream.write("ERROR: " + text + "\n")
+            print(f"sr_experiment: {text}", file=sys.stderr)
+
+    model = QgsProcessingModelAlgorithm()
+    if not model.fromFile(str(MODEL3)):
+        raise SystemExit(f"sr_experiment: cannot load {MODEL3}")
+    with open(log, "w", encoding="utf-8") as stream:
+        try:
+            return processing.run(model, parameters, context=QgsProcessingContext(), feedback=Feedback(stream))
+        except QgsProcessingException as exc:
+            raise SystemExit(f"sr_experiment: the model failed: {exc} (log: {log})") from exc
+
+
+def write_table(rows: list[dict], out: Path) -> tuple[Path, Path]:
+    columns = ["row", "image", "pixel", "kappa", "OA", "F1 building", "F1 background"]
+    csv_path, html_path = out / "comparison.csv", out / "comparison.html"
+    with open(csv_path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(f'{row[c]:.3f}' if isinstance(row[c], float) else str(row[c]))}"
+                                     "</td>" for c in columns) + "</tr>" for row in rows)
+    html_path.write_text(
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Does super-resolution help?</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:"
+        "collapse}</style></head><body><h1>Does super-resolution help?</h1><p>The same per-pixel Random Forest "
+        "(4 band values, 1000 training pixels per class from the left 60 % of the scene) on each image, "
+        "assessed at every labelled pixel of the right 40 % (held out). Details: reports/*.html.</p>"
+        f"<table><tr>{cells}</tr>{body}</table></body></html>\n", encoding="utf-8")
+    return csv_path, html_path
+
+
+def text_table(rows: list[dict]) -> str:
+    lines = [f"{'':3}{'image':<24}{'pixel':>7}{'kappa':>8}{'OA':>8}{'F1 bldg':>9}{'F1 bg':>8}"]
+    for row in rows:
+        lines.append(f"{row['row'] + ')':3}{row['image']:<24}{row['pixel']:>7}{row['kappa']:>8.3f}{row['OA']:>8.3f}"
+                     f"{row['F1 building']:>9.3f}{row['F1 background']:>8.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=amsterdam_labels.DEFAULT_DATA)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="recreated on every run")
+    parser.add_argument("--sr-epochs", type=int, default=8)
+    args = parser.parse_args(argv)
+    data, out = args.data.resolve(), args.output.resolve()
+    scene = data / amsterdam_labels.SCENE
+    if not scene.exists():
+        print(f"sr_experiment: {scene} is missing. The experiment needs the Spot-6 Amsterdam sample data "
+              "(../shared/data/spot6_amsterdam, or --data DIR); the plugin itself does not.", file=sys.stderr)
+        return 2
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "reports").mkdir(parents=True)
+    started = time.monotonic()
+    located = amsterdam_labels.make_labels(data, out / "labels.tif")
+    print(f"labels: {located.found} patches located in the scene ({len(located.missing)} not found), "
+          f"{located.labelled_pixels} labelled pixels")
+    train, test, left, column = split_inputs(out / "labels.tif", scene, out)
+    print(f"split at column {column}: training labels {label_counts(train)}, held out {label_counts(test)}")
+    app = start_qgis()
+    parameters = {
+        "hr": str(scene), "sr_train_hr": str(left), "train_labels": str(train), "test_labels": str(test),
+        "scale": SCALE, "hr_pixel_size": abs(gdal.Open(str(scene)).GetGeoTransform()[1]),
+        "sr_epochs": args.sr_epochs, "samples_per_class": 1000,
+        "degrade:lr_image": str(out / "lr.tif"), "sr_apply:sr_image": str(out / "sr.tif"),
+        **{f"assess_{key}:scores": str(out / "reports" / f"{key}.csv") for key in IMAGES},
+        **{f"assess_{key}:report": str(out / "reports" / f"{key}.html") for key in IMAGES},
+    }
+    run_model(parameters, out / "model.log")
+    rows = []
+    for key in IMAGES:
+        pixel = abs(gdal.Open(str(out / "lr.tif")).GetGeoTransform()[1]) if key == "lr" else parameters["hr_pixel_size"]
+        rows.append({"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": f"{pixel:g} m",
+                     **read_scores(out / "reports" / f"{key}.csv")})
+    csv_path, html_path = write_table(rows, out)
+    print(f"\nDoes super-resolution help? ({time.monotonic() - started:.0f} s)\n{text_table(rows)}\n\n"
+          f"table: {csv_path}\n       {html_path}")
+    app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
