@@ -81,7 +81,8 @@ class ApplyModel(PatchFlowAlgorithm):
                 f"SOURCE{index}", f"Source {index}: raster(s), stacked (models with {index} inputs)",
                 QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterString(
-            "OUTPUTS", "Model output(s) to write, separated by ; (stacked as bands)", "class"))
+            "OUTPUTS", "Model output(s) to write, separated by ; (stacked as bands; empty: 'class' if the model "
+            "has it, else its first output, e.g. a super-resolved 'image')", "", optional=True))
         self.addParameter(QgsProcessingParameterEnum("MODE", "Mode", options=list(MODE_LABELS), defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             "STRIDE", "Stride: input pixels between output pixels (patch-based)", INTEGER, 1, minValue=1))

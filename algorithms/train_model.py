@@ -51,7 +51,8 @@ class TrainModel(PatchFlowAlgorithm):
         "validation.csv and TensorBoard logs (logs/). The same seed gives the same weights on the CPU.<br>"
         "<b>Super-resolution:</b> with a dataset from <i>Build super-resolution dataset</i> and the "
         "super-resolution generator, the target is the HR image: L1 by default (Loss, or combined with "
-        "<i>l1=1;ssim=0.2</i>), PSNR and SSIM per epoch, and the report compares the model with bicubic "
+        "<i>l1=1;ssim=0.2</i>; add <i>adversarial=0.001</i> to train against an LSGAN discriminator after "
+        "the pre-training epochs), PSNR and SSIM per epoch, and the report compares the model with bicubic "
         "upsampling on the validation patches (with a strip LR | bicubic | SR | HR)."
     )
 
@@ -105,8 +106,10 @@ class TrainModel(PatchFlowAlgorithm):
             QgsProcessingParameterString("TARGET", "Target source (empty: the labels image, else the label "
                                          "patches)", optional=True),
             QgsProcessingParameterEnum("LOSS", "Loss", options=list(LOSS_LABELS), defaultValue=0),
-            QgsProcessingParameterString("LOSS_WEIGHTS", "Image losses combined, e.g. l1=1;ssim=0.2 (overrides "
-                                         "Loss)", optional=True),
+            QgsProcessingParameterString("LOSS_WEIGHTS", "Image losses combined, e.g. l1=1;ssim=0.2;adversarial="
+                                         "0.001 (overrides Loss; adversarial: an LSGAN discriminator)", optional=True),
+            QgsProcessingParameterNumber("PRETRAIN_EPOCHS", "Epochs of content loss before the adversarial loss "
+                                         "(empty: half the epochs)", INTEGER, None, optional=True, minValue=0),
             QgsProcessingParameterEnum("NORMALIZATION", "Input normalisation", options=list(NORMALIZATION_LABELS),
                                        defaultValue=0),
         ]
@@ -138,6 +141,8 @@ class TrainModel(PatchFlowAlgorithm):
             "TARGET": self.parameterAsString(parameters, "TARGET", context) or None,
             "LOSS": enum("LOSS", LOSSES),
             "LOSS_WEIGHTS": self.parameterAsString(parameters, "LOSS_WEIGHTS", context) or None,
+            "PRETRAIN_EPOCHS": (self.parameterAsInt(parameters, "PRETRAIN_EPOCHS", context)
+                                if parameters.get("PRETRAIN_EPOCHS") not in (None, "") else None),
             "NORMALIZATION": enum("NORMALIZATION", NORMALIZATIONS),
             "OUTPUT": self.parameterAsString(parameters, "OUTPUT", context),
         }

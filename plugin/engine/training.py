@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES = ("auto", "crossentropy", "l1", "l2", "ssim")
 IMAGE_LOSSES = ("l1", "l2", "ssim")
+ADVERSARIAL = "adversarial"  # LOSS_WEIGHTS key: an LSGAN discriminator trains against the generator
 DEVICES = ("auto", "cpu", "gpu", "multi-gpu")
 CLASS_WEIGHTS = ("none", "auto")
 WORK_SUFFIX = ".training"
@@ -61,7 +62,8 @@ class Settings:
     patience: int
     seed: int
     device: str
-    loss_weights: dict[str, float] | None = None  # image targets: {"l1": 1, "ssim": 0.2}
+    loss_weights: dict[str, float] | None = None  # image targets: {"l1": 1, "ssim": 0.2, "adversarial": 1e-3}
+    pretrain_epochs: int | None = None  # adversarial training: content loss alone first (None: half the epochs)
 
     @classmethod
     def from_params(cls, params) -> Settings:
@@ -72,6 +74,7 @@ class Settings:
             optimizer=params.choice("OPTIMIZER", OPTIMIZERS, "adam"),
             loss=params.choice("LOSS", LOSSES, "auto"),
             loss_weights=parse_loss_weights(params.string("LOSS_WEIGHTS", None)),
+            pretrain_epochs=params.integer("PRETRAIN_EPOCHS", None, minimum=0),
             class_weights=params.choice("CLASS_WEIGHTS", CLASS_WEIGHTS, "auto"),
             augment=params.boolean("AUGMENT", True),
             patience=params.integer("PATIENCE", 0, minimum=0),
@@ -90,15 +93,16 @@ def parse_loss_weights(text: str | None) -> dict[str, float] | None:
             continue
         name, _, value = item.partition("=")
         name = name.strip().lower()
-        if name not in IMAGE_LOSSES:
+        if name not in (*IMAGE_LOSSES, ADVERSARIAL):
             raise PatchFlowError(f"'{name}' is not an image loss; LOSS_WEIGHTS combines {', '.join(IMAGE_LOSSES)} "
-                                 "as 'l1=1;ssim=0.2'.", "LOSS_WEIGHTS")
+                                 f"and {ADVERSARIAL} as 'l1=1;ssim=0.2;adversarial=0.001'.", "LOSS_WEIGHTS")
         try:
             weights[name] = float(value)
         except ValueError:
             raise PatchFlowError(f"'{item.strip()}' needs a number after '='.", "LOSS_WEIGHTS") from None
-    if not any(weights.values()):
-        raise PatchFlowError("LOSS_WEIGHTS gives every loss a weight of 0.", "LOSS_WEIGHTS")
+    if not any(v for k, v in weights.items() if k != ADVERSARIAL):
+        raise PatchFlowError("LOSS_WEIGHTS needs a content loss (l1, l2 or ssim) with a weight above 0, the "
+                             "adversarial loss only adds to it.", "LOSS_WEIGHTS")
     return weights
 
 
@@ -391,6 +395,9 @@ def compile_model(model, settings: Settings, target: Target) -> None:
                                  "LOSS")
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     optimizer = optimizers[settings.optimizer](learning_rate=settings.learning_rate)
+    if type(model).__name__ == "AdversarialTrainer":  # its own losses and metrics (adversarial.py)
+        model.compile(optimizer=optimizer)
+        return
     if target.kind == "image":  # PSNR/SSIM per image: not weighted by the per-pixel sample weights
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     else:
@@ -437,7 +444,12 @@ def make_callbacks(context, state: State, work: str, settings: Settings, steps: 
                                      f"{settings.patience} epochs (best: epoch {state.best_epoch})")
                 self.model.stop_training = True
 
-    return [Progress(), keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False)]
+    callbacks = [Progress(), keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False)]
+    if adversarial_weight(settings):
+        from .adversarial import AdversarialSchedule
+
+        callbacks.insert(0, AdversarialSchedule())
+    return callbacks
 
 
 def signature_of(params, settings: Settings) -> str:
@@ -505,8 +517,11 @@ def train_and_export(params, context, settings: Settings, output: str, train: Pa
             from .srmodel import register_layers
 
             register_layers()
+            if adversarial_weight(settings):
+                from . import adversarial  # noqa: F401 - registers the trainer
             model = keras.models.load_model(os.path.join(work, CHECKPOINT), compile=True)
         else:
+            model = with_discriminator(model, plan, settings, context.reporter)
             compile_model(model, settings, plan.target)
             state = State(signature_of(params, settings))
     context.reporter.progress(5)
@@ -522,6 +537,33 @@ def train_and_export(params, context, settings: Settings, output: str, train: Pa
         model.load_weights(os.path.join(work, BEST))
         context.reporter.log(f"kept the weights of the best epoch ({state.best_epoch})")
     return finish(params, context, model, plan, state, work, output, settings)
+
+
+def adversarial_weight(settings: Settings) -> float:
+    return float((settings.loss_weights or {}).get(ADVERSARIAL, 0.0))
+
+
+def with_discriminator(model, plan: Plan, settings: Settings, reporter):
+    """The generator inside an LSGAN trainer when LOSS_WEIGHTS asks for an adversarial loss."""
+    weight = adversarial_weight(settings)
+    if not weight:
+        return model
+    if plan.target.kind != "image":
+        raise PatchFlowError("an adversarial loss trains image generators (super-resolution); remove "
+                             f"'{ADVERSARIAL}' from LOSS_WEIGHTS.", "LOSS_WEIGHTS")
+    from .adversarial import AdversarialTrainer, build_discriminator
+
+    pretrain = settings.epochs // 2 if settings.pretrain_epochs is None else settings.pretrain_epochs
+    content = {k: v for k, v in (settings.loss_weights or {}).items() if k != ADVERSARIAL}
+    bands = int(model.output.shape[-1])
+    reporter.log(f"adversarial training (LSGAN, weight {weight:g}) after {pretrain} epoch(s) of content loss "
+                 f"({', '.join(f'{k} {v:g}' for k, v in content.items())})")
+    return AdversarialTrainer(model, build_discriminator(bands, seed=settings.seed), content, weight, pretrain)
+
+
+def generator_of(model):
+    """The network to export: the generator of an adversarial trainer, else the model itself."""
+    return getattr(model, "generator", model) if type(model).__name__ == "AdversarialTrainer" else model
 
 
 def keep_or_drop_checkpoint(work: str, state: State, reporter) -> None:
@@ -669,6 +711,7 @@ def finish(params, context, model, plan: Plan, state: State, work: str, output: 
         scores_label = "validation set" if plan.valid_stream else "training set (no validation set: optimistic)"
         context.reporter.log(f"{scores_label}: overall accuracy {scores.overall_accuracy:.4f}, kappa "
                              f"{scores.kappa:.4f} ({scores.total} samples)")
+    model = generator_of(model)
     quality = evaluate_image_target(model, plan, settings, context) if plan.target.kind == "image" else None
     context.reporter.progress(93)
     plan.card.training = training_summary(plan, state, settings, scores)

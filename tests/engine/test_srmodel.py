@@ -188,3 +188,45 @@ def test_sr_beats_bicubic_on_a_held_out_part_of_the_nc_landsat_scene(run_op, nc,
     """The same on the demo data (always there): Landsat-7 28.5 m degraded x4."""
     scores = super_resolution_beats_bicubic(run_op, str(nc / "landsat_multiband.tif"), tmp_path, 8, 4)
     assert scores["PSNR"] > scores["BASELINE_PSNR"] and scores["SSIM"] > scores["BASELINE_SSIM"]
+
+
+def test_adversarial_training_pretrains_then_adds_the_discriminator_and_resumes_exactly(run_op, tmp_path):
+    import threading
+
+    import keras
+
+    from patchflow.plugin import protocol
+    from patchflow.plugin.engine.errors import Cancelled
+    from patchflow.plugin.engine.reporting import Reporter
+    from patchflow.plugin.engine.worker import run_job
+
+    train = write_sr_dataset(tmp_path / "train", seed=1, count_side=6)
+    job = dict(TRAIN=train, ARCHITECTURE="sr_generator", WIDTH=8, EPOCHS=3, BATCH_SIZE=12, SEED=2,
+               LOSS_WEIGHTS="l1=1;adversarial=0.01", PRETRAIN_EPOCHS=1)
+    outputs, reporter = run_op("train_model", **job, OUTPUT=str(tmp_path / "straight"))
+    history = (tmp_path / "straight" / "history.csv").read_text().splitlines()
+    columns = history[0].split(",")
+    adversarial = [float(row.split(",")[columns.index("adversarial_loss")]) for row in history[1:]]
+    assert adversarial[0] == 0 and adversarial[1] > 0 and adversarial[2] > 0  # pre-training, then LSGAN
+    assert any("adversarial training (LSGAN" in line for line in reporter.logs)
+    card = json.loads((tmp_path / "straight" / "patchflow_card.json").read_text())
+    assert card["architecture"] == "sr_generator" and outputs["PSNR"] > 0
+
+    class CancelAfter(Reporter):
+        def __init__(self, event):
+            super().__init__()
+            self.event = event
+
+        def log(self, text):
+            super().log(text)
+            if text.startswith("epoch 2/"):
+                self.event.set()
+
+    event = threading.Event()
+    with pytest.raises(Cancelled):
+        run_job(protocol.Job("train_model", dict(job, OUTPUT=str(tmp_path / "resumed")), "c"), CancelAfter(event),
+                event)
+    run_op("train_model", **job, OUTPUT=str(tmp_path / "resumed"))
+    straight = keras.models.load_model(str(tmp_path / "straight" / "model.keras")).get_weights()
+    resumed = keras.models.load_model(str(tmp_path / "resumed" / "model.keras")).get_weights()
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(straight, resumed))
