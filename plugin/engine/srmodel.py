@@ -49,6 +49,10 @@ def build_sr_generator(spec: InputSpec, out_bands: int, scale: float, output_nor
 
     factor = check_scale(scale)
     width = width or DEFAULT_WIDTH
+    for norm, bands, what in ((spec.normalization, spec.bands, "input"), (output_normalization, out_bands, "output")):
+        if norm.kind == "standard" and (len(norm.mean or []) != bands or len(norm.std or []) != bands):
+            raise PatchFlowError(f"the {what} normalisation has {len(norm.mean or [])} band(s) for {bands} band(s).",
+                                 "MODEL")
     counter = iter(range(1, 10_000))
 
     def init():

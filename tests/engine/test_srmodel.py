@@ -230,3 +230,31 @@ def test_adversarial_training_pretrains_then_adds_the_discriminator_and_resumes_
     straight = keras.models.load_model(str(tmp_path / "straight" / "model.keras")).get_weights()
     resumed = keras.models.load_model(str(tmp_path / "resumed" / "model.keras")).get_weights()
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(straight, resumed))
+
+
+@pytest.mark.slow
+def test_a_x4_generator_serves_the_whole_spot6_scene_seamlessly(run_op, spot6, tmp_path):
+    """The Spot-6 scene degraded x4 (6 m), then served by a x4 generator: 1.5 m output over the same
+    extent, and tiled serving equal to one block over the whole scene."""
+    from osgeo import gdal
+
+    from patchflow.plugin.engine.zoo import export_model
+
+    scene = str(spot6 / "fake_spot6.jp2")
+    run_op("build_sr_dataset", HR=[scene], SCALE=4, PATCH_SIZE=16, VALID=0.5, SEED=0,
+           OUTPUT_TRAIN=str(tmp_path / "t.json"), OUTPUT_VALID=str(tmp_path / "v.json"),
+           OUTPUT_LR=str(tmp_path / "lr.tif"))
+    from patchflow.plugin.engine.srmodel import build_sr_generator
+
+    norm = Normalization("standard", [500.0] * 4, [300.0] * 4)
+    model, card = build_sr_generator(InputSpec("x1", 4, 16, "lr", norm), 4, 4, norm, width=8, blocks=2, seed=0)
+    export_model(model, card, str(tmp_path / "x4"))
+    outputs = {}
+    for name, tile in (("whole", 4096), ("tiled", 96)):
+        outputs[name], _ = run_op("apply_model", MODEL=str(tmp_path / "x4"), SOURCE1=[str(tmp_path / "lr.tif")],
+                                  TILE_SIZE=tile, OUTPUT=str(tmp_path / f"{name}.tif"))
+    whole, tiled, hr = (gdal.Open(outputs["whole"]["OUTPUT"]), gdal.Open(outputs["tiled"]["OUTPUT"]),
+                        gdal.Open(scene))
+    assert (whole.RasterXSize, whole.RasterYSize) == (hr.RasterXSize, hr.RasterYSize) == (1024, 1024)
+    assert whole.GetGeoTransform() == pytest.approx(hr.GetGeoTransform())
+    assert np.abs(whole.ReadAsArray() - tiled.ReadAsArray()).max() <= 1e-3
