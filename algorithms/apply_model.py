@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
     QgsProcessing,
-    QgsProcessingContext,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -129,17 +127,6 @@ class ApplyModel(PatchFlowAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
 
-    def extent_text(self, parameters: dict, context: QgsProcessingContext) -> str | None:
-        """EXTENT as the engine's xmin,xmax,ymin,ymax, in SOURCE1's CRS."""
-        if parameters.get("EXTENT") in (None, ""):
-            return None
-        layers = self.parameterAsLayerList(parameters, "SOURCE1", context)
-        crs = layers[0].crs() if layers else QgsCoordinateReferenceSystem()
-        rectangle = self.parameterAsExtent(parameters, "EXTENT", context, crs)
-        if rectangle.isNull():
-            return None
-        return f"{rectangle.xMinimum()!r},{rectangle.xMaximum()!r},{rectangle.yMinimum()!r},{rectangle.yMaximum()!r}"
-
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         def integer(name: str) -> int:
             return self.parameterAsInt(parameters, name, context)
@@ -159,7 +146,7 @@ class ApplyModel(PatchFlowAlgorithm):
             "TILE_SIZE": integer("TILE_SIZE"),
             "MARGIN": integer("MARGIN"),
             "BATCH_SIZE": integer("BATCH_SIZE"),
-            "EXTENT": self.extent_text(parameters, context),
+            "EXTENT": self.extent_text(parameters, context, "SOURCE1"),
             "OUTPUT_TYPE": OUTPUT_TYPES[self.parameterAsEnum(parameters, "OUTPUT_TYPE", context)],
             "NODATA": None,
             "TRUST_MODEL": self.parameterAsBoolean(parameters, "TRUST_MODEL", context),

@@ -4,9 +4,7 @@ ERGAS, with a bicubic upsampling of the low-resolution input as the baseline."""
 from __future__ import annotations
 
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
     QgsProcessing,
-    QgsProcessingContext,
     QgsProcessingOutputNumber,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFileDestination,
@@ -83,23 +81,12 @@ class AssessImageQuality(PatchFlowAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(f"BASELINE_{name}", f"Bicubic baseline {label}"))
         self.addOutput(QgsProcessingOutputNumber("PIXELS", "Pixels compared"))
 
-    def extent_text(self, parameters: dict, context: QgsProcessingContext) -> str | None:
-        """EXTENT as the engine's xmin,xmax,ymin,ymax, in the reference's CRS."""
-        if parameters.get("EXTENT") in (None, ""):
-            return None
-        layers = self.parameterAsLayerList(parameters, "REFERENCE", context)
-        crs = layers[0].crs() if layers else QgsCoordinateReferenceSystem()
-        rectangle = self.parameterAsExtent(parameters, "EXTENT", context, crs)
-        if rectangle.isNull():
-            return None
-        return f"{rectangle.xMinimum()!r},{rectangle.xMaximum()!r},{rectangle.yMinimum()!r},{rectangle.yMaximum()!r}"
-
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         job = {
             "INPUT": self.raster_paths(parameters, "INPUT", context),
             "REFERENCE": self.raster_paths(parameters, "REFERENCE", context),
             "LOW_RESOLUTION": self.raster_paths(parameters, "LOW_RESOLUTION", context) or None,
-            "EXTENT": self.extent_text(parameters, context),
+            "EXTENT": self.extent_text(parameters, context, "REFERENCE"),
             "OUTPUT_CSV": self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context),
             "OUTPUT_HTML": self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context),
             "OUTPUT_TABLE": self.parameterAsOutputLayer(parameters, "OUTPUT_TABLE", context) or None,

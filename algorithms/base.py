@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -79,6 +80,17 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         if path and os.path.basename(path) == "saved_model.pb":
             return os.path.dirname(path)
         return path or None
+
+    def extent_text(self, parameters: dict, context: QgsProcessingContext, layers_parameter: str) -> str | None:
+        """EXTENT as the engine's "xmin,xmax,ymin,ymax", in the CRS of the first layer of ``layers_parameter``."""
+        if parameters.get("EXTENT") in (None, ""):
+            return None
+        layers = self.parameterAsLayerList(parameters, layers_parameter, context)
+        crs = layers[0].crs() if layers else QgsCoordinateReferenceSystem()
+        rectangle = self.parameterAsExtent(parameters, "EXTENT", context, crs)
+        if rectangle.isNull():
+            return None
+        return f"{rectangle.xMinimum()!r},{rectangle.xMaximum()!r},{rectangle.yMinimum()!r},{rectangle.yMaximum()!r}"
 
     def vector_path(self, parameters: dict, name: str, context: QgsProcessingContext,
                     feedback: QgsProcessingFeedback) -> str | None:

@@ -39,10 +39,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, ogr
 
 from .errors import Cancelled, PatchFlowError
 from .raster import Grid, RasterStack, Window, crs_label
+from .raster import parse_extent as raster_extent
 
 STRIP_PIXELS = 1 << 20  # pixels of one band read per strip (the tests make it small)
 WIN_SIZE = 7  # SSIM window, scikit-image's default
@@ -155,32 +156,7 @@ def place_on_grid(paths: Sequence[str], parameter: str, grid: Grid, window: Wind
 
 
 def parse_extent(text: str, grid: Grid) -> tuple[float, float, float, float]:
-    """"xmin,xmax,ymin,ymax" in the reference's CRS, or followed by " [EPSG:x]" (any CRS GDAL knows), then
-    transformed (its four corners) into the reference's CRS."""
-    numbers, _, crs = text.partition("[")
-    try:
-        xmin, xmax, ymin, ymax = (float(v) for v in numbers.split(","))
-    except ValueError:
-        raise PatchFlowError(f"'{text}' is not an extent; write xmin,xmax,ymin,ymax in the reference's CRS.",
-                             "EXTENT") from None
-    crs = crs.rstrip("] ").strip()
-    if not crs:
-        return xmin, xmax, ymin, ymax
-    given, target = osr.SpatialReference(), osr.SpatialReference()
-    try:
-        given.SetFromUserInput(crs)
-        target.ImportFromWkt(grid.crs_wkt)
-    except RuntimeError:
-        raise PatchFlowError(f"the extent's CRS '{crs}' is unknown; give the extent in the reference's CRS.",
-                             "EXTENT") from None
-    if given.IsSame(target):
-        return xmin, xmax, ymin, ymax
-    for srs in (given, target):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    transform = osr.CoordinateTransformation(given, target)
-    corners = [transform.TransformPoint(x, y)[:2] for x in (xmin, xmax) for y in (ymin, ymax)]
-    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
-    return min(xs), max(xs), min(ys), max(ys)
+    return raster_extent(text, grid, "the reference's")
 
 
 def compare_window(text: str, grid: Grid) -> Window:

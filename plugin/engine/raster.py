@@ -134,6 +134,35 @@ class Grid:
         )
 
 
+def parse_extent(text: str, grid: Grid, whose: str) -> tuple[float, float, float, float]:
+    """"xmin,xmax,ymin,ymax" in ``grid``'s CRS, or followed by " [EPSG:x]" (any CRS GDAL knows), then
+    transformed (its four corners) into ``grid``'s CRS; ``whose`` names that CRS in messages."""
+    numbers, _, crs = text.partition("[")
+    try:
+        xmin, xmax, ymin, ymax = (float(v) for v in numbers.split(","))
+    except ValueError:
+        raise PatchFlowError(f"'{text}' is not an extent; write xmin,xmax,ymin,ymax in {whose} CRS.",
+                             "EXTENT") from None
+    crs = crs.rstrip("] ").strip()
+    if not crs:
+        return xmin, xmax, ymin, ymax
+    given, target = osr.SpatialReference(), osr.SpatialReference()
+    try:
+        known = given.SetFromUserInput(crs) == 0 and target.ImportFromWkt(grid.crs_wkt) == 0
+    except RuntimeError:
+        known = False
+    if not known:
+        raise PatchFlowError(f"the extent's CRS '{crs}' is unknown; give the extent in {whose} CRS.", "EXTENT")
+    if given.IsSame(target):
+        return xmin, xmax, ymin, ymax
+    for srs in (given, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    transform = osr.CoordinateTransformation(given, target)
+    corners = [transform.TransformPoint(x, y)[:2] for x in (xmin, xmax) for y in (ymin, ymax)]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
 def block_windows(width: int, height: int, block: tuple[int, int], target_pixels: int = 1 << 20) -> Iterator[Window]:
     """Windows covering the raster in row-major order, aligned on the natural block size and
     grown to about ``target_pixels`` each (whole strips when blocks are strips)."""

@@ -35,7 +35,7 @@ from .classes import complete
 from .errors import Cancelled, PatchFlowError
 from .modelcard import ModelCard, Normalization
 from .modelio import InferenceModel, model_kind
-from .raster import RasterStack, numpy_to_gdal_type
+from .raster import RasterStack, numpy_to_gdal_type, parse_extent
 from .rasterstyle import class_qml, set_class_table, sidecar_path
 from .servingstyle import image_qml, probability_qml
 
@@ -281,33 +281,6 @@ def influence_radius(model: InferenceModel, sources: list[Source], outputs: list
 # ---- planning -------------------------------------------------------------------------------------
 
 
-def parse_extent(text: str, grid) -> tuple[float, float, float, float]:
-    """"xmin,xmax,ymin,ymax" in SOURCE1's CRS, or with a " [EPSG:x]" (any CRS GDAL knows) suffix,
-    which is then transformed (its four corners) into SOURCE1's CRS."""
-    from osgeo import osr
-
-    numbers, _, crs = text.partition("[")
-    try:
-        xmin, xmax, ymin, ymax = (float(v) for v in numbers.split(","))
-    except ValueError:
-        raise PatchFlowError(f"'{text}' is not an extent; write xmin,xmax,ymin,ymax in SOURCE1's CRS.",
-                             "EXTENT") from None
-    crs = crs.rstrip("] ").strip()
-    if not crs:
-        return xmin, xmax, ymin, ymax
-    given, target = osr.SpatialReference(), osr.SpatialReference()
-    if given.SetFromUserInput(crs) != 0 or target.ImportFromWkt(grid.crs_wkt) != 0:
-        raise PatchFlowError(f"the extent's CRS '{crs}' is unknown; give it in SOURCE1's CRS.", "EXTENT")
-    if given.IsSame(target):
-        return xmin, xmax, ymin, ymax
-    for srs in (given, target):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    transform = osr.CoordinateTransformation(given, target)
-    corners = [transform.TransformPoint(x, y)[:2] for x in (xmin, xmax) for y in (ymin, ymax)]
-    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
-    return min(xs), max(xs), min(ys), max(ys)
-
-
 def processing_window(params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
     """EXTENT as input pixels, grown to whole ``align`` steps from the raster's origin and clipped to
     it; the whole raster when empty."""
@@ -315,7 +288,7 @@ def processing_window(params, stack: RasterStack, align: int) -> tuple[int, int,
     text = params.string("EXTENT", "") or ""
     if not text.strip():
         return 0, 0, grid.width, grid.height
-    xmin, xmax, ymin, ymax = parse_extent(text, grid)
+    xmin, xmax, ymin, ymax = parse_extent(text, grid, "SOURCE1's")
     cols, rows = grid.fractional_pixel(np.array([xmin, xmax]), np.array([ymax, ymin]))
     # a millionth of a pixel is rounding (a reprojected extent), not a pixel more
     cols, rows = np.round(cols, 6), np.round(rows, 6)
@@ -383,20 +356,6 @@ def default_batch(mode: str) -> int:
 # ---- reading blocks -------------------------------------------------------------------------------
 
 
-def read_padded(stack: RasterStack, x: int, y: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(size, size, bands) values from pixel (x, y), zero outside the raster; and where any band is
-    nodata or outside."""
-    grid = stack.grid
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(grid.width, x + size), min(grid.height, y + size)
-    values = np.zeros((stack.band_count, size, size), stack.dtype)
-    missing = np.ones((size, size), bool)
-    if x1 > x0 and y1 > y0:
-        inside = stack.read((x0, y0, x1 - x0, y1 - y0))
-        values[:, y0 - y:y1 - y, x0 - x:x1 - x] = inside
-        missing[y0 - y:y1 - y, x0 - x:x1 - x] = stack.nodata_mask(inside)
-    return values.transpose(1, 2, 0), missing
-
-
 def normalised(source: Source, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     data = source.normalization.apply(values)
     data[missing] = 0.0  # nodata and outside pixels: the normalised mean (0), not their raw values
@@ -442,7 +401,7 @@ def read_fcn_tile(plan: Plan, x: int, y: int, ox: int, oy: int, out_w: int, out_
     height = min(plan.tile_units * g.expression, out_h - oy)
     inputs, invalid = {}, None
     for source in plan.sources:
-        values, missing = read_padded(source.stack, x - before, y - before, size)
+        values, missing = read_padded_rect(source.stack, x - before, y - before, size, size)
         inputs[source.name] = normalised(source, values, missing)[np.newaxis]
         # the input pixel under each output pixel's centre
         rows = before + np.floor((np.arange(height) + 0.5) / g.factor).astype(int)
@@ -479,6 +438,8 @@ def read_patch_strip(plan: Plan, oy: int, rows: int) -> Tile:
 
 
 def read_padded_rect(stack: RasterStack, x: int, y: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(height, width, bands) values from pixel (x, y), zero outside the raster; and where any band is
+    nodata or outside."""
     grid = stack.grid
     x0, y0, x1, y1 = max(0, x), max(0, y), min(grid.width, x + width), min(grid.height, y + height)
     values = np.zeros((stack.band_count, height, width), stack.dtype)
