@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Does super-resolution help? The same per-pixel Random Forest on the LR, bicubic, SR and HR images.
+"""Does super-resolution help? The same FCNN (and, as a baseline, the same per-pixel Random Forest) on
+the LR, bicubic, SR and HR images.
 
     make sr-experiment
     .venv/bin/python scripts/sr_experiment.py [--data DIR] [--output DIR] [--sr-epochs N]
@@ -16,7 +17,14 @@ the OTBTF building patches); the plugin itself does not. Steps:
    bicubic LR -> 1.5 m; per image, the per-pixel Random Forest trained on the left labels, the whole
    scene classified, assessed at every held-out label pixel (the LR map is read at the HR label pixels'
    centres);
-4. the four score CSVs joined into sr-experiment-output/comparison.csv and comparison.html.
+4. the main table: per image, the same zoo FCNN (spatial context) trained on 96 x 96 m label
+   patches around sampled training label pixels of the left part (Extract patches with the label
+   raster, nodata 0 = no label = weight 0; Train model, fcnn), the whole scene classified (Apply
+   model, class) and assessed at the same held-out label pixels. The LR image keeps its 6 m grid:
+   16-px patches (the ground of the 64-px patches at 1.5 m) with the training labels at 6 m (the
+   majority of the labelled 1.5 m pixels of each 6 m cell);
+5. sr-experiment-output/comparison.csv and .html (FCNN, main table) and rf_comparison.csv and .html
+   (the four per-pixel Random Forest score CSVs of the model: the baseline).
 """
 
 from __future__ import annotations
@@ -43,6 +51,11 @@ SPLIT = 0.6  # share of the width (left) used for training
 SCALE = 4
 ROWS = {"lr": "a", "bicubic": "b", "sr": "c", "hr": "d"}
 CLASSES = {amsterdam_labels.BUILDING: "building", amsterdam_labels.BACKGROUND: "background"}
+PATCH_SIZE = 64  # FCNN patches at 1.5 m (96 m); the LR image's are PATCH_SIZE // SCALE px on the same ground
+CENTRES_PER_CLASS = 200  # training patch centres drawn per class from the left labels
+# the same FCNN settings for the four images (Train model's parameters; ARCHITECTURE 1: fcnn)
+FCNN = {"ARCHITECTURE": 1, "WIDTH": 16, "EPOCHS": 15, "BATCH_SIZE": 16, "CLASS_WEIGHTS": True, "AUGMENT": True,
+        "SEED": 0}
 
 gdal.UseExceptions()
 
@@ -80,41 +93,100 @@ def read_scores(path: Path) -> dict[str, float]:
     return scores
 
 
-def run_model(parameters: dict, log: Path) -> dict:
-    """The model in Processing; its log goes to ``log`` (errors to standard error too)."""
-    import processing
-    from qgis.core import (
-        QgsProcessingContext,
-        QgsProcessingException,
-        QgsProcessingFeedback,
-        QgsProcessingModelAlgorithm,
-    )
+def feedback(stream):
+    """A Processing feedback writing its log to ``stream`` (errors to standard error too)."""
+    from qgis.core import QgsProcessingFeedback
 
     class Feedback(QgsProcessingFeedback):
-        def __init__(self, stream) -> None:
-            super().__init__()
-            self.stream = stream
-
         def pushInfo(self, text: str) -> None:  # noqa: N802 (Qt's name)
-            self.stream.write(text + "\n")
+            stream.write(text + "\n")
 
         def reportError(self, text: str, fatalError: bool = False) -> None:  # noqa: N802, N803
-            self.stream.write("ERROR: " + text + "\n")
+            stream.write("ERROR: " + text + "\n")
             print(f"sr_experiment: {text}", file=sys.stderr)
+
+    return Feedback()
+
+
+def run_processing(algorithm, parameters: dict, log: Path) -> dict:
+    """An algorithm (or the model) in Processing; its log is appended to ``log``."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingException
+
+    with open(log, "a", encoding="utf-8") as stream:
+        try:
+            return processing.run(algorithm, parameters, context=QgsProcessingContext(), feedback=feedback(stream))
+        except QgsProcessingException as exc:
+            name = algorithm if isinstance(algorithm, str) else "the model"
+            raise SystemExit(f"sr_experiment: {name} failed: {exc} (log: {log})") from exc
+
+
+def run_model(parameters: dict, log: Path) -> dict:
+    from qgis.core import QgsProcessingModelAlgorithm
 
     model = QgsProcessingModelAlgorithm()
     if not model.fromFile(str(MODEL3)):
         raise SystemExit(f"sr_experiment: cannot load {MODEL3}")
-    with open(log, "w", encoding="utf-8") as stream:
-        try:
-            return processing.run(model, parameters, context=QgsProcessingContext(), feedback=Feedback(stream))
-        except QgsProcessingException as exc:
-            raise SystemExit(f"sr_experiment: the model failed: {exc} (log: {log})") from exc
+    return run_processing(model, parameters, log)
 
 
-def write_table(rows: list[dict], out: Path) -> tuple[Path, Path]:
+def fcnn_inputs(train: Path, test: Path, lr: Path, column: int, out: Path) -> dict[str, Path]:
+    """What every FCNN shares: the bicubic image (as the model makes it), the training labels at 6 m
+    (majority of the labelled 1.5 m pixels per cell), the patch centres (training label pixels whose
+    patch stays left of the split) and the held-out reference points."""
+    hr_pixel = abs(gdal.Open(str(train)).GetGeoTransform()[1])
+    paths = {"bicubic": out / "bicubic.tif", "train_lr": out / "labels_train_6m.tif",
+             "centres_raster": out / "labels_centres.tif", "centres": out / "fcnn_centres.gpkg",
+             "reference": out / "reference.gpkg"}
+    gdal.Warp(str(paths["bicubic"]), str(lr), xRes=hr_pixel, yRes=hr_pixel, resampleAlg="cubic")
+    coarse = gdal.Warp("", str(train), xRes=hr_pixel * SCALE, yRes=hr_pixel * SCALE, resampleAlg="mode",
+                      srcNodata=amsterdam_labels.NO_LABEL, dstNodata=amsterdam_labels.NO_LABEL, format="MEM")
+    amsterdam_labels.write_labels(coarse.ReadAsArray(), coarse, paths["train_lr"])  # with the class names
+    ds = gdal.Open(str(train))
+    labels = ds.ReadAsArray()
+    labels[:, column - PATCH_SIZE // 2:] = amsterdam_labels.NO_LABEL
+    amsterdam_labels.write_labels(labels, ds, paths["centres_raster"])
+    log = out / "fcnn.log"
+    run_processing("patchflow:samplefromlabelraster", {
+        "INPUT": str(paths["centres_raster"]), "STRATEGY": 0, "NUMBER": CENTRES_PER_CLASS, "PATCH_SIZE": PATCH_SIZE,
+        "SEED": 0, "OUTPUT": str(paths["centres"])}, log)
+    run_processing("patchflow:samplefromlabelraster", {
+        "INPUT": str(test), "STRATEGY": 1, "PATCH_SIZE": 1, "SEED": 0, "OUTPUT": str(paths["reference"])}, log)
+    return paths
+
+
+def run_fcnn(key: str, image: Path, labels: Path, patch_size: int, shared: dict[str, Path], out: Path) -> Path:
+    """Extract label patches, train the FCNN, classify the scene, assess: the scores CSV."""
+    folder, log = out / "fcnn" / key, out / "fcnn.log"
+    folder.mkdir(parents=True)
+    run_processing("patchflow:extractpatches", {
+        "INPUT": str(shared["centres"]), "SOURCE1": [str(image)], "PATCH_SIZE1": patch_size,
+        "LABEL_RASTER": str(labels), "OUTPUT": str(folder / "patches.json")}, log)
+    run_processing("patchflow:trainmodel", {
+        "TRAIN": str(folder / "patches.json"), **FCNN, "OVERWRITE": True, "OUTPUT": str(folder / "model")}, log)
+    run_processing("patchflow:applymodel", {
+        "MODEL": str(folder / "model"), "SOURCE1": [str(image)], "OUTPUTS": "class",
+        "OUTPUT": str(folder / "map.tif")}, log)
+    scores = out / "reports" / f"fcnn_{key}.csv"
+    run_processing("patchflow:assessaccuracy", {
+        "INPUT": str(folder / "map.tif"), "REFERENCE": str(shared["reference"]), "CLASS_FIELD": "class",
+        "OUTPUT_CSV": str(scores), "OUTPUT_HTML": str(scores.with_suffix(".html"))}, log)
+    return scores
+
+
+FCNN_TEXT = (f"The same FCNN (zoo fcnn, width {FCNN['WIDTH']}, {FCNN['EPOCHS']} epochs, class weights, "
+             f"augmentation, seed 0) trained on each image's label patches ({PATCH_SIZE} px at 1.5 m, "
+             f"{PATCH_SIZE // SCALE} px on the 6 m LR image: the same ground) around {CENTRES_PER_CLASS} training "
+             "label pixels per class of the left 60 % of the scene, assessed at every labelled pixel of the right "
+             "40 % (held out). The per-pixel Random Forest baseline: rf_comparison.html. Details: reports/*.html.")
+RF_TEXT = ("The per-pixel baseline: the same Random Forest (4 band values, 1000 training pixels per class from the "
+           "left 60 % of the scene) on each image, assessed at every labelled pixel of the right 40 % (held out). "
+           "Details: reports/*.html.")
+
+
+def write_table(rows: list[dict], out: Path, stem: str, text: str) -> tuple[Path, Path]:
     columns = ["row", "image", "pixel", "kappa", "OA", "F1 building", "F1 background"]
-    csv_path, html_path = out / "comparison.csv", out / "comparison.html"
+    csv_path, html_path = out / f"{stem}.csv", out / f"{stem}.html"
     with open(csv_path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -125,10 +197,8 @@ def write_table(rows: list[dict], out: Path) -> tuple[Path, Path]:
     html_path.write_text(
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Does super-resolution help?</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:"
-        "collapse}</style></head><body><h1>Does super-resolution help?</h1><p>The same per-pixel Random Forest "
-        "(4 band values, 1000 training pixels per class from the left 60 % of the scene) on each image, "
-        "assessed at every labelled pixel of the right 40 % (held out). Details: reports/*.html.</p>"
-        f"<table><tr>{cells}</tr>{body}</table></body></html>\n", encoding="utf-8")
+        "collapse}</style></head><body><h1>Does super-resolution help?</h1>"
+        f"<p>{html.escape(text)}</p><table><tr>{cells}</tr>{body}</table></body></html>\n", encoding="utf-8")
     return csv_path, html_path
 
 
@@ -162,23 +232,39 @@ def main(argv: list[str] | None = None) -> int:
     train, test, left, column = split_inputs(out / "labels.tif", scene, out)
     print(f"split at column {column}: training labels {label_counts(train)}, held out {label_counts(test)}")
     app = start_qgis()
+    hr_pixel = abs(gdal.Open(str(scene)).GetGeoTransform()[1])
     parameters = {
         "hr": str(scene), "sr_train_hr": str(left), "train_labels": str(train), "test_labels": str(test),
-        "scale": SCALE, "hr_pixel_size": abs(gdal.Open(str(scene)).GetGeoTransform()[1]),
+        "scale": SCALE, "hr_pixel_size": hr_pixel,
         "sr_epochs": args.sr_epochs, "samples_per_class": 1000,
         "degrade:lr_image": str(out / "lr.tif"), "sr_apply:sr_image": str(out / "sr.tif"),
         **{f"assess_{key}:scores": str(out / "reports" / f"{key}.csv") for key in IMAGES},
         **{f"assess_{key}:report": str(out / "reports" / f"{key}.html") for key in IMAGES},
     }
+    timings = {}
     run_model(parameters, out / "model.log")
-    rows = []
+    timings["model (SR training, 4 RF)"] = time.monotonic() - started
+    pixels = {key: f"{abs(gdal.Open(str(out / 'lr.tif')).GetGeoTransform()[1]) if key == 'lr' else hr_pixel:g} m"
+              for key in IMAGES}
+    rf_rows = [{"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": pixels[key],
+                **read_scores(out / "reports" / f"{key}.csv")} for key in IMAGES]
+    shared = fcnn_inputs(train, test, out / "lr.tif", column, out)
+    images = {"lr": out / "lr.tif", "bicubic": shared["bicubic"], "sr": out / "sr.tif", "hr": scene}
+    fcnn_rows = []
     for key in IMAGES:
-        pixel = abs(gdal.Open(str(out / "lr.tif")).GetGeoTransform()[1]) if key == "lr" else parameters["hr_pixel_size"]
-        rows.append({"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": f"{pixel:g} m",
-                     **read_scores(out / "reports" / f"{key}.csv")})
-    csv_path, html_path = write_table(rows, out)
-    print(f"\nDoes super-resolution help? ({time.monotonic() - started:.0f} s)\n{text_table(rows)}\n\n"
-          f"table: {csv_path}\n       {html_path}")
+        start = time.monotonic()
+        lr = key == "lr"
+        scores = run_fcnn(key, images[key], shared["train_lr"] if lr else train,
+                          PATCH_SIZE // SCALE if lr else PATCH_SIZE, shared, out)
+        timings[f"FCNN {key}"] = time.monotonic() - start
+        print(f"FCNN {key}: {timings[f'FCNN {key}']:.0f} s")
+        fcnn_rows.append({"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": pixels[key], **read_scores(scores)})
+    csv_path, html_path = write_table(fcnn_rows, out, "comparison", FCNN_TEXT)
+    rf_csv, rf_html = write_table(rf_rows, out, "rf_comparison", RF_TEXT)
+    print(f"\nDoes super-resolution help? ({time.monotonic() - started:.0f} s)\n\nFCNN (spatial context):\n"
+          f"{text_table(fcnn_rows)}\n\nper-pixel Random Forest (baseline):\n{text_table(rf_rows)}\n\n"
+          + "".join(f"{name}: {seconds:.0f} s\n" for name, seconds in timings.items())
+          + f"\ntables: {csv_path}\n        {html_path}\n        {rf_csv}\n        {rf_html}")
     app.exitQgis()
     return 0
 

@@ -1,7 +1,8 @@
 """'Does SR help?' shipped as a graphical-modeler model (resources/does_sr_help.model3): it loads in
 Processing with PatchFlow's and GDAL's children wired as scripts/make_sr_model3.py builds them, and is
-what that script writes. (The full run, scripts/sr_experiment.py on the Spot-6 scene, takes about
-90 s: `make sr-experiment`.)"""
+what that script writes. (The model is the per-pixel Random Forest chain; the full run,
+scripts/sr_experiment.py on the Spot-6 scene with the FCNN variant, takes about
+3 min: `make sr-experiment`.)"""
 
 from __future__ import annotations
 
