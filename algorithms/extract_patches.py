@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingOutputRasterLayer,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -60,9 +60,10 @@ class ExtractPatches(PatchFlowAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT", "Dataset manifest", "JSON files (*.json)"))
         for index in range(1, SOURCES + 1):
-            self.addOutput(QgsProcessingOutputRasterLayer(f"PATCHES{index}", f"Source {index} patches-image"))
-        self.addOutput(QgsProcessingOutputRasterLayer("LABELS", "Labels image"))
-        self.addOutput(QgsProcessingOutputRasterLayer("LABEL_PATCHES", "Label raster patches-image"))
+            # files, not layers: patches-images have no georeferencing, so QGIS should not load them as maps
+            self.addOutput(QgsProcessingOutputFile(f"PATCHES{index}", f"Source {index} patches-image"))
+        self.addOutput(QgsProcessingOutputFile("LABELS", "Labels image"))
+        self.addOutput(QgsProcessingOutputFile("LABEL_PATCHES", "Label raster patches-image"))
         for name, label in (("COUNT", "Patches kept"), ("DROPPED_NODATA", "Dropped: nodata"),
                             ("DROPPED_OUTSIDE", "Dropped: outside a source")):
             self.addOutput(QgsProcessingOutputNumber(name, label))
