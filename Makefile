@@ -16,9 +16,12 @@ data: setup
 demo: setup data
 	@$(PY) scripts/demo.py
 
-# 'Does super-resolution help?' on the Spot-6 Amsterdam scene (needs ../shared/data/spot6_amsterdam)
+# 'Does super-resolution help?': SCENE=spot6 (default; needs ../shared/data/spot6_amsterdam) or SCENE=nc
+# (NC Landsat-7 land cover, the demo data; output in sr-experiment-output/nc/)
+SCENE ?= spot6
 sr-experiment: setup
-	@$(PY) scripts/sr_experiment.py
+	@if [ "$(SCENE)" = nc ]; then bash scripts/get_demo_data.sh; fi
+	@$(PY) scripts/sr_experiment.py --scene $(SCENE)
 
 test: setup
 	@$(PY) -m pytest tests -q -p no:cacheprovider

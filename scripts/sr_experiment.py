@@ -3,7 +3,10 @@
 the LR, bicubic, SR and HR images.
 
     make sr-experiment
-    .venv/bin/python scripts/sr_experiment.py [--data DIR] [--output DIR] [--sr-epochs N]
+    .venv/bin/python scripts/sr_experiment.py [--scene spot6|nc] [--data DIR] [--output DIR] [--sr-epochs N]
+
+``--scene nc``: the NC Landsat-7 scene with its 7 land-cover classes (scripts/sr_experiment_nc.py,
+output in sr-experiment-output/nc/). The default, ``--scene spot6``:
 
 Needs the Spot-6 Amsterdam sample data (``../shared/data/spot6_amsterdam``: fake_spot6.jp2, 1.5 m, and
 the OTBTF building patches); the plugin itself does not. Steps:
@@ -210,12 +213,41 @@ def text_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def main_nc(args: argparse.Namespace) -> int:
+    import sr_experiment_nc
+
+    data = (args.data or sr_experiment_nc.default_data()).resolve()
+    out = (args.output or DEFAULT_OUTPUT / "nc").resolve()
+    if not (data / sr_experiment_nc.IMAGE).exists():
+        print(f"sr_experiment: {data / sr_experiment_nc.IMAGE} is missing: run scripts/get_demo_data.sh (make data) "
+              "or pass --data DIR.", file=sys.stderr)
+        return 2
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    app = start_qgis()
+    try:
+        return sr_experiment_nc.run_nc(data, out, args.sr_epochs,
+                                       lambda algorithm, parameters: run_processing(algorithm, parameters,
+                                                                                    out / "experiment.log"),
+                                       read_scores)
+    finally:
+        app.exitQgis()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=amsterdam_labels.DEFAULT_DATA)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="recreated on every run")
+    parser.add_argument("--scene", choices=("spot6", "nc"), default="spot6",
+                        help="spot6: Amsterdam buildings (default); nc: NC Landsat-7 land cover "
+                             "(scripts/sr_experiment_nc.py)")
+    parser.add_argument("--data", type=Path, help="default: the scene's sample data")
+    parser.add_argument("--output", type=Path, help="recreated on every run (default: sr-experiment-output[/nc])")
     parser.add_argument("--sr-epochs", type=int, default=8)
     args = parser.parse_args(argv)
+    if args.scene == "nc":
+        return main_nc(args)
+    args.data = args.data or amsterdam_labels.DEFAULT_DATA
+    args.output = args.output or DEFAULT_OUTPUT
     data, out = args.data.resolve(), args.output.resolve()
     scene = data / amsterdam_labels.SCENE
     if not scene.exists():
