@@ -16,6 +16,7 @@ def _algorithms() -> list:
     from ..algorithms.assess_image_quality import AssessImageQuality
     from ..algorithms.build_sr_dataset import BuildSrDataset
     from ..algorithms.classify import Classify
+    from ..algorithms.compare_accuracy import CompareAccuracy
     from ..algorithms.create_model import CreateModel
     from ..algorithms.describe_patches import DescribePatches
     from ..algorithms.extract_patches import ExtractPatches
@@ -27,7 +28,7 @@ def _algorithms() -> list:
 
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
             BuildSrDataset(),
-            CreateModel(), TrainModel(), AssessAccuracy(), TrainClassifier(), Classify(),
+            CreateModel(), TrainModel(), AssessAccuracy(), CompareAccuracy(), TrainClassifier(), Classify(),
             ApplyModel(), AssessImageQuality()]
 
 

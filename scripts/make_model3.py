@@ -82,7 +82,8 @@ class Chain:
 
     def add_child(self, algorithm_id: str, child_id: str, description: str, sources: dict, x: float, y: float,
                   outputs: dict[str, tuple[str, str]] | None = None) -> None:
-        """sources: parameter -> ("input", name) | ("child", child_id, output) | a static value.
+        """sources: parameter -> ("input", name) | ("child", child_id, output) | a static value, or a list
+        of those (a multiple-input parameter).
         outputs: model output name -> (child destination parameter, description)."""
         algorithm = self.registry.algorithmById(algorithm_id)
         if algorithm is None:
@@ -94,7 +95,9 @@ class Chain:
         for definition in algorithm.parameterDefinitions():
             name = definition.name()
             if name in sources:
-                child.addParameterSources(name, [source_of(sources[name])])
+                given = sources[name]
+                child.addParameterSources(name, [source_of(s) for s in given] if isinstance(given, list)
+                                          else [source_of(given)])
             elif not definition.isDestination() and definition.defaultValue() is not None:
                 child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(
                     definition.defaultValue())])

@@ -9,9 +9,8 @@ training side so the assessed side stays unseen) and serves the LR image at the 
 LR image is also upsampled bicubically to the HR pixel size. Then the same per-pixel Random Forest
 is trained on the same training labels with each of the four images (LR, bicubic, SR, HR),
 classifies it, and the map is assessed at every pixel of the held-out labels (points at the label
-pixels' centres, so the LR map is read where the HR labels are). The model stops at the four accuracy
-reports (CSV + HTML): the modeler has no step that joins tables; scripts/sr_experiment.py runs this
-model and writes the comparison table. Headless:
+pixels' centres, so the LR map is read where the HR labels are), and Compare accuracy puts the four
+reports side by side in one table (comparison CSV + HTML). Headless:
 
     bash scripts/qgis_process.sh run resources/does_sr_help.model3 -- hr=HR.tif sr_train_hr=LEFT.tif \\
         train_labels=TRAIN.tif test_labels=TEST.tif hr_pixel_size=1.5 \\
@@ -42,9 +41,9 @@ HELP = (
     "the LR image at the HR grid; the LR image is also upsampled bicubically. The same per-pixel Random Forest "
     "(1000 training pixels per class by default) is trained on the training labels with each of "
     "the four images (a: LR, b: bicubic, c: SR, d: HR), classifies it and is assessed at every pixel of the "
-    "held-out labels.<br><br>Outputs: the LR and SR images and, per image, the accuracy scores (CSV: kappa, "
-    "F1 per class) and report (HTML). scripts/sr_experiment.py runs this model on the Spot-6 Amsterdam "
-    "scene and joins the four CSVs into one comparison table."
+    "held-out labels.<br><br>Outputs: the LR and SR images, per image the accuracy scores (CSV: kappa, "
+    "F1 per class) and report (HTML), and the comparison of the four maps in one table (CSV and HTML, "
+    "Compare accuracy). scripts/sr_experiment.py runs this model on the Spot-6 Amsterdam scene."
 )
 PARAMETER_HELP = {
     "hr": "The high-resolution image (every band is used).",
@@ -116,6 +115,12 @@ def build_model():
             "CLASS_FIELD": "class"}, x, 940,
             {"scores": ("OUTPUT_CSV", f"Scores, {words} (CSV)"),
              "report": ("OUTPUT_HTML", f"Accuracy report, {words} (HTML)")})
+
+    chain.add_child("patchflow:compareaccuracy", "compare", "Compare the four maps", {
+        "REPORTS": [("child", f"assess_{key}", "OUTPUT_CSV") for key in IMAGES],
+        "NAMES": ";".join(f"{letter}) {IMAGE_WORDS[key]}" for letter, key in zip("abcd", IMAGES))}, 580, 1080,
+        {"comparison": ("OUTPUT_CSV", "Comparison of the four maps (CSV)"),
+         "comparison_report": ("OUTPUT_HTML", "Comparison of the four maps (HTML)")})
 
     model = chain.model
     model.setHelpContent({"ALG_DESC": HELP, "ALG_CREATOR": "PatchFlow (scripts/make_sr_model3.py)",

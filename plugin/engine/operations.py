@@ -49,4 +49,6 @@ OPERATIONS: dict[str, Operation] = {
         "Super-resolution dataset: LR/HR patch pairs (LR given or degraded from HR), split spatially."),
     "assess_image_quality": _lazy("quality", "run_assess_image_quality",
         "PSNR, SSIM, SAM, ERGAS of an image against a reference, with a bicubic baseline."),
+    "compare_accuracy": _lazy("compare", "run_compare_accuracy",
+        "Several accuracy reports side by side: kappa, OA, macro F1, F1 per class."),
 }

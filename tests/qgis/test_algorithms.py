@@ -27,7 +27,7 @@ def test_provider_lists_every_algorithm(provider):
                    "patchflow:extractpatches", "patchflow:describepatches", "patchflow:createmodel",
                    "patchflow:trainmodel", "patchflow:assessaccuracy", "patchflow:trainclassifier",
                    "patchflow:classify", "patchflow:applymodel", "patchflow:buildsrdataset",
-                   "patchflow:assessimagequality"}
+                   "patchflow:assessimagequality", "patchflow:compareaccuracy"}
     groups = {algorithm.group() for algorithm in provider.algorithms()}
     assert groups == {"Sampling", "Patches", "Models", "Accuracy", "Classification"}
 

@@ -21,6 +21,7 @@ CHILDREN = {
     **{f"rf_{k}": "patchflow:trainclassifier" for k in IMAGES},
     **{f"map_{k}": "patchflow:classify" for k in IMAGES},
     **{f"assess_{k}": "patchflow:assessaccuracy" for k in IMAGES},
+    "compare": "patchflow:compareaccuracy",
 }
 
 
@@ -40,11 +41,12 @@ def test_does_sr_help_model3_loads_and_wires_the_four_images(provider):
                                                            "samples", "reference"}
     assert model.dependsOnChildAlgorithms("assess_bicubic") >= {"bicubic", "degrade", "rf_bicubic"}
     assert "sr_train" not in model.dependsOnChildAlgorithms("assess_hr")
+    assert model.dependsOnChildAlgorithms("compare") >= {f"assess_{k}" for k in IMAGES}  # one table at the end
     sources = children["sr_apply"].parameterSources()
     assert sources["OUTPUTS"][0].staticValue() == "image"  # the algorithm's default, class, fails on an SR model
     outputs = {output.name() for output in model.outputDefinitions()}
     assert outputs == {"degrade:lr_image", "sr_apply:sr_image", *(f"assess_{k}:scores" for k in IMAGES),
-                       *(f"assess_{k}:report" for k in IMAGES)}
+                       *(f"assess_{k}:report" for k in IMAGES), "compare:comparison", "compare:comparison_report"}
     inputs = {d.name() for d in model.parameterDefinitions() if not d.isDestination()}
     assert inputs == {"hr", "sr_train_hr", "train_labels", "test_labels", "scale", "hr_pixel_size", "sr_epochs",
                       "samples_per_class"}
