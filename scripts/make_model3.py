@@ -191,19 +191,24 @@ def start_qgis() -> QgsApplication:
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=MODEL3)
+def write_model(build, default: Path, description: str, argv: list[str] | None = None) -> int:
+    """The command line of a model3 generator: ``build()`` written to --output (``default``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", type=Path, default=default)
     args = parser.parse_args(argv)
     app = start_qgis()
-    model = build_model()
+    model = build()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if not model.toFile(str(args.output)):
-        raise SystemExit(f"make_model3: could not write {args.output}")
+        raise SystemExit(f"could not write {args.output}")
     print(args.output)
     del model
     app.exitQgis()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_model(build_model, MODEL3, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

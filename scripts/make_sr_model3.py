@@ -19,12 +19,11 @@ reports side by side in one table (comparison CSV + HTML). Headless:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import make_model3  # scripts/make_model3.py: the model builder and QGIS start-up it shares
-from make_model3 import INTEGER, Chain, start_qgis
+from make_model3 import INTEGER, Chain
 from qgis.core import QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,18 +131,7 @@ def build_model():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=MODEL3)
-    args = parser.parse_args(argv)
-    app = start_qgis()
-    model = build_model()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    if not model.toFile(str(args.output)):
-        raise SystemExit(f"make_sr_model3: could not write {args.output}")
-    print(args.output)
-    del model
-    app.exitQgis()
-    return 0
+    return make_model3.write_model(build_model, MODEL3, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
