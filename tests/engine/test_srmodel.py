@@ -145,7 +145,7 @@ def test_apply_model_writes_the_sr_output_on_the_finer_grid(run_op, gd, tmp_path
     assert whole["KIND"] == "image"
 
 
-def super_resolution_beats_bicubic(run_op, image: str, tmp_path, lr_patch: int, step: int) -> dict:
+def super_resolution_beats_bicubic(run_op, image: str, tmp_path, lr_patch: int, step: int, epochs: int = 8) -> dict:
     """Degrade ``image`` x4; train on its left 60 %, serve the LR of the right 40 % and score the SR
     image against the real HR there, with bicubic upsampling of the same LR as the baseline."""
     from osgeo import gdal
@@ -161,7 +161,7 @@ def super_resolution_beats_bicubic(run_op, image: str, tmp_path, lr_patch: int, 
            OUTPUT_TRAIN=str(tmp_path / "rt.json"), OUTPUT_VALID=str(tmp_path / "rv.json"),
            OUTPUT_LR=str(tmp_path / "right_lr.tif"))
     run_op("train_model", TRAIN=str(tmp_path / "train.json"), VALID=str(tmp_path / "valid.json"),
-           ARCHITECTURE="sr_generator", WIDTH=32, EPOCHS=8, BATCH_SIZE=16, SEED=0, OUTPUT=str(tmp_path / "sr"))
+           ARCHITECTURE="sr_generator", WIDTH=32, EPOCHS=epochs, BATCH_SIZE=16, SEED=0, OUTPUT=str(tmp_path / "sr"))
     run_op("apply_model", MODEL=str(tmp_path / "sr"), SOURCE1=[str(tmp_path / "right_lr.tif")],
            OUTPUT=str(tmp_path / "right_sr.tif"))
     served, low = gdal.Open(str(tmp_path / "right_sr.tif")), gdal.Open(str(tmp_path / "right_lr.tif"))
@@ -186,8 +186,9 @@ def test_sr_beats_bicubic_on_a_held_out_part_of_the_spot6_scene(run_op, spot6, t
 @pytest.mark.slow
 def test_sr_beats_bicubic_on_a_held_out_part_of_the_nc_landsat_scene(run_op, nc, tmp_path):
     """The same on the demo data (always there): Landsat-7 28.5 m degraded x4."""
-    scores = super_resolution_beats_bicubic(run_op, str(nc / "landsat_multiband.tif"), tmp_path, 8, 4)
-    assert scores["PSNR"] > scores["BASELINE_PSNR"] and scores["SSIM"] > scores["BASELINE_SSIM"]
+    scores = super_resolution_beats_bicubic(run_op, str(nc / "landsat_multiband.tif"), tmp_path, 8, 4, epochs=20)
+    # measured: 24.69 vs 23.99 dB, SSIM 0.565 vs 0.486
+    assert scores["PSNR"] > scores["BASELINE_PSNR"] + 0.3 and scores["SSIM"] > scores["BASELINE_SSIM"] + 0.03
 
 
 def test_adversarial_training_pretrains_then_adds_the_discriminator_and_resumes_exactly(run_op, tmp_path):
