@@ -169,8 +169,9 @@ def build_model() -> QgsProcessingModelAlgorithm:
     return model
 
 
-def start_qgis() -> QgsApplication:
-    app = QgsApplication([], False)
+def start_qgis(gui: bool = False) -> QgsApplication:
+    """QGIS (with widgets when ``gui``), Processing, and PatchFlow's provider from this checkout."""
+    app = QgsApplication([], gui)
     app.initQgis()
     sys.path.insert(0, str(Path(app.pkgDataPath()) / "python" / "plugins"))
     links = ROOT / ".cache" / "plugins"

@@ -45,28 +45,8 @@ from qgis.core import (  # noqa: E402
 from qgis.PyQt.QtCore import QSize, Qt  # noqa: E402
 from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter  # noqa: E402
 
-
-def start_qgis() -> QgsApplication:
-    app = QgsApplication([], True)
-    app.initQgis()
-    sys.path.insert(0, str(Path(app.pkgDataPath()) / "python" / "plugins"))
-    links = ROOT / ".cache" / "plugins"
-    links.mkdir(parents=True, exist_ok=True)
-    if not (links / "patchflow").exists():
-        (links / "patchflow").symlink_to(ROOT)
-    sys.path.insert(0, str(links))
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    return app
-
-
-def add_provider():
-    from patchflow.plugin.provider import PatchFlowProvider
-
-    provider = PatchFlowProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    return provider  # the registry holds the C++ side only: the caller keeps the Python side alive
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_model3 import start_qgis  # noqa: E402  (QGIS, Processing and the provider, as the model3 scripts)
 
 
 def palette(image: QImage, size: int = 256, exact: int = 64) -> list[int]:
@@ -280,13 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (demo / "summary.json").exists() or not image.exists():
         sys.exit(f"screenshots: {shown(demo)}/summary.json or {shown(image)} missing: run 'make demo' first.")
     os.chdir(ROOT)  # the dialogs show paths relative to the checkout, as the README's commands use them
-    app = start_qgis()
-    provider = add_provider()
+    app = start_qgis(gui=True)
     try:
         written = dialogs(output)
         written += [class_map(demo, output), landsat_input(image, output)]
     finally:
-        QgsApplication.processingRegistry().removeProvider(provider)
         app.exitQgis()
     for path in written:
         print(f"{shown(path)}  ({path.stat().st_size // 1024} KB)")

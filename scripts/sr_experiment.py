@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import html
 import shutil
 import sys
 import time
@@ -47,6 +46,7 @@ import amsterdam_labels  # noqa: E402
 from make_model3 import start_qgis  # noqa: E402  (sets the Qt environment before QGIS loads)
 from make_sr_model3 import IMAGE_WORDS, IMAGES, MODEL3  # noqa: E402
 from osgeo import gdal  # noqa: E402
+from sr_experiment_nc import write_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "sr-experiment-output"
@@ -187,22 +187,8 @@ RF_TEXT = ("The per-pixel baseline: the same Random Forest (4 band values, 1000 
            "Details: reports/*.html.")
 
 
-def write_table(rows: list[dict], out: Path, stem: str, text: str) -> tuple[Path, Path]:
-    columns = ["row", "image", "pixel", "kappa", "OA", "F1 building", "F1 background"]
-    csv_path, html_path = out / f"{stem}.csv", out / f"{stem}.html"
-    with open(csv_path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
-    cells = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(f'{row[c]:.3f}' if isinstance(row[c], float) else str(row[c]))}"
-                                     "</td>" for c in columns) + "</tr>" for row in rows)
-    html_path.write_text(
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Does super-resolution help?</title>"
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:"
-        "collapse}</style></head><body><h1>Does super-resolution help?</h1>"
-        f"<p>{html.escape(text)}</p><table><tr>{cells}</tr>{body}</table></body></html>\n", encoding="utf-8")
-    return csv_path, html_path
+COLUMNS = ["row", "image", "pixel", "kappa", "OA", "F1 building", "F1 background"]
+TITLE = "Does super-resolution help?"
 
 
 def text_table(rows: list[dict]) -> str:
@@ -291,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"FCNN {key}"] = time.monotonic() - start
         print(f"FCNN {key}: {timings[f'FCNN {key}']:.0f} s")
         fcnn_rows.append({"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": pixels[key], **read_scores(scores)})
-    csv_path, html_path = write_table(fcnn_rows, out, "comparison", FCNN_TEXT)
-    rf_csv, rf_html = write_table(rf_rows, out, "rf_comparison", RF_TEXT)
+    csv_path, html_path = write_table(fcnn_rows, COLUMNS, out, "comparison", TITLE, FCNN_TEXT)
+    rf_csv, rf_html = write_table(rf_rows, COLUMNS, out, "rf_comparison", TITLE, RF_TEXT)
     print(f"\nDoes super-resolution help? ({time.monotonic() - started:.0f} s)\n\nFCNN (spatial context):\n"
           f"{text_table(fcnn_rows)}\n\nper-pixel Random Forest (baseline):\n{text_table(rf_rows)}\n\n"
           + "".join(f"{name}: {seconds:.0f} s\n" for name, seconds in timings.items())

@@ -105,9 +105,11 @@ def run_rf(key: str, image: Path, train: Path, valid: Path, out: Path, run) -> t
     return scores, result
 
 
-def write_table(rows: list[dict], columns: list[str], out: Path, text: str) -> tuple[Path, Path]:
-    rows = [{c: row.get(c, "") for c in columns} for row in rows]  # a class absent from a map's report: blank
-    csv_path, html_path = out / "comparison.csv", out / "comparison.html"
+def write_table(rows: list[dict], columns: list[str], out: Path, stem: str, title: str,
+                text: str) -> tuple[Path, Path]:
+    """``<stem>.csv`` and ``<stem>.html`` in ``out``: one row per image (a column a row lacks: blank)."""
+    rows = [{c: row.get(c, "") for c in columns} for row in rows]
+    csv_path, html_path = out / f"{stem}.csv", out / f"{stem}.html"
     with open(csv_path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -116,10 +118,10 @@ def write_table(rows: list[dict], columns: list[str], out: Path, text: str) -> t
     body = "".join("<tr>" + "".join(f"<td>{html.escape(f'{row[c]:.3f}' if isinstance(row[c], float) else str(row[c]))}"
                                      "</td>" for c in columns) + "</tr>" for row in rows)
     html_path.write_text(
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Does super-resolution help? (NC)"
-        "</title><style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}table{border-"
-        "collapse:collapse}</style></head><body><h1>Does super-resolution help? NC Landsat-7, 7 land-cover classes"
-        f"</h1><p>{html.escape(text)}</p><table><tr>{cells}</tr>{body}</table></body></html>\n", encoding="utf-8")
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:"
+        f"collapse}}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(text)}</p><table><tr>{cells}</tr>{body}</table></body></html>\n", encoding="utf-8")
     return csv_path, html_path
 
 
@@ -158,7 +160,8 @@ def run_nc(data: Path, out: Path, sr_epochs: int, run, read_scores) -> int:
             "points (polygon samples, spatial grid split, seed 3) and its map assessed at the same validation "
             f"points. SR generator: trained on the whole scene's LR/HR pairs ({sr_epochs} epochs); the land-cover "
             "labels take no part in it. Details: reports/*.html.")
-    csv_path, html_path = write_table(rows, columns, out, text)
+    csv_path, html_path = write_table(rows, columns, out, "comparison",
+                                      "Does super-resolution help? NC Landsat-7, 7 land-cover classes", text)
     print(f"\nDoes super-resolution help? NC Landsat-7 ({time.monotonic() - started:.0f} s)\n\n"
           f"per-pixel Random Forest:\n{text_table(rows, columns)}\n\n"
           + "".join(f"{name}: {seconds:.0f} s\n" for name, seconds in timings.items())
