@@ -127,7 +127,7 @@ class ApplyModel(PatchFlowAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         def integer(name: str) -> int:
             return self.parameterAsInt(parameters, name, context)
 

@@ -68,7 +68,7 @@ class AssessAccuracy(PatchFlowAlgorithm):
                             ("MACRO_F1", "Macro F1"), ("WEIGHTED_F1", "Weighted F1")):
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         vector = self.vector_path(parameters, "REFERENCE", context, feedback)
         raster = self.raster_path(parameters, "REFERENCE_RASTER", context)
         if bool(vector) == bool(raster):

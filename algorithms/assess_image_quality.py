@@ -81,7 +81,7 @@ class AssessImageQuality(PatchFlowAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(f"BASELINE_{name}", f"Bicubic baseline {label}"))
         self.addOutput(QgsProcessingOutputNumber("PIXELS", "Pixels compared"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "INPUT": self.raster_paths(parameters, "INPUT", context),
             "REFERENCE": self.raster_paths(parameters, "REFERENCE", context),

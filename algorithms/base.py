@@ -4,6 +4,8 @@ paths for the worker, running the job, and styling the outputs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from qgis.core import (
@@ -24,6 +26,21 @@ from ..plugin.styles import LoadSidecarStyle, style_class_points
 GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
           "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
+
+
+@contextmanager
+def inputs_without_side_files() -> Iterator[None]:
+    """Rasters opened in this thread meanwhile keep GDAL's auxiliary metadata (PAM) to themselves:
+    the statistics QGIS computes when it loads an input layer are not saved as an ``.aux.xml``
+    beside the user's file."""
+    from osgeo import gdal
+
+    previous = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
 
 
 class PatchFlowAlgorithm(QgsProcessingAlgorithm):
@@ -55,6 +72,21 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
 
     def createInstance(self):  # noqa: N802
         return type(self)()
+
+    # ---- running: inputs are opened without side files -----------------------------------------
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
+        with inputs_without_side_files():  # Processing opens the input layers here
+            return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict:
+        with inputs_without_side_files():
+            return self.process(parameters, context, feedback)
+
+    def process(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
+        """What the algorithm does: build the job, run it in the worker, style the outputs."""
+        raise NotImplementedError
 
     # ---- parameters to paths ----------------------------------------------------------------
 
@@ -106,7 +138,8 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
 
     def run_engine(self, job: dict[str, Any], output_paths: list[str], feedback: QgsProcessingFeedback) -> dict:
         try:
-            return WorkerClient().run(self.OPERATION, job, feedback, output_paths)
+            labels = {definition.name(): definition.description() for definition in self.parameterDefinitions()}
+            return WorkerClient().run(self.OPERATION, job, feedback, output_paths, labels)
         except WorkerCancelled:
             raise QgsProcessingException("Cancelled: no output was written.") from None
         except WorkerError as exc:

@@ -75,7 +75,7 @@ class BuildSrDataset(PatchFlowAlgorithm):
                             ("OFFSET_Y", "HR grid offset from the LR grid, down (LR pixels)")):
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "HR": self.raster_paths(parameters, "HR", context),
             "LR": self.raster_paths(parameters, "LR", context),

@@ -45,7 +45,7 @@ class Classify(PatchFlowAlgorithm):
         self.addOutput(QgsProcessingOutputFile("STYLE", "Class map style (QML)"))
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Pixels classified"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         confidence = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context)
         job = {
             "INPUT": self.raster_paths(parameters, "INPUT", context),

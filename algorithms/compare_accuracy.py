@@ -39,7 +39,7 @@ class CompareAccuracy(PatchFlowAlgorithm):
         self.addOutput(QgsProcessingOutputString("BEST", "Map with the highest kappa"))
         self.addOutput(QgsProcessingOutputNumber("BEST_KAPPA", "Its kappa"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "REPORTS": self.parameterAsFileList(parameters, "REPORTS", context),
             "NAMES": self.parameterAsString(parameters, "NAMES", context) or None,

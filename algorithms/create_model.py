@@ -67,7 +67,7 @@ class CreateModel(PatchFlowAlgorithm):
         self.addOutput(QgsProcessingOutputFile("CARD", "Model card"))
         self.addOutput(QgsProcessingOutputNumber("PARAMETERS", "Number of parameters"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "ARCHITECTURE": ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)],
             "DATASET": self.parameterAsFile(parameters, "DATASET", context) or None,

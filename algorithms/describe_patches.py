@@ -34,7 +34,7 @@ class DescribePatches(PatchFlowAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Dataset manifest", "JSON files (*.json)"))
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of patches"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "PATCHES": self.raster_paths(parameters, "PATCHES", context),
             "PATCH_SIZE": self.parameterAsInt(parameters, "PATCH_SIZE", context),

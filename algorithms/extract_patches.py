@@ -68,7 +68,7 @@ class ExtractPatches(PatchFlowAlgorithm):
                             ("DROPPED_OUTSIDE", "Dropped: outside a source")):
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "INPUT": self.vector_path(parameters, "INPUT", context, feedback),
             "CLASS_FIELD": self.parameterAsString(parameters, "CLASS_FIELD", context) or None,

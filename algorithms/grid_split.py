@@ -71,7 +71,7 @@ class GridSplit(PatchFlowAlgorithm):
             self.addParameter(output)
             self.addOutput(QgsProcessingOutputNumber(name.replace("OUTPUT", "COUNT"), f"Number of {label.lower()}"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "INPUT": self.raster_path(parameters, "INPUT", context),
             "PATCH_SIZE": self.parameterAsInt(parameters, "PATCH_SIZE", context),

@@ -30,7 +30,7 @@ class SampleFromLabelRaster(SamplingAlgorithm):
             QgsProcessingParameterNumber.Double, None, optional=True))
         self.add_sampling_parameters("INPUT")
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = self.sampling_job(parameters, context)
         job["INPUT"] = self.raster_path(parameters, "INPUT", context)
         job["BAND"] = self.parameterAsInt(parameters, "BAND", context) or 1

@@ -33,7 +33,7 @@ class SampleFromVector(SamplingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("RASTER", "Raster defining the pixel grid"))
         self.add_sampling_parameters("RASTER")
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = self.sampling_job(parameters, context)
         job["INPUT"] = self.vector_path(parameters, "INPUT", context, feedback)
         job["FIELD"] = self.parameterAsString(parameters, "FIELD", context)

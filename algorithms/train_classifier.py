@@ -70,7 +70,7 @@ class TrainClassifier(PatchFlowAlgorithm):
                             ("VALID_OA", "Validation overall accuracy"), ("VALID_KAPPA", "Validation kappa")):
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         job = {
             "DATASET": self.parameterAsFile(parameters, "DATASET", context),
             "VALID": self.parameterAsFile(parameters, "VALID", context) or None,

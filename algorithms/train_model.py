@@ -117,7 +117,7 @@ class TrainModel(PatchFlowAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+    def process(self, parameters, context, feedback) -> dict:
         def enum(name: str, values: tuple[str, ...]) -> str:
             return values[self.parameterAsEnum(parameters, name, context)]
 

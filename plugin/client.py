@@ -74,8 +74,9 @@ class WorkerClient:
         else:
             self.python, self.python_source = worker_python()
 
-    def run(self, operation: str, parameters: dict[str, Any], feedback, output_paths: Iterable[str] = ()) -> dict:
-        job = protocol.Job(operation, parameters, uuid.uuid4().hex[:12])
+    def run(self, operation: str, parameters: dict[str, Any], feedback, output_paths: Iterable[str] = (),
+            labels: dict[str, str] | None = None) -> dict:
+        job = protocol.Job(operation, parameters, uuid.uuid4().hex[:12], labels=dict(labels or {}))
         outputs = list(output_paths)
         command, env = worker_command(self.python)
         feedback.pushDebugInfo(f"PatchFlow worker: {' '.join(command)} ({self.python_source})")

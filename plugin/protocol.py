@@ -9,6 +9,7 @@ beyond the standard library, so both sides can use it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -26,6 +27,17 @@ MESSAGE_TYPES = (PROGRESS, LOG, WARNING, RESULT, ERROR)
 STAGING_PREFIX = ".patchflow-staging-"
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 @dataclass
 class Job:
     """What one algorithm run asks of the worker: an operation and JSON-able parameters."""
@@ -34,6 +46,7 @@ class Job:
     parameters: dict[str, Any]
     job_id: str
     version: int = PROTOCOL_VERSION
+    labels: dict[str, str] = field(default_factory=dict)  # parameter name -> what the dialog calls it
 
     def to_line(self) -> str:
         return json.dumps(
@@ -42,7 +55,9 @@ class Job:
                 "operation": self.operation,
                 "parameters": self.parameters,
                 "job_id": self.job_id,
-            }
+                "labels": self.labels,
+            },
+            allow_nan=False,
         )
 
     @classmethod
@@ -53,6 +68,7 @@ class Job:
             parameters=data.get("parameters", {}),
             job_id=data.get("job_id", "cli"),
             version=data.get("version", PROTOCOL_VERSION),
+            labels=dict(data.get("labels") or {}),
         )
 
 
@@ -64,7 +80,7 @@ class Message:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_line(self) -> str:
-        return json.dumps({"type": self.kind, **self.payload}, default=str)
+        return json.dumps(finite({"type": self.kind, **self.payload}), default=str, allow_nan=False)
 
     @classmethod
     def from_line(cls, line: str) -> Message | None:

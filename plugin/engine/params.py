@@ -19,8 +19,15 @@ _MISSING = object()
 
 
 class Params:
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], labels: dict[str, str] | None = None) -> None:
         self.values = values
+        self.labels = labels or {}
+
+    def describe(self, name: str) -> str:
+        """A parameter as the user sees it: "Training dataset (manifest) (TRAIN)", or "TRAIN" when
+        the job came without labels (the command line)."""
+        label = self.labels.get(name)
+        return f"{label} ({name})" if label else name
 
     def _get(self, name: str, default: Any) -> Any:
         value = self.values.get(name)

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from ..protocol import STAGING_PREFIX
 from .errors import PatchFlowError
+from .ownership import mark_folder, written_by_patchflow
 
 
 def staging_dir_for(final_path: str | os.PathLike, job_id: str) -> Path:
@@ -51,12 +52,21 @@ class OutputStaging:
         return str(staged)
 
     def commit(self) -> None:
-        for folder in {staged.parent for staged in self.staged.values()}:
-            for item in sorted(folder.iterdir()):
-                target = folder.parent / item.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                os.replace(item, target)
+        """Move every staged item into place; a folder replaces only a folder PatchFlow wrote (or an
+        empty one), and is marked as PatchFlow's. Checked for every item before anything moves."""
+        folders = sorted({staged.parent for staged in self.staged.values()})
+        moves = [(item, folder.parent / item.name) for folder in folders for item in sorted(folder.iterdir())]
+        for _item, target in moves:
+            if target.is_dir() and not target.is_symlink() and os.listdir(target) and not written_by_patchflow(target):
+                raise PatchFlowError(f"{target} exists and was not written by PatchFlow: it is left as it is and "
+                                     "nothing was written. Choose another output.")
+        for item, target in moves:
+            if item.is_dir() and not item.is_symlink():
+                mark_folder(item, self.job_id)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        for folder in folders:
             folder.rmdir()
         self.staged.clear()
 
@@ -83,4 +93,8 @@ class OutputStaging:
         if exc_type is not None:
             self.abort()
         elif self.staged:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise

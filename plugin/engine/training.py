@@ -30,6 +30,7 @@ from .datasets import (
 )
 from .errors import Cancelled, PatchFlowError
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec
+from .ownership import check_replaceable, mark_folder
 from .records import expected_bytes, record_dataset, room_for, write_records
 from .srmodel import ARCHITECTURE as SR_ARCHITECTURE
 from .srmodel import TASK as SR_TASK
@@ -472,15 +473,14 @@ def prepare_work_folder(work: str, signature: str, resume: bool, reporter) -> St
         reporter.warning(f"the checkpoint in {work} is not used ({reason}); starting over.")
         shutil.rmtree(work)
     os.makedirs(work)
+    mark_folder(work, "training", whole=True)
     return None
 
 
 def check_output(output: str, overwrite: bool) -> str:
     output = os.path.abspath(output)
-    if os.path.exists(output) and not overwrite:
-        raise PatchFlowError(f"{output} exists. Tick OVERWRITE to replace it, or choose another folder.", "OUTPUT")
-    if os.path.isfile(output):
-        raise PatchFlowError(f"{output} is a file; the trained model is a folder. Choose a folder name.", "OUTPUT")
+    check_replaceable(output, overwrite, "OUTPUT", "model folder", empty_ok=False)
+    check_replaceable(output + WORK_SUFFIX, True, "OUTPUT", "work folder")
     return output
 
 

@@ -1,8 +1,11 @@
 """The worker process: reads one job line on stdin, runs it, answers in protocol lines on stdout.
 
 Anything else that writes to stdout (a library's print, GDAL) is sent to stderr instead, so the
-protocol stream stays clean. SIGTERM, SIGINT or stdin closing cancel the run; staged outputs are
-then deleted.
+protocol stream stays clean. SIGTERM, SIGINT, a "cancel" line or stdin closing cancel the run;
+staged outputs are then deleted. The run gets CANCEL_GRACE_SECONDS to stop by itself (at its next
+check between blocks, batches or epochs); past that, while TensorFlow is still inside a long call,
+a watchdog thread deletes the staged outputs and ends the process. Signals reach that thread
+through a wakeup pipe, so they are seen at once even while the main thread is busy in C code.
 """
 
 from __future__ import annotations
@@ -11,14 +14,21 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any, TextIO
 
 from .. import protocol
 from .errors import Cancelled, PatchFlowError
+from .locks import OutputLocks
+from .overlap import check_outputs_apart, outputs_of
 from .params import Params, RunContext
 from .reporting import JsonLinesReporter, Reporter
 from .staging import OutputStaging
+
+CANCEL_GRACE_SECONDS = 1.0
+CANCELLED_EXIT = 3
+_ACTIVE: list[OutputStaging] = []  # the running job's staging, for the watchdog
 
 
 def run_job(job: protocol.Job, reporter: Reporter, cancel_event: threading.Event | None = None) -> dict[str, Any]:
@@ -28,11 +38,17 @@ def run_job(job: protocol.Job, reporter: Reporter, cancel_event: threading.Event
     operation = OPERATIONS.get(job.operation)
     if operation is None:
         raise PatchFlowError(f"unknown operation '{job.operation}'; known: {', '.join(sorted(OPERATIONS))}.")
+    params = Params(job.parameters, job.labels)
+    check_outputs_apart(job.parameters, params.describe)
     context = RunContext(job.job_id, reporter, OutputStaging(job.job_id), cancel_event or threading.Event())
-    with context.staging:
-        outputs = operation(Params(job.parameters), context)
-        if context.cancelled():
-            raise Cancelled()
+    _ACTIVE.append(context.staging)
+    try:
+        with OutputLocks(outputs_of(job.parameters)), context.staging:
+            outputs = operation(params, context)
+            if context.cancelled():
+                raise Cancelled()
+    finally:
+        _ACTIVE.remove(context.staging)
     return outputs
 
 
@@ -45,12 +61,18 @@ def _protocol_stream() -> TextIO:
     return stream
 
 
-def _watch_cancel(cancel_event: threading.Event) -> None:
-    def on_signal(signum, frame):  # noqa: ARG001
-        cancel_event.set()
+def _watch_cancel(cancel_event: threading.Event, out: TextIO) -> None:
+    """Cancel on SIGTERM/SIGINT, on a "cancel" line or when stdin closes; end the process
+    CANCEL_GRACE_SECONDS later if the run has not stopped by then."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)  # the C-level handler writes here at once, whatever the main thread does
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: cancel_event.set())
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def watch_signals() -> None:
+        os.read(read_end, 1)
+        cancel_event.set()
 
     def watch_stdin() -> None:
         for line in sys.stdin:
@@ -58,7 +80,20 @@ def _watch_cancel(cancel_event: threading.Event) -> None:
                 break
         cancel_event.set()
 
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    def watchdog() -> None:
+        cancel_event.wait()
+        time.sleep(CANCEL_GRACE_SECONDS)
+        if not _ACTIVE:
+            return  # the run stopped by itself (or had ended)
+        for staging in list(_ACTIVE):  # still running: TensorFlow is inside a long call
+            staging.abort()
+        try:
+            protocol.send(out, protocol.error("cancelled", None))
+        finally:
+            os._exit(CANCELLED_EXIT)
+
+    for target in (watch_signals, watch_stdin, watchdog):
+        threading.Thread(target=target, daemon=True).start()
 
 
 def main() -> int:
@@ -68,13 +103,13 @@ def main() -> int:
         protocol.send(out, protocol.error("no job received on standard input"))
         return 2
     cancel_event = threading.Event()
-    _watch_cancel(cancel_event)
+    _watch_cancel(cancel_event, out)
     try:
         job = protocol.Job.from_line(line)
         outputs = run_job(job, JsonLinesReporter(out), cancel_event)
     except Cancelled:
         protocol.send(out, protocol.error("cancelled", None))
-        return 3
+        return CANCELLED_EXIT
     except PatchFlowError as exc:
         protocol.send(out, protocol.error(str(exc), exc.parameter, traceback.format_exc()))
         return 1

@@ -21,6 +21,7 @@ from .classes import complete
 from .errors import Cancelled, PatchFlowError
 from .manifest import load_manifest
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec, card_path
+from .ownership import check_replaceable
 
 if TYPE_CHECKING:
     import keras
@@ -351,18 +352,7 @@ def _from_dataset(params, path: str, architecture: str, reporter) -> tuple[Input
 
 
 def _check_output(path: str, overwrite: bool) -> None:
-    if not os.path.exists(path):
-        return
-    if not os.path.isdir(path):
-        raise PatchFlowError(f"{path} is a file; choose a folder for the SavedModel.", "OUTPUT")
-    entries = os.listdir(path)
-    if not entries:
-        return  # an empty folder (Processing may have made it) is no model to protect
-    if not overwrite:
-        raise PatchFlowError(f"{path} exists; tick OVERWRITE or choose another folder.", "OUTPUT")
-    if not {"saved_model.pb", "patchflow_card.json", "model.keras"} & set(entries):
-        raise PatchFlowError(f"{path} exists and holds no model, so OVERWRITE will not delete it; choose another "
-                             "folder.", "OUTPUT")
+    check_replaceable(path, overwrite, "OUTPUT", "SavedModel folder")
 
 
 def _create_sr(params, context, dataset: str | None) -> dict[str, Any]:

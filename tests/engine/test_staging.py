@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from patchflow.plugin.engine.errors import PatchFlowError
+from patchflow.plugin.engine.ownership import MARKER, mark_folder, written_by_patchflow
 from patchflow.plugin.engine.staging import OutputStaging, staging_dir_for
 from patchflow.plugin.protocol import STAGING_PREFIX
 
@@ -35,6 +36,7 @@ def test_commit_replaces_existing_outputs(tmp_path):
     (tmp_path / "out.txt").write_text("old")
     (tmp_path / "out.dir").mkdir()
     (tmp_path / "out.dir" / "old").write_text("x")
+    mark_folder(tmp_path / "out.dir", "earlier")  # a folder an earlier PatchFlow run wrote
     staging = OutputStaging("j")
     with open(staging.stage(tmp_path / "out.txt", "OUTPUT"), "w") as handle:
         handle.write("new")
@@ -43,7 +45,28 @@ def test_commit_replaces_existing_outputs(tmp_path):
     (staged_dir / "new").write_text("y")
     staging.commit()
     assert (tmp_path / "out.txt").read_text() == "new"
-    assert sorted(p.name for p in (tmp_path / "out.dir").iterdir()) == ["new"]
+    assert sorted(p.name for p in (tmp_path / "out.dir").iterdir()) == [MARKER, "new"]
+    assert written_by_patchflow(tmp_path / "out.dir")
+
+
+@pytest.mark.parametrize("foreign", ["no marker", "a file added to a PatchFlow folder"])
+def test_commit_never_replaces_a_folder_patchflow_did_not_write(tmp_path, foreign):
+    (tmp_path / "out.dir").mkdir()
+    if foreign == "a file added to a PatchFlow folder":
+        (tmp_path / "out.dir" / "model.pb").write_text("x")
+        mark_folder(tmp_path / "out.dir", "earlier")
+    (tmp_path / "out.dir" / "thesis.txt").write_text("keep me")
+    (tmp_path / "other.txt").write_text("old")
+    with pytest.raises(PatchFlowError, match="not written by PatchFlow"):
+        with OutputStaging("j3") as staging:
+            with open(staging.stage(tmp_path / "other.txt", "OUTPUT_CSV"), "w") as handle:
+                handle.write("new")
+            staged_dir = staging_dir_for(tmp_path / "out.dir", "j3") / "out.dir"
+            staged_dir.mkdir()
+            (staged_dir / "new").write_text("y")
+    assert (tmp_path / "out.dir" / "thesis.txt").read_text() == "keep me"
+    assert (tmp_path / "other.txt").read_text() == "old"  # nothing moved: all or nothing
+    assert not list(tmp_path.glob(".patchflow-staging-*"))
 
 
 def test_abort_removes_staged_files_and_keeps_previous_outputs(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from patchflow.plugin import protocol
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
+from patchflow.plugin.engine.ownership import written_by_patchflow
 from patchflow.plugin.engine.reporting import Reporter
 from patchflow.plugin.engine.worker import run_job
 
@@ -237,8 +238,16 @@ def test_an_existing_output_is_refused_unless_overwrite(nc_sets, tmp_path):
     with pytest.raises(PatchFlowError, match="OVERWRITE") as error:
         run("train_model", TRAIN=str(nc_sets / "train.json"), EPOCHS=1, OUTPUT=str(output))
     assert error.value.parameter == "OUTPUT" and (output / "keep.txt").exists()
+    with pytest.raises(PatchFlowError, match="not written by PatchFlow") as error:  # nor with OVERWRITE: not ours
+        run("train_model", TRAIN=str(nc_sets / "train.json"), EPOCHS=1, OUTPUT=str(output), OVERWRITE=True)
+    assert error.value.parameter == "OUTPUT" and (output / "keep.txt").read_text() == "mine"
+    (output / "keep.txt").unlink()
     run("train_model", TRAIN=str(nc_sets / "train.json"), EPOCHS=1, OUTPUT=str(output), OVERWRITE=True)
-    assert (output / "saved_model.pb").exists() and not (output / "keep.txt").exists()
+    assert (output / "saved_model.pb").exists() and written_by_patchflow(output)
+    (output / "variables" / "notes.txt").write_text("mine")  # a file added to a model PatchFlow wrote
+    with pytest.raises(PatchFlowError, match="variables/notes.txt"):
+        run("train_model", TRAIN=str(nc_sets / "train.json"), EPOCHS=1, OUTPUT=str(output), OVERWRITE=True)
+    assert (output / "variables" / "notes.txt").exists()
 
 
 def test_a_validation_class_absent_from_training_counts_as_errors(tmp_path):
