@@ -107,9 +107,10 @@ def main() -> int:
     try:
         job = protocol.Job.from_line(line)
         outputs = run_job(job, JsonLinesReporter(out), cancel_event)
-    except Cancelled:
+    except Cancelled:  # staged outputs are gone; end now, not after TensorFlow's and the threads' teardown
         protocol.send(out, protocol.error("cancelled", None))
-        return CANCELLED_EXIT
+        out.flush()
+        os._exit(CANCELLED_EXIT)
     except PatchFlowError as exc:
         protocol.send(out, protocol.error(str(exc), exc.parameter, traceback.format_exc()))
         return 1

@@ -76,6 +76,20 @@ def long_scene(tmp_path_factory):
     return raster, points
 
 
+@pytest.fixture(scope="module")
+def long_serving(long_scene, tmp_path_factory):
+    """A fully convolutional model for the 4-band long scene (made by the engine): serving the whole
+    4000 x 4000 scene takes several seconds."""
+    from patchflow.plugin import protocol
+    from patchflow.plugin.engine.reporting import Reporter
+    from patchflow.plugin.engine.worker import run_job
+
+    model = tmp_path_factory.mktemp("long-model") / "fcnn"
+    run_job(protocol.Job("create_model", {"ARCHITECTURE": "fcnn", "BANDS": 4, "PATCH_SIZE": 32, "N_CLASSES": 3,
+                                          "WIDTH": 16, "SEED": 1, "OUTPUT": str(model)}, "t"), Reporter())
+    return long_scene[0], model
+
+
 @pytest.fixture
 def make_points():
     return write_points

@@ -70,7 +70,9 @@ def test_cancel_stops_within_seconds_and_keeps_the_last_epoch_for_resume(run_alg
     job = {"TRAIN": str(nc_datasets / "train.json"), "EPOCHS": 400, "OUTPUT": str(tmp_path / "model")}
     with pytest.raises(QgsProcessingException, match="Cancelled"):
         run_alg("trainmodel", feedback=feedback, **job)
-    assert feedback.cancelled_at is not None and time.monotonic() - feedback.cancelled_at < 2.0
+    assert feedback.cancelled_at is not None
+    print(f"cancel time, training: {time.monotonic() - feedback.cancelled_at:.2f} s")
+    assert time.monotonic() - feedback.cancelled_at < 2.0
     assert not (tmp_path / "model").exists()
     state = json.loads((tmp_path / "model.training" / "state.json").read_text())
     assert state["epoch"] >= 2

@@ -61,22 +61,29 @@ def test_chain_through_qgis_process(qgis_env, nc, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_qgis_process_stops_and_leaves_nothing(qgis_env, long_scene, tmp_path):
+@pytest.mark.parametrize("job", ["extraction", "serving"])
+def test_ctrl_c_in_qgis_process_stops_and_leaves_nothing(qgis_env, long_scene, long_serving, tmp_path, job):
     raster, points = long_scene
     out = tmp_path / "out"
     out.mkdir()
+    if job == "extraction":
+        arguments = ["patchflow:extractpatches", "--", f"INPUT={points}", f"SOURCE1={raster}", "PATCH_SIZE1=32",
+                     f"OUTPUT={out / 'dataset.json'}"]
+    else:
+        arguments = ["patchflow:applymodel", "--", f"MODEL={long_serving[1]}", f"SOURCE1={raster}",
+                     "OUTPUTS=probabilities", f"OUTPUT={out / 'map.tif'}"]
     process = subprocess.Popen(
-        ["bash", str(QGIS_PROCESS), "run", "patchflow:extractpatches", "--", f"INPUT={points}",
-         f"SOURCE1={raster}", "PATCH_SIZE1=32", f"OUTPUT={out / 'dataset.json'}"],
+        ["bash", str(QGIS_PROCESS), "run", *arguments],
         env=qgis_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not any(out.iterdir()) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    assert any(out.iterdir()), "the extraction never started writing: " + (process.stdout.read() or "")[-2000:]
+    assert any(out.iterdir()), f"the {job} never started writing: " + (process.stdout.read() or "")[-2000:]
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     interrupted = time.monotonic()
     process.wait(timeout=30)
+    print(f"cancel time, Ctrl-C in qgis_process ({job}): {time.monotonic() - interrupted:.2f} s")
     assert time.monotonic() - interrupted < 2.0
     deadline = time.monotonic() + 2
     while any(out.iterdir()) and time.monotonic() < deadline:
