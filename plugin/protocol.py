@@ -9,6 +9,7 @@ beyond the standard library, so both sides can use it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -26,6 +27,29 @@ MESSAGE_TYPES = (PROGRESS, LOG, WARNING, RESULT, ERROR)
 STAGING_PREFIX = ".patchflow-staging-"
 
 
+def finite(value: Any) -> Any:
+    """``value`` made for strict JSON: every NaN or infinite number becomes None (null), numpy scalars
+    and arrays become Python numbers and lists, tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    if not isinstance(value, (str, bytes, int)) and callable(getattr(value, "tolist", None)):  # numpy
+        return finite(value.tolist())
+    return value
+
+
+def strict_dumps(value: Any, **options: Any) -> str:
+    """JSON text without NaN/Infinity (which strict parsers reject): non-finite numbers are null."""
+    return json.dumps(finite(value), allow_nan=False, **options)
+
+
+def strict_dump(value: Any, handle: TextIO, **options: Any) -> None:
+    json.dump(finite(value), handle, allow_nan=False, **options)
+
+
 @dataclass
 class Job:
     """What one algorithm run asks of the worker: an operation and JSON-able parameters."""
@@ -36,7 +60,7 @@ class Job:
     version: int = PROTOCOL_VERSION
 
     def to_line(self) -> str:
-        return json.dumps(
+        return strict_dumps(
             {
                 "version": self.version,
                 "operation": self.operation,
@@ -64,7 +88,7 @@ class Message:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_line(self) -> str:
-        return json.dumps({"type": self.kind, **self.payload}, default=str)
+        return strict_dumps({"type": self.kind, **self.payload}, default=str)
 
     @classmethod
     def from_line(cls, line: str) -> Message | None:

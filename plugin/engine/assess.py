@@ -281,8 +281,8 @@ def write_table(path: str, rows: list[dict], parameter: str) -> None:
     for row in rows:
         feature = ogr.Feature(definition)
         for column, value in row.items():
-            if value is not None:
-                feature.SetField(column, value)
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
+                feature.SetField(column, value)  # an undefined score is left empty (GeoJSON has no NaN)
         layer.CreateFeature(feature)
     layer.CommitTransaction()
     layer = None
