@@ -28,14 +28,26 @@ STAGING_PREFIX = ".patchflow-staging-"
 
 
 def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    """``value`` made for strict JSON: every NaN or infinite number becomes None (null), numpy scalars
+    and arrays become Python numbers and lists, tuples become lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {key: finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite(item) for item in value]
+    if not isinstance(value, (str, bytes, int)) and callable(getattr(value, "tolist", None)):  # numpy
+        return finite(value.tolist())
     return value
+
+
+def strict_dumps(value: Any, **options: Any) -> str:
+    """JSON text without NaN/Infinity (which strict parsers reject): non-finite numbers are null."""
+    return json.dumps(finite(value), allow_nan=False, **options)
+
+
+def strict_dump(value: Any, handle: TextIO, **options: Any) -> None:
+    json.dump(finite(value), handle, allow_nan=False, **options)
 
 
 @dataclass
@@ -49,15 +61,14 @@ class Job:
     labels: dict[str, str] = field(default_factory=dict)  # parameter name -> what the dialog calls it
 
     def to_line(self) -> str:
-        return json.dumps(
+        return strict_dumps(
             {
                 "version": self.version,
                 "operation": self.operation,
                 "parameters": self.parameters,
                 "job_id": self.job_id,
                 "labels": self.labels,
-            },
-            allow_nan=False,
+            }
         )
 
     @classmethod
@@ -80,7 +91,7 @@ class Message:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_line(self) -> str:
-        return json.dumps(finite({"type": self.kind, **self.payload}), default=str, allow_nan=False)
+        return strict_dumps({"type": self.kind, **self.payload}, default=str)
 
     @classmethod
     def from_line(cls, line: str) -> Message | None:

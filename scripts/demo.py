@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from plugin.protocol import strict_dumps  # noqa: E402 - the standard library only: strict JSON, NaN as null
+
 QGIS_PROCESS = ROOT / "scripts" / "qgis_process.sh"
 DEFAULT_DATA = ROOT / ".cache" / "demo-data" / "nc"
 DEFAULT_OUTPUT = ROOT / "demo-output"
@@ -408,7 +411,7 @@ def run_step(step: Step, logs: Path) -> Run:
     except ValueError as exc:
         raise StepFailed(step, command, seconds, f"unreadable answer ({exc})",
                          tail(done.stdout + done.stderr)) from None
-    (logs / f"{step.key}.json").write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
+    (logs / f"{step.key}.json").write_text(strict_dumps(answer, indent=2) + "\n", encoding="utf-8")
     missing = [str(p) for p in step.outputs if not p.exists()]
     if missing:
         raise StepFailed(step, command, seconds, f"finished but did not write {', '.join(missing)}",
@@ -597,7 +600,7 @@ def write_report(out: Path, data: Path, runs: list[Run], failure: StepFailed | N
                    "classes": {col: [c.__dict__ for c in cs] for col, cs in r.summary.classes.items()},
                    "dropped": r.summary.dropped} for r in runs],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(strict_dumps(summary, indent=2) + "\n", encoding="utf-8")
     return report
 
 

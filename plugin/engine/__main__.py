@@ -54,7 +54,10 @@ def _check() -> int:
     import numpy
     from osgeo import gdal
 
-    print(json.dumps({"python": sys.version.split()[0], "numpy": numpy.__version__, "gdal": gdal.__version__}))
+    from .. import protocol
+
+    print(protocol.strict_dumps({"python": sys.version.split()[0], "numpy": numpy.__version__,
+                                 "gdal": gdal.__version__}))
     return 0
 
 
@@ -86,7 +89,7 @@ def _run(args) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("cancelled", file=sys.stderr)
         return 3
-    print(json.dumps(outputs, indent=2))
+    print(protocol.strict_dumps(outputs, indent=2))
     return 0
 
 

@@ -281,8 +281,8 @@ def write_table(path: str, rows: list[dict], parameter: str) -> None:
     for row in rows:
         feature = ogr.Feature(definition)
         for column, value in row.items():
-            if value is not None:
-                feature.SetField(column, value)
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
+                feature.SetField(column, value)  # an undefined score is left empty (GeoJSON has no NaN)
         layer.CreateFeature(feature)
     layer.CommitTransaction()
     layer = None
@@ -346,7 +346,7 @@ def run_assess_accuracy(params, context) -> dict:
         ref = open_raster(ref_path, "REFERENCE_RASTER")
         known_ref = classes_from_raster(ref_path, ref_band_index) if ref_band_index <= ref.RasterCount else {}
         on_grid, ref_band = reference_on_map_grid(ref, ref_path, ref_band_index, grid)
-        no_label = reference_nodata(ref.GetRasterBand(ref_band_index), params.number("REFERENCE_NODATA", None),
+        no_label = reference_nodata(ref.GetRasterBand(ref_band_index), params.nodata("REFERENCE_NODATA"),
                                     known_ref)
         ref_extent = Grid.of(ref, "REFERENCE_RASTER").extent
         tally = tally_rasters(map_band, ref_band, no_label, reporter, context.cancelled)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import PatchFlowError
-from .manifest import load_manifest
+from .manifest import load_manifest, refuse_nonfinite
 from .modelcard import Normalization
 from .patches import PatchesImage
 from .raster import open_raster
@@ -46,6 +46,7 @@ class PatchDataset:
             raise PatchFlowError(f"the dataset {path} holds no patch. Extract patches again with points inside "
                                  "the rasters.", parameter)
         self._label_patches_as_source()
+        refuse_nonfinite(self.manifest, path, parameter)
         self.sources = {source["name"]: source for source in self.manifest["sources"]}
         self._images: dict[str, PatchesImage] = {}
         self._labels: np.ndarray | None = None

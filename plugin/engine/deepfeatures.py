@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from osgeo import gdal
 
+from ..protocol import strict_dump
 from .errors import Cancelled, PatchFlowError
 from .modelcard import Normalization, load_card
 from .patches import PatchesImage
@@ -173,7 +174,7 @@ class Dataset:
 
 def load_dataset(path: str, parameter: str, source_name: str = "source1") -> Dataset:
     """A manifest with a labels image (one class per patch) and the named image source."""
-    from .manifest import load_manifest
+    from .manifest import load_manifest, refuse_nonfinite
 
     manifest = load_manifest(path, parameter)
     labels = manifest.get("labels")
@@ -183,6 +184,7 @@ def load_dataset(path: str, parameter: str, source_name: str = "source1") -> Dat
     sources = {s["name"]: s for s in manifest["sources"] if s.get("role", "image") == "image"}
     if source_name not in sources:
         raise PatchFlowError(f"{path} has no source '{source_name}' (it has: {', '.join(sources)}).", parameter)
+    refuse_nonfinite(manifest, path, parameter, [source_name])
     ds = open_raster(labels["patches"], parameter)
     values = ds.ReadAsArray().reshape(-1).astype(np.int64)
     ds = None
@@ -358,7 +360,7 @@ def run_train_classifier(params, context) -> dict:
         "validation": validation,
     }
     with open(staged_json, "w", encoding="utf-8") as handle:
-        json.dump(description, handle, indent=2, default=_json_default)
+        strict_dump(description, handle, indent=2, default=_json_default)
         handle.write("\n")
     reporter.progress(100)
     outputs["CLASSES"] = train.classes

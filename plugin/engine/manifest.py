@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 from typing import Any
 
+from ..protocol import strict_dump
 from .classes import ClassInfo, classes_from_raster, complete
 from .errors import PatchFlowError
 from .patches import Extraction, PatchesImage, Source, extract, labels_dtype
@@ -17,6 +19,7 @@ from .vector import open_layer, read_points, resolve_class_field
 FORMAT = "patchflow-dataset"
 VERSION = 1
 MAX_SOURCES = 3
+FLOAT_LABEL_NODATA = -99999.0  # label patches' nodata for a floating-point label raster without a finite one
 
 
 def _band_entries(source: Source, stats: list[dict]) -> list[dict]:
@@ -43,7 +46,7 @@ def source_entry(source: Source, patches_file: str, stats: list[dict]) -> dict:
 
 def write_manifest(path: str, manifest: dict) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2)
+        strict_dump(manifest, handle, indent=2)  # NaN/infinity (a NaN nodata value) are null
         handle.write("\n")
 
 
@@ -66,6 +69,43 @@ def load_manifest(path: str, parameter: str = "INPUT") -> dict:
     return manifest
 
 
+def nonfinite_bands(manifest: dict, names: list[str] | None = None, parameter: str = "INPUT") -> list[str]:
+    """'source1 band 2: 1234 values' for each band of the dataset's patches (those of the sources
+    ``names``, else all) holding NaN or infinite values. PatchFlow's manifests count them; for one
+    that does not (written elsewhere or by an older PatchFlow) its floating-point patches-images are
+    scanned."""
+    import numpy as np
+
+    found = []
+    for source in manifest["sources"]:
+        if names is not None and source.get("name") not in names:
+            continue
+        bands = source.get("bands") or []
+        counts = [band.get("nonfinite") for band in bands]
+        if not bands or not all(isinstance(count, int) for count in counts):
+            image = PatchesImage(source["patches"], int(source.get("patch_size") or 0) or None, parameter)
+            counts = [0] * image.bands
+            if image.dtype.kind in "fc":
+                for start in range(0, len(image), 256):
+                    patches = image.read(start, start + 256)
+                    counts = [c + int(n) for c, n in zip(counts, (~np.isfinite(patches)).sum(axis=(0, 1, 2)))]
+            image.ds = None
+        found += [f"{source.get('name')} band {index}: {count} values"
+                  for index, count in enumerate(counts, start=1) if count]
+    return found
+
+
+def refuse_nonfinite(manifest: dict, path: str, parameter: str, names: list[str] | None = None) -> None:
+    """Errors naming ``parameter`` when the dataset's patches hold NaN or infinite values."""
+    found = nonfinite_bands(manifest, names, parameter)
+    if found:
+        raise PatchFlowError(
+            f"the dataset {path} holds NaN or infinite values in its patches ({'; '.join(found[:6])}"
+            f"{'; ...' if len(found) > 6 else ''}): a model learns nothing from them (NaN losses). Extract the "
+            "patches again with SKIP_NODATA ticked (patches touching NaN or infinity are then dropped), or give "
+            "the rasters a nodata value.", parameter)
+
+
 def _sources_from(params) -> list[Source]:
     sources = []
     for index in range(1, MAX_SOURCES + 1):
@@ -79,6 +119,9 @@ def _sources_from(params) -> list[Source]:
     label_raster = params.string("LABEL_RASTER", None)
     if label_raster:
         stack = RasterStack([label_raster], "LABEL_RASTER")
+        for band in stack.bands:
+            if stack.dtype.kind == "f" and (band.nodata is None or not math.isfinite(band.nodata)):
+                band.nodata = FLOAT_LABEL_NODATA  # what NaN/infinity labels are written as ('unlabelled')
         reference = sources[0]
         default = max(1, round(reference.patch_size * abs(reference.grid.dx) / abs(stack.grid.dx)))
         size = params.integer("LABEL_PATCH_SIZE", default, minimum=1)
@@ -165,7 +208,13 @@ def _report(reporter, result: Extraction) -> None:
     if result.dropped_outside:
         reporter.warning(f"{result.dropped_outside} points dropped: their patch is not entirely inside every source.")
     if result.dropped_nodata:
-        reporter.warning(f"{result.dropped_nodata} points dropped: their patch touches nodata in a source.")
+        reporter.warning(f"{result.dropped_nodata} points dropped: their patch touches nodata (its value, NaN or "
+                         "infinity) in a source.")
+    kept = int(sum(stat.nonfinite.sum() for stat in result.stats))
+    if kept:
+        reporter.warning(f"the patches hold {kept} NaN or infinite values (SKIP_NODATA is off and the rasters "
+                         "have no nodata value to write instead): Train model refuses such a dataset. Tick "
+                         "SKIP_NODATA, or give the rasters a nodata value.")
 
 
 def _classes(sources: list[Source], class_field, result: Extraction) -> list[ClassInfo]:
@@ -222,6 +271,10 @@ def describe_otbtf(patches_paths: list[str], patch_sizes: list[int], labels_path
             raise PatchFlowError(
                 f"{labels_path} is {label_image.RasterXSize}x{label_image.RasterYSize} px: not one label patch of "
                 f"{label_image.RasterXSize} px per patch for {len(images[0])} patches.", "LABELS")
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise PatchFlowError(
+                f"{labels_path} holds {int((~np.isfinite(values)).sum())} NaN or infinite values: labels are class "
+                "ids. Write a class id (or a nodata value) there.", "LABELS")
         ids, counts = np.unique(values, return_counts=True)
         classes = [dict(c.as_dict(), count=int(n)) for c, n in zip(complete([int(i) for i in ids], {}), counts)]
         labels = {"patches": labels_path, "field": None, "dtype": values.dtype.name,

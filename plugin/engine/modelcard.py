@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..protocol import strict_dump
 from .errors import PatchFlowError
 
 FORMAT = "patchflow-model"
@@ -147,7 +148,7 @@ class ModelCard:
         """Write the card where ``card_path(model_path)`` says; returns that path."""
         path = card_path(model_path)
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2)
+            strict_dump(self.to_dict(), handle, indent=2)
             handle.write("\n")
         return path
 

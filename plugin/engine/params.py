@@ -6,6 +6,7 @@ what the user sees in the dialog, the modeler and ``qgis_process``.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,10 +62,26 @@ class Params:
             return None
         try:
             number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
         except (TypeError, ValueError):
-            raise PatchFlowError(f"'{value}' is not a number.", name) from None
+            raise PatchFlowError(f"'{value}' is not a finite number; give a number such as 0.5.", name) from None
         if minimum is not None and number < minimum:
             raise PatchFlowError(f"{number:g} is too small; use {minimum:g} or more.", name)
+        return number
+
+    def nodata(self, name: str) -> float | None:
+        """A nodata value: any finite number, or NaN (which is nodata anyway); None when not given."""
+        value = self._get(name, None)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise PatchFlowError(f"'{value}' is not a number; give the value that marks nodata.", name) from None
+        if math.isinf(number):
+            raise PatchFlowError(f"{value} cannot mark nodata (infinities are nodata already); give a finite "
+                                 "number, or leave it empty.", name)
         return number
 
     def boolean(self, name: str, default: bool = False) -> bool:

@@ -7,6 +7,7 @@ chunk's pixels are read once, for every source, and patches are written in large
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -76,9 +77,32 @@ def read_patches(stack: RasterStack, cols: np.ndarray, rows: np.ndarray, patch_s
     return np.stack([stack.read((int(c), int(r), patch_size, patch_size)) for c, r in zip(cols, rows)])
 
 
+def fill_nonfinite(patches: np.ndarray, nodata: list[float | None]) -> np.ndarray:
+    """(n, bands, p, p) patches whose NaN/infinity values are replaced by their band's nodata value,
+    where that is a finite number (a copy when anything changes)."""
+    if patches.dtype.kind not in "fc":
+        return patches
+    bad = ~np.isfinite(patches)
+    if not bad.any():
+        return patches
+    patches = patches.copy()
+    for band, value in enumerate(nodata):
+        if value is not None and math.isfinite(value):
+            patches[:, band][bad[:, band]] = value
+    return patches
+
+
+def holds_nonfinite(patches: np.ndarray) -> np.ndarray:
+    """(n,) whether each of (n, bands, p, p) patches holds a NaN or infinite value."""
+    if patches.dtype.kind not in "fc":
+        return np.zeros(len(patches), dtype=bool)
+    return ~np.isfinite(patches).reshape(len(patches), -1).all(axis=1)
+
+
 @dataclass
 class BandStats:
-    """Streaming per-band count, sum, sum of squares, min and max (nodata excluded)."""
+    """Streaming per-band count, sum, sum of squares, min and max (nodata and non-finite values
+    excluded), and the count of non-finite values (NaN, +-infinity) the patches hold."""
 
     bands: int
     nodata: list[float | None] | None = None
@@ -87,6 +111,7 @@ class BandStats:
     squares: np.ndarray = field(init=False)
     low: np.ndarray = field(init=False)
     high: np.ndarray = field(init=False)
+    nonfinite: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.count = np.zeros(self.bands)
@@ -94,6 +119,7 @@ class BandStats:
         self.squares = np.zeros(self.bands)
         self.low = np.full(self.bands, np.inf)
         self.high = np.full(self.bands, -np.inf)
+        self.nonfinite = np.zeros(self.bands, np.int64)
 
     def add(self, patches: np.ndarray) -> None:
         if len(patches) == 0:
@@ -101,8 +127,11 @@ class BandStats:
         raw = patches.transpose(1, 0, 2, 3).reshape(self.bands, -1)
         values = raw.astype(np.float64)
         invalid = np.zeros(raw.shape, dtype=bool)
-        for band, value in enumerate(self.nodata or []):
-            invalid[band] = nodata_mask(raw[band], value)
+        nodata = list(self.nodata or [])
+        for band in range(self.bands):
+            invalid[band] = nodata_mask(raw[band], nodata[band] if band < len(nodata) else None)
+        if raw.dtype.kind in "fc":
+            self.nonfinite += (~np.isfinite(raw)).sum(axis=1)
         if not invalid.any():
             self.count += values.shape[1]
             self.total += values.sum(axis=1)
@@ -124,7 +153,8 @@ class BandStats:
         return [
             {"mean": float(mean[b]), "std": float(std[b]),
              "min": float(self.low[b]) if self.count[b] else None,
-             "max": float(self.high[b]) if self.count[b] else None}
+             "max": float(self.high[b]) if self.count[b] else None,
+             "nonfinite": int(self.nonfinite[b])}
             for b in range(self.bands)
         ]
 
@@ -294,11 +324,16 @@ def extract(
         patches = [read_patches(source.stack, cols[chunk], rows[chunk], source.patch_size)
                    for source, (cols, rows) in zip(sources, origins)]
         good = np.ones(len(chunk), dtype=bool)
-        if skip_nodata:
-            for source, batch in zip(sources, patches):
-                if source.role == "label":
-                    continue  # nodata in a label raster means 'unlabelled', which training masks
+        for index, (source, batch) in enumerate(zip(sources, patches)):
+            if source.role == "label":
+                # nodata in a label raster means 'unlabelled', which training masks: NaN/infinity become
+                # its nodata value, and a patch is dropped when there is no nodata value to write instead
+                patches[index] = batch = fill_nonfinite(batch, source.stack.nodata)
+                good &= ~holds_nonfinite(batch)
+            elif skip_nodata:
                 good &= ~source.stack.nodata_mask(batch.transpose(1, 0, 2, 3)).any(axis=(1, 2))
+            else:  # patches kept with nodata hold the nodata value, not NaN/infinity, where there is one
+                patches[index] = fill_nonfinite(batch, source.stack.nodata)
         dropped_nodata += int((~good).sum())
         for writer, stat, source, batch in zip(writers, stats, sources, patches):
             writer.add(batch[good])

@@ -50,6 +50,7 @@ WIN_SIZE = 7  # SSIM window, scikit-image's default
 PAD = (WIN_SIZE - 1) // 2
 K1, K2 = 0.01, 0.03
 TABLE_DRIVERS = {".gpkg": "GPKG", ".csv": "CSV", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64, gdal.GDT_CFloat32, gdal.GDT_CFloat64)
 RESAMPLING_NAMES = {"near": "no", "bilinear": "bilinear", "cubic": "bicubic (cubic convolution)"}
 
 
@@ -103,9 +104,14 @@ def _same_grid(own: Grid, grid: Grid) -> bool:
 
 def _warp(ds: gdal.Dataset, grid: Grid, method: str) -> gdal.Dataset:
     xmin, ymin, xmax, ymax = grid.extent
+    band = ds.GetRasterBand(1)
+    # floating-point bands without a nodata value: NaN is nodata (left out of the interpolation, as a
+    # declared nodata value is); infinity still spreads to the pixels it touches, which are then not valid
+    source_nodata = float("nan") if band.GetNoDataValue() is None and band.DataType in FLOAT_TYPES else None
     options = gdal.WarpOptions(
         format="VRT", outputBounds=(xmin, ymin, xmax, ymax), width=grid.width, height=grid.height,
-        dstSRS=grid.crs_wkt or None, resampleAlg=method, outputType=gdal.GDT_Float64, dstNodata=float("nan"))
+        dstSRS=grid.crs_wkt or None, resampleAlg=method, outputType=gdal.GDT_Float64, dstNodata=float("nan"),
+        srcNodata=source_nodata)
     return gdal.Warp("", ds, options=options)
 
 

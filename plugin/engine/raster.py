@@ -179,11 +179,13 @@ def band_nodata(band: gdal.Band, override: float | None) -> float | None:
 
 
 def nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
-    if nodata is None:
-        return np.zeros(values.shape, dtype=bool)
-    if isinstance(nodata, float) and math.isnan(nodata):
-        return np.isnan(values)
-    return values == nodata
+    """Where ``values`` hold no data: the ``nodata`` value, and, for floating-point values, every
+    non-finite one (NaN, +-infinity) whatever the declared nodata (none, NaN or a number)."""
+    values = np.asarray(values)
+    mask = ~np.isfinite(values) if values.dtype.kind in "fc" else np.zeros(values.shape, dtype=bool)
+    if nodata is not None and math.isfinite(nodata):
+        mask |= values == nodata
+    return mask
 
 
 @dataclass
@@ -246,12 +248,19 @@ class RasterStack:
         stacked = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         return stacked.astype(self.dtype, copy=False)
 
+    @property
+    def may_hold_nodata(self) -> bool:
+        """Whether some pixel can be nodata: a band declares a nodata value, or the bands are floating
+        point (NaN and infinity are nodata)."""
+        return self.dtype.kind in "fc" or any(v is not None for v in self.nodata)
+
     def nodata_mask(self, values: np.ndarray) -> np.ndarray:
-        """True where any band of (bands, ...) ``values`` is nodata."""
+        """True where any band of (bands, ...) ``values`` is nodata (its value, or non-finite)."""
         mask = np.zeros(values.shape[1:], dtype=bool)
+        if not self.may_hold_nodata and np.asarray(values).dtype.kind not in "fc":
+            return mask
         for index, nodata in enumerate(self.nodata):
-            if nodata is not None:
-                mask |= nodata_mask(values[index], nodata)
+            mask |= nodata_mask(values[index], nodata)
         return mask
 
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..protocol import strict_dump
 from .datasets import CHUNK, BatchStream, Target, centre_crop, class_indices
 from .errors import Cancelled
 
@@ -155,7 +156,7 @@ def write_records(stream: BatchStream, folder: str, cancelled: Callable[[], bool
             file.write(chunk_records(stream, raw, layout).tobytes())
     os.replace(partial, os.path.join(folder, RECORDS))
     with open(os.path.join(folder, LAYOUT), "w", encoding="utf-8") as file:
-        json.dump({"count": layout.count, "fields": [asdict(f) for f in layout.fields], "key": layout.key}, file)
+        strict_dump({"count": layout.count, "fields": [asdict(f) for f in layout.fields], "key": layout.key}, file)
     return layout
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from .errors import Cancelled, PatchFlowError
-from .raster import Grid, Window, block_windows, nodata_mask
+from .raster import Grid, RasterStack, Window, block_windows, nodata_mask
 from .reporting import Reporter
 
 STRATEGIES = ("constant", "all", "smallest", "total")
@@ -47,20 +47,22 @@ class RasterLabels:
 
     def read(self, window: Window) -> np.ndarray:
         values = self.band.ReadAsArray(*window)
-        labels = values.astype(np.int64)
-        labels[nodata_mask(values, self.nodata)] = NO_CLASS
-        if values.dtype.kind == "f":
-            labels[~np.isfinite(values)] = NO_CLASS
+        missing = nodata_mask(values, self.nodata)  # NaN and infinity included
+        labels = (np.where(missing, 0, values) if missing.any() else values).astype(np.int64)
+        labels[missing] = NO_CLASS
         return labels
 
 
 class VectorLabels:
-    """Class ids burnt from polygons or points onto a raster grid, one window at a time."""
+    """Class ids burnt from polygons or points onto a raster grid, one window at a time; with an
+    ``image``, pixels where any of its bands is nodata (its value, NaN or infinity) have no class."""
 
-    def __init__(self, layer: ogr.Layer, grid: Grid, owner: ogr.DataSource | None = None) -> None:
+    def __init__(self, layer: ogr.Layer, grid: Grid, owner: ogr.DataSource | None = None,
+                 image: RasterStack | None = None) -> None:
         self.owner = owner  # the layer dies with its data source
         self.layer = layer
         self.grid = grid
+        self.image = image if image is not None and image.may_hold_nodata else None
         xmin, xmax, ymin, ymax = layer.GetExtent()
         col0, row0 = grid.fractional_pixel(np.array([xmin, xmax]), np.array([ymax, ymin]))
         self.cols = (max(0, int(np.floor(min(col0))) - 1), min(grid.width, int(np.ceil(max(col0))) + 1))
@@ -82,7 +84,10 @@ class VectorLabels:
         self.layer.SetSpatialFilterRect(gt[0], gt[3] + ysize * gt[5], gt[0] + xsize * gt[1], gt[3])
         gdal.RasterizeLayer(target, [1], self.layer, options=["ATTRIBUTE=pf_class"])
         self.layer.SetSpatialFilter(None)
-        return target.ReadAsArray().astype(np.int64)
+        labels = target.ReadAsArray().astype(np.int64)
+        if self.image is not None and (labels != NO_CLASS).any():
+            labels[self.image.nodata_mask(self.image.read(window))] = NO_CLASS
+        return labels
 
 
 def valid_pixel_range(size: int, patch_size: int) -> tuple[int, int]:
@@ -331,7 +336,7 @@ def run_sample_label_raster(params, context) -> dict:
     path = params.string("INPUT")
     ds = open_raster(path, "INPUT")
     band = params.integer("BAND", 1, minimum=1)
-    nodata = params.number("NODATA", None)
+    nodata = params.nodata("NODATA")
     if nodata is None:
         nodata = ds.GetRasterBand(band).GetNoDataValue() if band <= ds.RasterCount else None
     source = RasterLabels(ds, band, nodata, "BAND")
@@ -342,18 +347,18 @@ def run_sample_label_raster(params, context) -> dict:
 
 def run_sample_vector(params, context) -> dict:
     """OTB PolygonClassStatistics + SampleSelection: samples drawn inside polygons (or at points)."""
-    from .raster import open_raster, same_crs
+    from .raster import same_crs
     from .vector import layer_crs_wkt, open_layer, resolve_class_field, transformer
 
-    raster = open_raster(params.string("RASTER"), "RASTER")
-    grid = Grid.of(raster, "RASTER")
+    image = RasterStack([params.string("RASTER")], "RASTER")
+    grid = image.grid
     _, layer = open_layer(params.string("INPUT"), "INPUT")
     class_field = resolve_class_field(layer, params.string("FIELD"), "FIELD")
     memory, burn_layer = _class_id_layer(
         layer, class_field, grid.crs_wkt, transformer(layer_crs_wkt(layer), grid.crs_wkt))
     if not layer_crs_wkt(layer) or not same_crs(layer_crs_wkt(layer), grid.crs_wkt):
         context.reporter.log("the vector layer is reprojected to the raster's CRS.")
-    source = VectorLabels(burn_layer, grid, memory)
+    source = VectorLabels(burn_layer, grid, memory, image)  # no sample where the raster has no data
     if not source.windows():
         raise PatchFlowError("the layer does not overlap RASTER. Check both are over the same area.", "INPUT")
     result = _select_and_write(source, params, context, class_field.classes, "INPUT")

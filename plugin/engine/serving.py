@@ -537,7 +537,7 @@ def output_format(params, plan: Plan, channels: int, class_count: int | None = N
             kinds.add("class" if name.startswith("class") else "image")
     kind = kinds.pop() if len(kinds) == 1 else "image"
     wanted = params.choice("OUTPUT_TYPE", ("auto", "uint8", "uint16", "int16", "int32", "float32"), "auto")
-    nodata = params.number("NODATA", None)
+    nodata = params.nodata("NODATA")
     if kind == "class":
         ids = card.class_ids if card and card.classes else list(range(class_count or 256))
         dtype, default_nodata = class_encoding(ids)

@@ -28,7 +28,7 @@ def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cance
     rows0 = grid_starts(stack.grid.height, patch_size, step)
     cols0 = grid_starts(stack.grid.width, patch_size, step)
     valid = np.ones((len(rows0), len(cols0)), dtype=bool)
-    if all(n is None for n in stack.nodata):
+    if not stack.may_hold_nodata:  # no nodata value declared and integer bands (floats may hold NaN)
         return valid
     for i, row0 in enumerate(rows0):
         if cancelled():
@@ -106,7 +106,7 @@ def run_grid_split(params, context) -> dict:
     block = params.integer("BLOCK_SIZE", 1, minimum=1)
     seed = params.integer("SEED", 0)
     stack = RasterStack(params.paths("INPUT"), "INPUT")
-    nodata = params.number("NODATA", None)
+    nodata = params.nodata("NODATA")
     if nodata is not None:
         for band in stack.bands:
             band.nodata = nodata
@@ -180,8 +180,8 @@ def _centre_classes(path: str, grid: Grid, rows: np.ndarray, cols: np.ndarray) -
     mask = np.zeros(values.shape, dtype=bool)
     for i, row in enumerate(rows):
         line = band.ReadAsArray(0, int(row), grid.width, 1)[0]
-        values[i] = line[cols].astype(np.int64)
-        mask[i] = nodata_mask(line[cols], band.GetNoDataValue())
+        mask[i] = nodata_mask(line[cols], band.GetNoDataValue())  # NaN and infinity included
+        values[i] = np.where(mask[i], 0, line[cols]).astype(np.int64)
     values[mask] = UNUSED
     present = sorted(int(v) for v in np.unique(values) if v != UNUSED)
     classes = {info.id: info for info in complete(present, classes_from_raster(path))}

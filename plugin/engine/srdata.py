@@ -124,7 +124,7 @@ def degrade_window(stack: RasterStack, window: tuple[int, int, int, int], scale:
     down = HrRange.of(row0, rows, scale, first, len(weights), grid.height)
     values = stack.read((across.start, down.start, across.stop - across.start, down.stop - down.start))
     values = values.astype(np.float32)
-    invalid = stack.nodata_mask(values) if any(v is not None for v in stack.nodata) else None
+    invalid = stack.nodata_mask(values) if stack.may_hold_nodata else None  # NaN/infinity are nodata too
     pad = ((down.before, down.after), (across.before, across.after))
     if invalid is None or not invalid.any():
         values = np.pad(values, ((0, 0), *pad), mode="symmetric")
@@ -432,8 +432,7 @@ def extract_pairs(lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.n
     """Read every kept pair a grid row at a time (one window per source), drop pairs touching
     nodata on either side, write each to its set, and feed the fit with the training pairs."""
     matrix = area_matrix(pairing.patch, pairing.hr_patch, pairing.ratio) if fit else None
-    check_lr = any(v is not None for v in lr.nodata)
-    check_hr = any(v is not None for v in hr.nodata)
+    check_lr, check_hr = lr.may_hold_nodata, hr.may_hold_nodata  # a nodata value, or NaN/infinity
     for i, (lr_row, hr_row) in enumerate(zip(pairing.rows.lr, pairing.rows.hr)):
         if cancelled():
             raise Cancelled()
@@ -531,7 +530,7 @@ def run_build_sr_dataset(params, context) -> dict:
     block = params.integer("BLOCK_SIZE", 4, minimum=1)
     seed = params.integer("SEED", 0)
     radiometric = params.boolean("RADIOMETRIC", False)
-    nodata = params.number("NODATA", None)
+    nodata = params.nodata("NODATA")
     train_path, valid_path = read_outputs(params, valid)
     hr = RasterStack(params.paths("HR"), "HR")
     override_nodata(hr, nodata)
@@ -555,6 +554,8 @@ def run_build_sr_dataset(params, context) -> dict:
         staged = context.staging.stage(target, "OUTPUT_LR" if lr_output else "OUTPUT_TRAIN")
         temporary_lr = None if lr_output else staged
         lr_nodata = nodata if nodata is not None else next((v for v in hr.nodata if v is not None), None)
+        if lr_nodata is None and hr.dtype.kind in "fc":
+            lr_nodata = float("nan")  # where the HR holds NaN/infinity and no nodata value is declared
         degrade(hr, int(pairing.ratio), staged, lr_nodata, context.reporter.span(0, 40), context.cancelled)
         lr = RasterStack([staged], "OUTPUT_LR")
     try:
@@ -672,6 +673,8 @@ def dataset_manifest(output: SetOutput, lr: RasterStack, hr: RasterStack, pairin
     if pairing.degraded:
         lr_entry["rasters"] = [lr_output] if lr_output else []
         lr_entry["degraded_from"] = hr.paths
+        for band in lr_entry["bands"]:  # not the staged file, gone after the run: OUTPUT_LR, else none
+            band["raster"] = lr_output
     hr_entry = source_entry(Source("hr", "HR", hr, pairing.hr_patch, role="target"),
                             os.path.basename(output.hr_path), output.hr_stats.as_list())
     if calibrated:

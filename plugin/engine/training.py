@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..protocol import strict_dump
 from .datasets import (
     LABELS,
     BatchStream,
@@ -121,16 +122,19 @@ class State:
     def save(self, folder: str) -> None:
         temporary = os.path.join(folder, STATE + ".tmp")
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(self.__dict__, handle)
+            strict_dump(self.__dict__, handle)  # a NaN loss is written as null, read back as NaN
         os.replace(temporary, os.path.join(folder, STATE))
 
     @classmethod
     def load(cls, folder: str) -> State | None:
         try:
             with open(os.path.join(folder, STATE), encoding="utf-8") as handle:
-                return cls(**json.load(handle))
-        except (OSError, ValueError, TypeError):
+                state = cls(**json.load(handle))
+            state.history = {key: [float("nan") if v is None else v for v in values]
+                             for key, values in state.history.items()}
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
+        return state
 
 
 # ---- devices ----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -133,3 +134,19 @@ def test_sub_reporter_maps_progress_onto_its_span():
     sub.warning("w")
     sub.log("l")
     assert parent.warnings == ["w"] and parent.logs == ["l"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", float("nan")])
+def test_a_non_finite_number_is_refused_naming_the_parameter(value):
+    with pytest.raises(PatchFlowError, match="not a finite number") as caught:
+        Params({"LEARNING_RATE": value}).number("LEARNING_RATE", 0.001, minimum=0.0)
+    assert caught.value.parameter == "LEARNING_RATE"
+
+
+def test_nodata_takes_a_number_or_nan_but_not_an_infinity():
+    assert Params({"NODATA": "-9999"}).nodata("NODATA") == -9999.0
+    assert math.isnan(Params({"NODATA": "nan"}).nodata("NODATA"))
+    assert Params({}).nodata("NODATA") is None
+    with pytest.raises(PatchFlowError, match="infinities are nodata already") as caught:
+        Params({"NODATA": "inf"}).nodata("NODATA")
+    assert caught.value.parameter == "NODATA"
