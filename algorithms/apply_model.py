@@ -7,7 +7,6 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -18,7 +17,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import PatchFlowAlgorithm
+from .base import TRUST_HELP, PatchFlowAlgorithm
 
 INTEGER = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
@@ -62,10 +61,7 @@ class ApplyModel(PatchFlowAlgorithm):
         "carries the card's class names and colours (a colour table and a <i>&lt;output&gt;.qml</i> style); "
         "probabilities are styled as a 0–1 pseudocolour, images and features as an RGB or grey stretch. "
         "EXTENT limits the run to part of the scene. Pixels that are nodata in any source stay nodata "
-        "(NODATA; default 0 for classes when no class is 0, else 255, and -9999 for float outputs).<br><br>"
-        "<b>Safety</b>: models that would read or write files, reach the network or run Python code when "
-        "served (file ops, PyFunc, Keras Lambda layers) are refused unless you tick <i>I trust this "
-        "model</i>: do so only for models from a source you trust."
+        "(NODATA; default 0 for classes when no class is 0, else 255, and -9999 for float outputs)." + TRUST_HELP
     )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -96,8 +92,7 @@ class ApplyModel(PatchFlowAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "NODATA", "Output nodata value (empty: 0 or 255 for classes, -9999 otherwise)", DOUBLE, None,
             optional=True))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "TRUST_MODEL", "I trust this model (allow file, network or Python ops)", False))
+        self.add_trust_parameter()
         self.add_advanced_parameters()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Output raster"))
         self.addOutput(QgsProcessingOutputFile("STYLE", "Output style (QML)"))
@@ -149,7 +144,7 @@ class ApplyModel(PatchFlowAlgorithm):
             "EXTENT": self.extent_text(parameters, context, "SOURCE1"),
             "OUTPUT_TYPE": OUTPUT_TYPES[self.parameterAsEnum(parameters, "OUTPUT_TYPE", context)],
             "NODATA": None,
-            "TRUST_MODEL": self.parameterAsBoolean(parameters, "TRUST_MODEL", context),
+            "TRUST_MODEL": self.trusted(parameters, context),
             "OUTPUT": self.parameterAsOutputLayer(parameters, "OUTPUT", context),
         }
         if parameters.get("NODATA") not in (None, ""):

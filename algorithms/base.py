@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -26,6 +27,17 @@ from ..plugin.styles import LoadSidecarStyle, style_class_points
 GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
           "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
+# every algorithm that loads a model or a classifier: the engine's model gate (plugin/engine/modelsafety.py)
+# refuses one that could run code or touch files unless this is ticked
+TRUST_MODEL = "TRUST_MODEL"
+TRUST_LABEL = "I trust this model (allow file, network or Python ops)"
+TRUST_HELP = (
+    "<br><br><b>Untrusted models are refused</b>: a model that could run code or touch files, the network or "
+    "the Python interpreter (a SavedModel with file, network or Python ops; a .keras file with a Lambda "
+    "layer, a TFSMLayer or classes that are not Keras's or PatchFlow's; a pickle classifier, .joblib) is "
+    "refused before it is loaded, unless <i>I trust this model</i> (TRUST_MODEL) is ticked: tick it only "
+    "for a model from a source you trust."
+)
 
 
 @contextmanager
@@ -87,6 +99,12 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
     def process(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
         """What the algorithm does: build the job, run it in the worker, style the outputs."""
         raise NotImplementedError
+
+    def add_trust_parameter(self) -> None:
+        self.addParameter(QgsProcessingParameterBoolean(TRUST_MODEL, TRUST_LABEL, False))
+
+    def trusted(self, parameters: dict, context: QgsProcessingContext) -> bool:
+        return self.parameterAsBoolean(parameters, TRUST_MODEL, context)
 
     # ---- parameters to paths ----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from .base import PatchFlowAlgorithm
+from .base import TRUST_HELP, PatchFlowAlgorithm
 
 
 class Classify(PatchFlowAlgorithm):
@@ -30,18 +30,22 @@ class Classify(PatchFlowAlgorithm):
         "are nodata in any band stay nodata.<br><br>"
         "Outputs: the class map (class ids, colour table and class names, styled in QGIS by "
         "<i>&lt;map&gt;.qml</i>) and optionally the confidence (the classifier's highest class "
-        "probability, -1 where nodata)."
+        "probability, -1 where nodata).<br><br>"
+        "The classifier is a <i>.skops</i> file, which loads without running code; a <i>.joblib</i> one (older "
+        "PatchFlow versions) is a pickle, which can run any code: it is refused unless TRUST_MODEL is ticked "
+        "(train it again to get a .skops file)." + TRUST_HELP
     )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "INPUT", "Raster(s) to classify, stacked", QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterFile(
-            "CLASSIFIER", "Classifier (.joblib, its .json beside it)",
-            fileFilter="Classifier files (*.joblib)"))
+            "CLASSIFIER", "Classifier (.skops, its .json beside it)",
+            fileFilter="Classifier files (*.skops);;Legacy pickle classifiers, need TRUST_MODEL (*.joblib *.pkl)"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Class map"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_CONFIDENCE", "Confidence (highest class probability)", optional=True, createByDefault=False))
+        self.add_trust_parameter()
         self.addOutput(QgsProcessingOutputFile("STYLE", "Class map style (QML)"))
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Pixels classified"))
 
@@ -52,6 +56,7 @@ class Classify(PatchFlowAlgorithm):
             "CLASSIFIER": self.parameterAsFile(parameters, "CLASSIFIER", context),
             "OUTPUT": self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             "OUTPUT_CONFIDENCE": confidence or None,
+            "TRUST_MODEL": self.trusted(parameters, context),
         }
         paths = [job["OUTPUT"]] + ([confidence] if confidence else [])
         result = self.run_engine(job, paths, feedback)

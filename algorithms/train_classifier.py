@@ -13,7 +13,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import PatchFlowAlgorithm
+from .base import TRUST_HELP, PatchFlowAlgorithm
 
 INTEGER = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
@@ -38,9 +38,9 @@ class TrainClassifier(PatchFlowAlgorithm):
         "The dataset is a manifest from Extract patches with a class field (labels image). With a "
         "<b>validation</b> manifest (e.g. the other set of a grid split), the overall accuracy, kappa and "
         "per-class scores are logged, returned and written to <i>&lt;classifier&gt;_validation.csv</i>.<br>"
-        "Outputs: the classifier (<i>.joblib</i>, the scikit-learn estimator) and beside it "
-        "<i>&lt;classifier&gt;.json</i> (how its features are made, classes, scores), which Classify reads. "
-        "The same seed gives the same classifier."
+        "Outputs: the classifier (<i>.skops</i>: the scikit-learn estimator, saved in a format that loads "
+        "without running code) and beside it <i>&lt;classifier&gt;.json</i> (how its features are made, classes, "
+        "scores), which Classify reads. The same seed gives the same classifier." + TRUST_HELP
     )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -62,8 +62,9 @@ class TrainClassifier(PatchFlowAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "SVM_C", "SVM: regularisation C", DOUBLE, 1.0, minValue=1e-9))
         self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", INTEGER, 0))
+        self.add_trust_parameter()
         self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", "Classifier", "Classifier files (*.joblib)"))
+            "OUTPUT", "Classifier (.skops)", "Classifier files (*.skops)"))
         self.addOutput(QgsProcessingOutputFile("DESCRIPTION", "Classifier description (JSON)"))
         self.addOutput(QgsProcessingOutputFile("VALIDATION_CSV", "Validation scores (CSV)"))
         for name, label in (("COUNT", "Training samples"), ("N_FEATURES", "Features per sample"),
@@ -81,6 +82,7 @@ class TrainClassifier(PatchFlowAlgorithm):
             "MAX_DEPTH": self.parameterAsInt(parameters, "MAX_DEPTH", context),
             "SVM_C": self.parameterAsDouble(parameters, "SVM_C", context),
             "SEED": self.parameterAsInt(parameters, "SEED", context),
+            "TRUST_MODEL": self.trusted(parameters, context),
             "OUTPUT": self.parameterAsFileOutput(parameters, "OUTPUT", context),
         }
         result = self.run_engine(job, [job["OUTPUT"]], feedback)

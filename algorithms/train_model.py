@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import PatchFlowAlgorithm
+from .base import TRUST_HELP, PatchFlowAlgorithm
 from .create_model import ARCHITECTURE_LABELS, ARCHITECTURES
 
 INTEGER = QgsProcessingParameterNumber.Integer
@@ -53,7 +53,7 @@ class TrainModel(PatchFlowAlgorithm):
         "super-resolution generator, the target is the HR image: L1 by default (Loss, or combined with "
         "<i>l1=1;ssim=0.2</i>; add <i>adversarial=0.001</i> to train against an LSGAN discriminator after "
         "the pre-training epochs), PSNR and SSIM per epoch, and the report compares the model with bicubic "
-        "upsampling on the validation patches (with a strip LR | bicubic | SR | HR)."
+        "upsampling on the validation patches (with a strip LR | bicubic | SR | HR)." + TRUST_HELP
     )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -84,6 +84,7 @@ class TrainModel(PatchFlowAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(
             "RESUME", "Resume an interrupted training of this output", True))
         self.addParameter(QgsProcessingParameterBoolean("OVERWRITE", "Overwrite the output folder", False))
+        self.add_trust_parameter()
         self.add_advanced_parameters()
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Trained model folder (SavedModel)"))
         self.addOutput(QgsProcessingOutputHtml("REPORT", "Training report"))
@@ -137,6 +138,7 @@ class TrainModel(PatchFlowAlgorithm):
             "DEVICE": enum("DEVICE", DEVICES),
             "RESUME": self.parameterAsBoolean(parameters, "RESUME", context),
             "OVERWRITE": self.parameterAsBoolean(parameters, "OVERWRITE", context),
+            "TRUST_MODEL": self.trusted(parameters, context),
             "INPUTS": self.parameterAsString(parameters, "INPUTS", context) or None,
             "TARGET": self.parameterAsString(parameters, "TARGET", context) or None,
             "LOSS": enum("LOSS", LOSSES),

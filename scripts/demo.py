@@ -261,7 +261,7 @@ def learning_steps(image: str, valid_points: Path, train: Path, valid: Path, out
     points; then the baselines: a per-pixel and a deep-features Random Forest, the scene mapped with
     the deep-features one and that map assessed too."""
     model = out / "model"
-    rf_pixels, rf_deep = out / "classifiers" / "rf_pixels.joblib", out / "classifiers" / "rf_deep.joblib"
+    rf_pixels, rf_deep = out / "classifiers" / "rf_pixels.skops", out / "classifiers" / "rf_deep.skops"
     cnn_map = out / "map" / "cnn_map.tif"
     cnn_html, cnn_csv = out / "map" / "cnn_accuracy.html", out / "map" / "cnn_accuracy.csv"
     class_map = out / "map" / "classes.tif"

@@ -95,9 +95,9 @@ def run_rf(key: str, image: Path, train: Path, valid: Path, out: Path, run) -> t
             "OUTPUT": str(folder / f"{name}.json")})
     run("patchflow:trainclassifier", {
         "DATASET": str(folder / "train.json"), "VALID": str(folder / "valid.json"), "SEED": 0,
-        "OUTPUT": str(folder / "rf.joblib")})
+        "OUTPUT": str(folder / "rf.skops")})
     run("patchflow:classify", {
-        "INPUT": [str(image)], "CLASSIFIER": str(folder / "rf.joblib"), "OUTPUT": str(folder / "map.tif")})
+        "INPUT": [str(image)], "CLASSIFIER": str(folder / "rf.skops"), "OUTPUT": str(folder / "map.tif")})
     scores = out / "reports" / f"rf_{key}.csv"
     result = run("patchflow:assessaccuracy", {
         "INPUT": str(folder / "map.tif"), "REFERENCE": str(valid), "CLASS_FIELD": "class",

@@ -4,11 +4,16 @@ A trained network's feature output (``features`` by default, one vector per patc
 scikit-learn Random Forest or SVM; without a model the features are the band values of each
 patch's centre pixel, the classic per-pixel classifier every paper compares against.
 
-Training writes the classifier (``.joblib``, the scikit-learn estimator itself) and beside it
-``<stem>.json`` telling how its features are made (model, feature output, bands, patch size,
+Training writes the classifier (``.skops``: the scikit-learn estimator saved with ``skops.io``,
+which loads without running code, only the types of ``SKOPS_TYPES`` beyond skops' own safe ones)
+and beside it ``<stem>.json`` telling how its features are made (model, feature output, bands, patch size,
 normalisation) and its classes and scores, which classification reads. Classification runs
 block by block: every output pixel gets the features of the patch centred on it (start =
 pixel - p // 2, as extraction does), the scene edges padded by reflection.
+
+A legacy pickle classifier (``.joblib``/``.pkl``, PatchFlow's format before ``.skops``) could run any
+code when loaded: it loads only with TRUST_MODEL, with a warning. A deep-features classifier's
+network goes through the model gate (``modelsafety.open_model``) when training and classifying.
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ PIXEL_BLOCK = 1 << 20  # output pixels per block, per-pixel classifier
 DEEP_BLOCK = 256 * 256  # output pixels per block, deep features
 GTIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 CONFIDENCE_NODATA = -1.0
+EXTENSION = ".skops"
+LEGACY_EXTENSIONS = (".joblib", ".pkl", ".pickle")
+# the types of PatchFlow's classifiers that skops does not trust by itself (get_untrusted_types):
+# the Random Forest's trees, the SVM pipeline's calibration and its cross-validation folds
+SKOPS_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",
+)
 
 
 # ---- features --------------------------------------------------------------------------------------
@@ -106,15 +121,16 @@ def card_summary(card) -> dict | None:
             "outputs": [asdict(o) for o in card.outputs], "classes": card.classes, "training": card.training}
 
 
-def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL") -> FeatureExtractor:
-    """Load the model and check it has one input and the feature output."""
+def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL", trusted: bool = False,
+                   reporter=None) -> FeatureExtractor:
+    """Load the model (through the safety gate) and check it has one input and the feature output."""
     from .modelio import InferenceModel
 
     path = os.path.abspath(model_folder(model_path))
     if not os.path.exists(path):
         raise PatchFlowError(f"model not found: {path}. Choose a SavedModel (its saved_model.pb) or a .keras "
                              "file written by PatchFlow's training.", parameter)
-    model = InferenceModel.load(path, parameter=parameter)
+    model = InferenceModel.load(path, parameter, trusted, reporter)
     card = model.card if model.card is not None else load_card(path, parameter)
     if feature_output not in model.output_names:
         raise PatchFlowError(f"the model has no output '{feature_output}'; its outputs are: "
@@ -131,15 +147,21 @@ def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL
                             model.input_names[0], spec.normalization, card_summary(card), model)
 
 
-def reload_extractor(description: dict, parameter: str = "CLASSIFIER") -> FeatureExtractor:
-    """The extractor a classifier's json describes (its model loaded again)."""
+def reload_extractor(description: dict, parameter: str = "CLASSIFIER", trusted: bool = False,
+                     reporter=None) -> FeatureExtractor:
+    """The extractor a classifier's json describes (its model loaded again, through the safety gate)."""
     if description["kind"] == PIXELS:
         return FeatureExtractor(PIXELS, int(description["bands"]), 1, description.get("source", "source1"))
     model_path = description["model"]
     if not os.path.exists(model_path):
         raise PatchFlowError(f"the classifier's model {model_path} is gone. Put it back, or train the classifier "
                              "again.", parameter)
-    extractor = deep_extractor(model_path, description["feature_output"], parameter)
+    try:
+        extractor = deep_extractor(model_path, description["feature_output"], parameter, trusted, reporter)
+    except PatchFlowError as exc:
+        if exc.parameter != parameter:
+            raise
+        raise PatchFlowError(f"the classifier's network: {exc.message}", parameter) from None
     if (extractor.bands, extractor.patch_size) != (int(description["bands"]), int(description["patch_size"])):
         raise PatchFlowError(f"the model {model_path} changed since the classifier was trained (it now takes "
                              f"{extractor.patch_size} px patches of {extractor.bands} bands). Train the classifier "
@@ -277,14 +299,22 @@ def scores_of(reference: np.ndarray, predicted: np.ndarray, classes: list[dict])
     return Scores.from_pairs(reference, predicted, classes)
 
 
-def _output_path(params) -> str:
+def _output_path(params, reporter) -> str:
+    """OUTPUT ending in .skops; a legacy pickle name (.joblib, .pkl) gets .skops instead, said."""
     output = params.string("OUTPUT")
-    return output if output.lower().endswith(".joblib") else output + ".joblib"
+    stem, extension = os.path.splitext(output)
+    if extension.lower() == EXTENSION:
+        return output
+    if extension.lower() in LEGACY_EXTENSIONS:
+        reporter.warning(f"{output}: classifiers are written as {EXTENSION} files (they load without running code); "
+                         f"writing {stem + EXTENSION}.")
+        return stem + EXTENSION
+    return output + EXTENSION
 
 
 def run_train_classifier(params, context) -> dict:
     """Fit a Random Forest / SVM on a network's deep features, or on the centre pixels' band values."""
-    import joblib
+    import skops.io
 
     model_path = params.string("MODEL", None)
     feature_output = params.string("FEATURE_OUTPUT", "features")
@@ -295,10 +325,11 @@ def run_train_classifier(params, context) -> dict:
     if svm_c <= 0:
         raise PatchFlowError(f"{svm_c:g} is not positive; the SVM's C must be > 0.", "SVM_C")
     seed = params.integer("SEED", 0)
-    output = _output_path(params)
+    output = _output_path(params, context.reporter)
     valid_path = params.string("VALID", None)
 
-    extractor = deep_extractor(model_path, feature_output) if model_path else None
+    trusted = params.boolean("TRUST_MODEL", False)
+    extractor = deep_extractor(model_path, feature_output, "MODEL", trusted, context.reporter) if model_path else None
     source_name = extractor.source if extractor else "source1"
     train = load_dataset(params.string("DATASET"), "DATASET", source_name)
     if extractor is None:
@@ -342,7 +373,7 @@ def run_train_classifier(params, context) -> dict:
                      f"kappa {scores.kappa:.4f}")
         outputs.update(VALID_OA=float(scores.overall_accuracy), VALID_KAPPA=float(scores.kappa),
                        VALIDATION_CSV=stem + "_validation.csv")
-    joblib.dump(classifier, staged)
+    skops.io.dump(classifier, staged)
     description = {
         "format": FORMAT, "version": VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -378,10 +409,54 @@ def _json_default(value: Any) -> Any:
 # ---- classification ------------------------------------------------------------------------------------
 
 
-def load_classifier(path: str, parameter: str = "CLASSIFIER") -> tuple[Any, dict]:
-    """The estimator and its description (``<stem>.json`` beside it)."""
+def is_skops(path: str) -> bool:
+    """Whether the file is a skops archive (a zip with its schema), whatever its name."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "schema.json" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_estimator(path: str, parameter: str = "CLASSIFIER", trusted: bool = False, reporter=None) -> Any:
+    """The scikit-learn estimator of a classifier file, checked before anything is built: a skops
+    file with only skops' safe types and ``SKOPS_TYPES``; a pickle only when ``trusted``."""
+    from .modelsafety import TRUST_LABEL
+
+    if is_skops(path):
+        import skops.io
+
+        untrusted = skops.io.get_untrusted_types(file=path)  # reads the schema, builds nothing
+        foreign = sorted(set(untrusted) - set(SKOPS_TYPES))
+        if foreign and not trusted:
+            raise PatchFlowError(f"{path} holds types PatchFlow's classifiers do not use: {', '.join(foreign)}. "
+                                 "Building them could run code on this computer. Train the classifier again with "
+                                 f"'Train classifier', or tick TRUST_MODEL (\"{TRUST_LABEL}\") only if the file "
+                                 "comes from a source you trust.", parameter)
+        if foreign and reporter is not None:
+            reporter.warning(f"{path} is trusted (TRUST_MODEL) although it holds types PatchFlow's classifiers do "
+                             f"not use: {', '.join(foreign)}.")
+        return skops.io.load(path, trusted=[name for name in untrusted if name in SKOPS_TYPES or trusted])
+    if not trusted:
+        raise PatchFlowError(f"{path} is a pickle (a .joblib or .pkl classifier, as older PatchFlow versions "
+                             "wrote): loading it could run any code on this computer. Train the classifier again "
+                             f"with 'Train classifier' (it writes {EXTENSION} files, which cannot run code), or tick "
+                             f"TRUST_MODEL (\"{TRUST_LABEL}\") only if the file comes from a source you trust.",
+                             parameter)
+    if reporter is not None:
+        reporter.warning(f"{path} is a pickle, loaded because TRUST_MODEL is ticked: it can run any code. Train "
+                         f"the classifier again to get a {EXTENSION} file.")
     import joblib
 
+    return joblib.load(path)
+
+
+def load_classifier(path: str, parameter: str = "CLASSIFIER", trusted: bool = False,
+                    reporter=None) -> tuple[Any, dict]:
+    """The estimator (checked before it is built, see ``load_estimator``) and its description
+    (``<stem>.json`` beside it)."""
     if not path or not os.path.exists(path):
         raise PatchFlowError(f"classifier not found: {path}. Train one with 'Train classifier'.", parameter)
     description_path = os.path.splitext(path)[0] + ".json"
@@ -393,9 +468,18 @@ def load_classifier(path: str, parameter: str = "CLASSIFIER") -> tuple[Any, dict
             description = json.load(handle)
         if description.get("format") != FORMAT:
             raise ValueError(f"no format '{FORMAT}'")
-        classifier = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - unpickling raises anything
-        raise PatchFlowError(f"cannot read the classifier {path}: {exc}", parameter) from None
+    except (OSError, ValueError) as exc:
+        raise PatchFlowError(f"cannot read the classifier's description {description_path}: {exc}", parameter) from None
+    try:
+        classifier = load_estimator(path, parameter, trusted, reporter)
+    except PatchFlowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken file raises anything
+        raise PatchFlowError(f"cannot read the classifier {path}: {type(exc).__name__}: {exc}. Train it again with "
+                             "'Train classifier'.", parameter) from None
+    if not hasattr(classifier, "predict"):
+        raise PatchFlowError(f"{path} holds a {type(classifier).__name__}, not a classifier. Train one with "
+                             "'Train classifier'.", parameter)
     return classifier, description
 
 
@@ -472,7 +556,8 @@ def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureEx
 def run_classify(params, context) -> dict:
     """Classify a raster, block by block, with a classifier trained by run_train_classifier."""
     classifier_path = params.string("CLASSIFIER")
-    classifier, description = load_classifier(classifier_path)
+    trusted = params.boolean("TRUST_MODEL", False)
+    classifier, description = load_classifier(classifier_path, "CLASSIFIER", trusted, context.reporter)
     stack = RasterStack(params.paths("INPUT"), "INPUT")
     output = params.string("OUTPUT")
     confidence_path = params.string("OUTPUT_CONFIDENCE", None)
@@ -481,7 +566,7 @@ def run_classify(params, context) -> dict:
         names = ", ".join(description.get("band_descriptions") or [])
         raise PatchFlowError(f"the classifier was trained on {bands} bands ({names}) but the input has "
                              f"{stack.band_count}. Give the same bands, stacked in the same order.", "INPUT")
-    extractor = reload_extractor(description)
+    extractor = reload_extractor(description, "CLASSIFIER", trusted, context.reporter)
     if min(stack.grid.width, stack.grid.height) < 2 and extractor.patch_size > 1:
         raise PatchFlowError("the input is less than 2 pixels wide or high; patches cannot be mirrored at its "
                              "edges.", "INPUT")

@@ -5,6 +5,10 @@ What is a model here:
 * a Keras ``.keras`` file (its card, if any, beside it as ``<stem>.card.json``);
 * a PatchFlow SavedModel directory (``saved_model.pb`` + ``model.keras`` + ``patchflow_card.json``);
 * any other TensorFlow SavedModel directory; its ``serving_default`` signature is the model.
+
+Every load goes through ``modelsafety.open_model`` (``load_trainable`` and ``InferenceModel.load``
+call it): the safety check runs before TensorFlow or Keras read the model. ``open_trainable`` and
+``InferenceModel.open`` are what the gate calls once the check has passed.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def model_kind(path: str, parameter: str = "MODEL") -> str:
     raise PatchFlowError(f"{path} is not a model. Expected {EXPECTED}.", parameter)
 
 
-def _load_keras(path: str, parameter: str, safe_mode: bool = True) -> keras.Model:
+def _load_keras(path: str, parameter: str, safe_mode: bool = True, compile: bool = False) -> keras.Model:
     import keras
 
     from .srmodel import register_layers
@@ -47,7 +51,7 @@ def _load_keras(path: str, parameter: str, safe_mode: bool = True) -> keras.Mode
     _signature_layer_class()  # so a fine-tuned wrapped SavedModel (.keras) loads again
     register_layers()  # the SR generator's layers
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+        return keras.models.load_model(path, compile=compile, safe_mode=safe_mode)
     except Exception as exc:  # a corrupt file or unknown layers: Keras raises many kinds
         raise PatchFlowError(f"{path} cannot be read as a Keras model ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}). Expected {EXPECTED}.",
@@ -88,6 +92,12 @@ def _signature_layer_class():
             def call(self, inputs, training=False):
                 return self.call_endpoint_fn(**inputs)
 
+            @classmethod
+            def from_config(cls, config, custom_objects=None, safe_mode=None):
+                # Keras refuses every TFSMLayer in safe mode; the gate (modelsafety.open_model) has
+                # checked the SavedModel this one calls before Keras read the file
+                return cls(**config)
+
         _SIGNATURE_LAYER.append(SignatureLayer)
     return _SIGNATURE_LAYER[0]
 
@@ -111,14 +121,24 @@ def _wrap_saved_model(path: str, parameter: str) -> keras.Model:
     return keras.Model(model_inputs, outputs, name=os.path.basename(os.path.normpath(path)) or "saved_model")
 
 
-def load_trainable(path: str, parameter: str = "MODEL") -> tuple[keras.Model, ModelCard | None]:
-    """A Keras model to train or fine-tune, and its card (None for a model without one)."""
+def load_trainable(path: str, parameter: str = "MODEL", trusted: bool = False, reporter=None,
+                   compile: bool = False) -> tuple[keras.Model, ModelCard | None]:
+    """A Keras model to train or fine-tune, and its card (None for a model without one), through
+    the safety gate (``modelsafety.open_model``)."""
+    from .modelsafety import open_model
+
+    return open_model(path, trusted, parameter, reporter, trainable=True, compile=compile)
+
+
+def open_trainable(path: str, parameter: str, safe_mode: bool, compile: bool = False
+                   ) -> tuple[keras.Model, ModelCard | None]:
+    """``load_trainable`` once the gate has checked the model: call ``load_trainable`` instead."""
     kind = model_kind(path, parameter)
     card = load_card(path, parameter)
     if kind == "keras":
-        return _load_keras(path, parameter), card
+        return _load_keras(path, parameter, safe_mode, compile), card
     if kind == "patchflow":
-        return _load_keras(os.path.join(path, TRAINING_MODEL), parameter), card
+        return _load_keras(os.path.join(path, TRAINING_MODEL), parameter, safe_mode, compile), card
     return _wrap_saved_model(path, parameter), card
 
 
@@ -138,8 +158,16 @@ class InferenceModel:
         self._runner = runner
 
     @classmethod
-    def load(cls, path: str, parameter: str = "MODEL", safe_mode: bool = True) -> InferenceModel:
-        """``safe_mode`` False lets a trusted .keras file run its Python (Lambda layers)."""
+    def load(cls, path: str, parameter: str = "MODEL", trusted: bool = False, reporter=None) -> InferenceModel:
+        """The model at ``path``, through the safety gate (``modelsafety.open_model``): refused if it
+        can run code or touch files unless ``trusted`` (then a .keras file loads with safe mode off)."""
+        from .modelsafety import open_model
+
+        return open_model(path, trusted, parameter, reporter)
+
+    @classmethod
+    def open(cls, path: str, parameter: str, safe_mode: bool) -> InferenceModel:
+        """``load`` once the gate has checked the model: call ``load`` instead."""
         kind = model_kind(path, parameter)
         card = load_card(path, parameter)
         if kind == "keras":

@@ -9,9 +9,15 @@ when served, unless the user ticks TRUST_MODEL ("I trust this model").
   destroyers, restore functions of saveable objects); a function attribute naming an op rather than a
   library function counts as that op. The saver's own ``__inference__traced_save``/
   ``_traced_restore`` functions (SaveV2, RestoreV2) are not reachable from there, so they do not count.
-* A ``.keras`` file is checked by loading it with Keras safe mode on, which refuses Python lambdas
-  (``Lambda`` layers) and ``TFSMLayer`` (an external SavedModel); a trusted one is loaded with safe
-  mode off (``keras_safe_mode``).
+* A ``.keras`` file is checked without Keras: its ``config.json`` is read from the zip archive and
+  every object it describes must be Keras's own (module ``keras``/``keras.*``; no ``Lambda``,
+  ``TFSMLayer`` or ``TorchModuleWrapper``, no ``__lambda__`` code, no vocabulary file) or one PatchFlow
+  registers (package ``patchflow``, ``PATCHFLOW_OBJECTS``; its ``SignatureLayer`` only when the
+  SavedModel it calls passes the SavedModel check). A file that is not such an archive is "not a
+  valid .keras file". It is then loaded with Keras safe mode on; a trusted one with safe mode off
+  (``keras_safe_mode``).
+* ``open_model`` is the one gate every operation loads a network through (train, apply, deep
+  features, classify, super-resolution, resuming a training checkpoint): the check, then the load.
 
 The deny list (``UNSAFE_OPS``) is conservative, checked against TensorFlow's op registry: file reading and
 writing (checkpoints, readers, file-backed datasets and lookup tables, summary and debug writers),
@@ -23,12 +29,13 @@ it prints to a ``file://`` stream, ``FixedUnigramCandidateSampler`` only when it
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from .errors import PatchFlowError
-from .modelio import EXPECTED, SIGNATURE, _signature_layer_class, model_kind
+from .modelio import EXPECTED, SIGNATURE, TRAINING_MODEL, model_kind
 
 if TYPE_CHECKING:
     from tensorflow.core.framework.attr_value_pb2 import AttrValue
@@ -37,7 +44,9 @@ if TYPE_CHECKING:
 
     from .reporting import Reporter
 
-TRUST = 'tick TRUST_MODEL ("I trust this model") only if the model comes from a source you trust'
+TRUST_LABEL = "I trust this model (allow file, network or Python ops)"
+TRUST = f'tick TRUST_MODEL ("{TRUST_LABEL}") only if the model comes from a source you trust'
+REFUSED = f"Use a model that does not, or {TRUST}."
 
 _FILE_IO = {
     "ReadFile", "WriteFile", "MatchingFiles", "FileSystemSetConfiguration",
@@ -231,12 +240,150 @@ def _unsafe_name(node: NodeDef) -> str | None:
 
 
 def unsafe_ops(path: str, parameter: str = "MODEL") -> list[str]:
-    """Sorted unsafe op types that serving the model at ``path`` can run; [] for a ``.keras`` file
-    (Keras safe mode guards those, see ``check_model``)."""
+    """Sorted unsafe op types that serving the SavedModel at ``path`` can run; [] for a ``.keras``
+    file (its config is checked instead, see ``keras_findings``)."""
     if model_kind(path, parameter) == "keras":
         return []
     names = (_unsafe_name(node) for node in _serving_nodes(path, SIGNATURE, parameter))
     return sorted({name for name in names if name})
+
+
+# ---- .keras files, read without Keras ------------------------------------------------------------
+
+KERAS_CONFIG_LIMIT = 64 << 20  # bytes of config.json read at most
+# what PatchFlow registers with @keras.saving.register_keras_serializable(package="patchflow")
+PATCHFLOW_OBJECTS: frozenset[str] = frozenset({
+    "PixelShuffle", "BilinearUpsample",  # srmodel.py
+    "AdversarialTrainer",  # adversarial.py
+    "ImageLoss", "psnr", "ssim",  # imageloss.py
+    "SignatureLayer",  # modelio.py: calls a SavedModel, which is checked as one (below)
+})
+SIGNATURE_LAYER = "SignatureLayer"
+# values Keras rebuilds from data, not from a class or a function
+_KERAS_VALUES = frozenset({"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__ellipsis__", "__slice__"})
+
+
+def _invalid_keras(path: str, why: str, parameter: str) -> PatchFlowError:
+    return PatchFlowError(f"{path} is not a valid .keras file ({why}). Expected {EXPECTED}.", parameter)
+
+
+def keras_config(path: str, parameter: str = "MODEL") -> dict:
+    """The ``config.json`` of a ``.keras`` file (a zip archive), read without Keras."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo("config.json")
+            except KeyError:
+                raise _invalid_keras(path, "no config.json inside", parameter) from None
+            if info.file_size > KERAS_CONFIG_LIMIT:
+                raise _invalid_keras(path, f"its config.json holds {info.file_size:,} bytes", parameter)
+            config = json.loads(archive.read(info).decode("utf-8"))
+    except zipfile.BadZipFile:
+        raise _invalid_keras(path, "not a zip archive", parameter) from None
+    except (OSError, ValueError, RuntimeError, NotImplementedError, EOFError) as exc:
+        # unreadable, not UTF-8 / JSON, encrypted, compressed with a method zipfile lacks, truncated
+        raise _invalid_keras(path, f"its config.json cannot be read: {type(exc).__name__}", parameter) from None
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise _invalid_keras(path, "its config.json describes no model", parameter)
+    return config
+
+
+def _keras_objects(value) -> Iterator[dict]:
+    """Every object (a dict with a ``class_name``) a Keras config holds, nested ones included."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if "class_name" in item:
+                yield item
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def _is_keras(module) -> bool:
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def _patchflow_name(name) -> str | None:
+    """``X`` for a registered name ``patchflow>X``, else None."""
+    if isinstance(name, str) and name.startswith("patchflow>"):
+        return name.split(">", 1)[1]
+    return None
+
+
+def _keras_object_risk(item: dict) -> str | None:
+    """What deserialising one config object could do beyond building Keras's or PatchFlow's own
+    layers, or None. Keras resolves a class by its registered name first, then only inside its own
+    modules; a function by name among its built-ins (module "builtins") or in its modules."""
+    class_name = item["class_name"]
+    inner = item.get("config")
+    label = f" '{inner['name']}'" if isinstance(inner, dict) and isinstance(inner.get("name"), str) else ""
+    if not isinstance(class_name, str):
+        return f"an object whose class name is not text ({type(class_name).__name__})"
+    if class_name == "__lambda__":
+        return "a Python function stored as code (__lambda__)"
+    if class_name in _KERAS_VALUES:
+        return None
+    module = item.get("module")
+    if class_name == "function":
+        name = inner if isinstance(inner, str) else repr(inner)
+        if _is_keras(module) or _patchflow_name(name) in PATCHFLOW_OBJECTS:
+            return None
+        if module == "builtins" and isinstance(inner, str) and inner.isidentifier():
+            return None  # resolved among Keras's built-in activations, losses and metrics only
+        return f"the function {name} of module {module} (not Keras's or PatchFlow's)"
+    if class_name == "__typespec__":
+        class_name = item.get("spec_name") if isinstance(item.get("spec_name"), str) else repr(item.get("spec_name"))
+    registered = item["registered_name"] if "registered_name" in item else class_name
+    if class_name == "Lambda" or _patchflow_name(registered) == "Lambda":
+        return f"Lambda layer{label} (runs Python code)"
+    if class_name == "TFSMLayer":
+        filepath = inner.get("filepath") if isinstance(inner, dict) else None
+        return f"TFSMLayer{label} (loads the external SavedModel {filepath})"
+    if class_name == "TorchModuleWrapper":
+        return f"TorchModuleWrapper{label} (unpickles a PyTorch module)"
+    own = _patchflow_name(registered)
+    if own is not None:
+        if own not in PATCHFLOW_OBJECTS:
+            return f"the class {registered} (not one PatchFlow registers)"
+        if own == SIGNATURE_LAYER:
+            return _signature_layer_risk(inner, label)
+        return None
+    if not _is_keras(module):
+        return f"the class {module}.{class_name} (not Keras's or PatchFlow's)"
+    if registered not in (None, class_name):
+        return f"the class {class_name} registered as {registered} (not Keras's or PatchFlow's)"
+    if isinstance(inner, dict) and isinstance(inner.get("vocabulary"), str):
+        return f"layer{label} reading the vocabulary file {inner['vocabulary']}"
+    return None
+
+
+def _signature_layer_risk(inner, label: str) -> str | None:
+    """PatchFlow's wrapper of a user's SavedModel (fine-tuning it): safe when that SavedModel is."""
+    filepath = inner.get("filepath") if isinstance(inner, dict) else None
+    if not isinstance(filepath, str):
+        return f"SignatureLayer{label} without a SavedModel path"
+    try:
+        found = unsafe_ops(filepath, "MODEL") if os.path.isdir(filepath) else None
+    except PatchFlowError:
+        found = None
+    if found is None:
+        return f"SignatureLayer{label} (loads the external SavedModel {filepath}, which cannot be checked)"
+    if found:
+        return f"SignatureLayer{label} (loads the external SavedModel {filepath}, with ops {', '.join(found)})"
+    return None
+
+
+def keras_findings(path: str, parameter: str = "MODEL") -> list[str]:
+    """Sorted reasons why loading the ``.keras`` file at ``path`` could run code or touch files:
+    Lambda layers, TFSMLayers, ``__lambda__`` functions, classes and functions that are neither
+    Keras's own nor PatchFlow's registered ones, vocabulary files. Read from its config.json only:
+    Keras is not imported, nothing is built."""
+    config = keras_config(path, parameter)
+    return sorted({risk for risk in map(_keras_object_risk, _keras_objects(config)) if risk})
 
 
 # ---- the check -----------------------------------------------------------------------------------
@@ -247,43 +394,45 @@ def keras_safe_mode(trusted: bool) -> bool:
     return not trusted
 
 
-def _keras_refusal(path: str) -> str | None:
-    """Why Keras safe mode refuses the file (its first sentence), or None. Other load failures
-    are not a safety matter: the loader reports them."""
-    import keras
-
-    _signature_layer_class()  # registered, so a wrapped SavedModel is refused for what it is
-    try:
-        keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras wraps layer errors in several kinds
-        message = str(exc)
-        if "safe_mode" not in message:
-            return None
-        start = message.find("Requested the deserialization")
-        return message[max(start, 0):].split(". ")[0].strip()
-    return None
+def findings(path: str, parameter: str = "MODEL") -> list[str]:
+    """What loading or serving the model at ``path`` could do to this computer, read without
+    loading it: a SavedModel's unsafe ops, a .keras file's code and foreign classes; for a PatchFlow
+    SavedModel both (its ``model.keras`` is what fine-tuning loads)."""
+    kind = model_kind(path, parameter)
+    if kind == "keras":
+        return keras_findings(path, parameter)
+    found = [f"op {name}" for name in unsafe_ops(path, parameter)]
+    if kind == "patchflow":
+        found += [f"{TRAINING_MODEL}: {risk}" for risk in keras_findings(os.path.join(path, TRAINING_MODEL), parameter)]
+    return found
 
 
 def check_model(path: str, trusted: bool, parameter: str = "MODEL", reporter: Reporter | None = None) -> None:
-    """Refuse a model that can touch files, the network or the interpreter unless ``trusted``;
-    a trusted one is let through with a warning naming what it does."""
-    if model_kind(path, parameter) == "keras":
-        reason = _keras_refusal(path)
-        if reason is None:
-            return
-        if not trusted:
-            raise PatchFlowError(f"{path} holds code that Keras refuses to load in safe mode: {reason}. It could "
-                                 f"run anything on this computer; {TRUST}.", parameter)
-        if reporter is not None:
-            reporter.warning(f"{path} is trusted: loading it with Keras safe mode off ({reason}).")
-        return
-    found = unsafe_ops(path, parameter)
+    """Refuse a model that can run code, touch files, the network or the interpreter unless
+    ``trusted``; a trusted one is let through with a warning naming what it does. Nothing is loaded."""
+    found = findings(path, parameter)
     if not found:
         return
     if not trusted:
-        raise PatchFlowError(f"{path} contains ops that touch files, the network or the Python interpreter: "
-                             f"{', '.join(found)}. Serving it could read or change files on this computer; "
-                             f"{TRUST}.", parameter)
+        raise PatchFlowError(f"{path} could run code or touch files, the network or the Python interpreter on this "
+                             f"computer: it holds {'; '.join(found)}. {REFUSED}", parameter)
     if reporter is not None:
-        reporter.warning(f"{path} is trusted although it contains ops that touch files, the network or the "
-                         f"Python interpreter: {', '.join(found)}.")
+        keras_file = model_kind(path, parameter) == "keras" or any(f.startswith(TRAINING_MODEL) for f in found)
+        how = " with Keras safe mode off" if keras_file else ""
+        reporter.warning(f"{path} is trusted (TRUST_MODEL): loading it{how} although it holds {'; '.join(found)}.")
+
+
+def open_model(path: str, trusted: bool = False, parameter: str = "MODEL", reporter: Reporter | None = None,
+               trainable: bool = False, compile: bool = False):
+    """THE model-loading gate: every network PatchFlow loads comes through here. ``check_model``
+    runs first (graph and config parsed, nothing loaded or traced), then TensorFlow / Keras load it,
+    a ``.keras`` file in safe mode unless trusted. Returns an ``InferenceModel``, or with
+    ``trainable`` the Keras model to train and its card (``compile``: with its optimiser state, a
+    training checkpoint)."""
+    from . import modelio
+
+    check_model(path, trusted, parameter, reporter)
+    safe_mode = keras_safe_mode(trusted)
+    if trainable:
+        return modelio.open_trainable(path, parameter, safe_mode, compile)
+    return modelio.InferenceModel.open(path, parameter, safe_mode)

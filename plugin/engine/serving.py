@@ -91,13 +91,9 @@ class Plan:
 
 
 def load_model(params, reporter) -> InferenceModel:
-    from .modelsafety import check_model, keras_safe_mode
-
     path = params.string("MODEL")
     kind = model_kind(path, "MODEL")
-    trusted = params.boolean("TRUST_MODEL", False)
-    check_model(path, trusted, "MODEL", reporter)
-    model = InferenceModel.load(path, "MODEL", keras_safe_mode(trusted))
+    model = InferenceModel.load(path, "MODEL", params.boolean("TRUST_MODEL", False), reporter)
     if kind != "patchflow" or model.card is None:
         inputs = ", ".join(f"{n} ({model.input_bands.get(n)} bands)" for n in model.input_names)
         reporter.log(f"model inputs: {inputs}; outputs: {', '.join(model.output_names)}")

@@ -175,14 +175,15 @@ def seed_everything(seed: int) -> None:
 # ---- model and card ---------------------------------------------------------------------------------
 
 
-def obtain_model(params, dataset: PatchDataset, settings: Settings):
-    """(model, card or None): the MODEL given, or ARCHITECTURE built for this dataset."""
+def obtain_model(params, dataset: PatchDataset, settings: Settings, reporter=None):
+    """(model, card or None): the MODEL given (through the safety gate), or ARCHITECTURE built for
+    this dataset."""
     from .modelio import load_trainable
     from .zoo import ARCHITECTURES, build_model
 
     model_path = params.string("MODEL", None)
     if model_path:
-        return load_trainable(model_path, "MODEL")
+        return load_trainable(model_path, "MODEL", params.boolean("TRUST_MODEL", False), reporter)
     architecture = params.choice("ARCHITECTURE", tuple(ARCHITECTURES), "patch_cnn")
     if architecture == SR_ARCHITECTURE:
         return build_sr_for(params, dataset, settings)
@@ -491,6 +492,10 @@ def check_output(output: str, overwrite: bool) -> str:
 def run_train_model(params, context) -> dict:
     """Train a model on patches streamed from disk; SavedModel, card, report, history, logs."""
     settings = Settings.from_params(params)
+    if params.string("MODEL", None):  # a model that could run code is refused before anything else
+        from .modelsafety import check_model
+
+        check_model(params.string("MODEL"), params.boolean("TRUST_MODEL", False), "MODEL")
     output = check_output(params.string("OUTPUT"), params.boolean("OVERWRITE", False))
     train = PatchDataset(params.string("TRAIN"), "TRAIN")
     valid_path = params.string("VALID", None)
@@ -509,21 +514,22 @@ def train_and_export(params, context, settings: Settings, output: str, train: Pa
     seed_everything(settings.seed)
     work = output + WORK_SUFFIX
     with strategy.scope():
-        model, card = obtain_model(params, train, settings)
+        model, card = obtain_model(params, train, settings, context.reporter)
         plan = plan_training(params, model, card, train, valid, settings, context.reporter)
         # only now, with every input checked, is anything written
         state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME", True),
                                     context.reporter)
         if state is not None:
-            import keras
-
             from . import imageloss  # noqa: F401 - registers the image losses and metrics
             from .srmodel import register_layers
 
             register_layers()
             if adversarial_weight(settings):
                 from . import adversarial  # noqa: F401 - registers the trainer
-            model = keras.models.load_model(os.path.join(work, CHECKPOINT), compile=True)
+            from .modelio import load_trainable
+
+            model = load_trainable(os.path.join(work, CHECKPOINT), "MODEL", params.boolean("TRUST_MODEL", False),
+                                   compile=True)[0]
         else:
             model = with_discriminator(model, plan, settings, context.reporter)
             compile_model(model, settings, plan.target)

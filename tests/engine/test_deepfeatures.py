@@ -8,7 +8,6 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -67,7 +66,7 @@ def nc_sets(nc, tmp_path_factory) -> dict:
         sets[name] = out["OUTPUT"]
         sets["points"][name] = points
     sets["rf"] = run("train_classifier", DATASET=sets["train"], VALID=sets["valid"], N_TREES=30, SEED=4,
-                     OUTPUT=str(folder / "rf" / "pixels.joblib"))
+                     OUTPUT=str(folder / "rf" / "pixels.skops"))
     return sets
 
 
@@ -104,7 +103,7 @@ def test_validation_kappa_is_sklearns_on_the_classifiers_predictions(nc_sets):
     from sklearn.metrics import accuracy_score, cohen_kappa_score
 
     out = nc_sets["rf"]
-    classifier = joblib.load(out["OUTPUT"])
+    classifier = df.load_estimator(out["OUTPUT"])
     assert classifier.n_estimators == 30 and classifier.random_state == 4 and classifier.n_jobs == -1
     valid = df.load_dataset(nc_sets["valid"], "VALID")
     predicted = classifier.predict(df.dataset_features(valid, df.FeatureExtractor(df.PIXELS, 5), Reporter()))
@@ -125,11 +124,11 @@ def test_validation_kappa_is_sklearns_on_the_classifiers_predictions(nc_sets):
 
 def test_same_seed_same_classifier(nc_sets, tmp_path):
     again = run("train_classifier", DATASET=nc_sets["train"], VALID=nc_sets["valid"], N_TREES=30, SEED=4,
-                OUTPUT=str(tmp_path / "again.joblib"))
+                OUTPUT=str(tmp_path / "again.skops"))
     assert again["VALID_KAPPA"] == nc_sets["rf"]["VALID_KAPPA"]
     features = df.dataset_features(df.load_dataset(nc_sets["valid"], "VALID"), df.FeatureExtractor(df.PIXELS, 5),
                                    Reporter())
-    first, second = joblib.load(nc_sets["rf"]["OUTPUT"]), joblib.load(again["OUTPUT"])
+    first, second = df.load_estimator(nc_sets["rf"]["OUTPUT"]), df.load_estimator(again["OUTPUT"])
     assert np.array_equal(first.predict_proba(features), second.predict_proba(features))
 
 
@@ -141,7 +140,7 @@ def test_svm_on_pixels(nc, nc_sets, tmp_path):
                   OUTPUT=str(tmp_path / "labelled" / "train.json"))["OUTPUT"]
     out = run("train_classifier", DATASET=dataset, VALID=nc_sets["valid"], CLASSIFIER="svm", SVM_C=10,
               OUTPUT=str(tmp_path / "svm"))
-    assert out["OUTPUT"] == str(tmp_path / "svm.joblib")
+    assert out["OUTPUT"] == str(tmp_path / "svm.skops")
     assert 0.3 < out["VALID_OA"] <= 1.0
     assert json.loads(Path(tmp_path / "svm.json").read_text(encoding="utf-8"))["classifier"] == "svm"
     classified = run("classify", INPUT=nc_sets["raster"], CLASSIFIER=out["OUTPUT"], OUTPUT=str(tmp_path / "m.tif"))
@@ -150,7 +149,7 @@ def test_svm_on_pixels(nc, nc_sets, tmp_path):
 
 def test_svm_needs_two_samples_per_class(nc_sets, tmp_path):
     error = error_of(lambda: run("train_classifier", DATASET=nc_sets["train"], CLASSIFIER="svm",
-                                 OUTPUT=str(tmp_path / "out" / "svm.joblib")))
+                                 OUTPUT=str(tmp_path / "out" / "svm.skops")))
     assert error.parameter == "CLASSIFIER" and "a class has 1" in error.message
     assert not (tmp_path / "out").exists()
 
@@ -167,7 +166,7 @@ def nc_map(nc_sets) -> dict:
 
 
 def test_class_map_at_the_points_is_the_classifiers_prediction(nc_sets, nc_map):
-    classifier = joblib.load(nc_sets["rf"]["OUTPUT"])
+    classifier = df.load_estimator(nc_sets["rf"]["OUTPUT"])
     image = gdal.Open(nc_sets["raster"]).ReadAsArray()
     classes = gdal.Open(nc_map["OUTPUT"]).ReadAsArray()
     confidence = gdal.Open(nc_map["OUTPUT_CONFIDENCE"]).ReadAsArray()
@@ -244,7 +243,7 @@ def test_segmentation_dataset_is_refused(nc, tmp_path):
                    LABEL_RASTER=str(nc / "landsat96_labelled_pixels.tif"),
                    OUTPUT=str(tmp_path / "seg" / "seg.json"))["OUTPUT"]
     out = tmp_path / "out"
-    error = error_of(lambda: run("train_classifier", DATASET=manifest, OUTPUT=str(out / "c.joblib")))
+    error = error_of(lambda: run("train_classifier", DATASET=manifest, OUTPUT=str(out / "c.skops")))
     assert error.parameter == "DATASET" and "needs a dataset with a class field (labels image)" in error.message
     assert not out.exists()
 
@@ -255,7 +254,7 @@ def test_validation_with_other_bands_or_classes_is_refused(nc, nc_sets, tmp_path
                OUTPUT=str(tmp_path / "four" / "valid.json"))["OUTPUT"]
     out = tmp_path / "out"
     error = error_of(lambda: run("train_classifier", DATASET=nc_sets["train"], VALID=four,
-                                 OUTPUT=str(out / "c.joblib")))
+                                 OUTPUT=str(out / "c.skops")))
     assert error.parameter == "VALID" and "4 bands" in error.message
     other = json.loads(Path(nc_sets["valid"]).read_text(encoding="utf-8"))
     other["classes"][0]["name"] = "something else"
@@ -265,7 +264,7 @@ def test_validation_with_other_bands_or_classes_is_refused(nc, nc_sets, tmp_path
     renamed = tmp_path / "renamed.json"
     renamed.write_text(json.dumps(other), encoding="utf-8")
     error = error_of(lambda: run("train_classifier", DATASET=nc_sets["train"], VALID=str(renamed),
-                                 OUTPUT=str(out / "c.joblib")))
+                                 OUTPUT=str(out / "c.skops")))
     assert error.parameter == "VALID" and "other names" in error.message
     assert not out.exists()
 
@@ -280,7 +279,7 @@ def test_bad_parameters_are_refused(nc_sets, tmp_path):
     ]
     for extra, parameter in cases:
         error = error_of(lambda extra=extra: run("train_classifier", DATASET=nc_sets["train"],
-                                                 OUTPUT=str(out / "c.joblib"), **extra))
+                                                 OUTPUT=str(out / "c.skops"), **extra))
         assert error.parameter == parameter, (extra, error)
     assert not out.exists()
 
@@ -290,7 +289,7 @@ def test_classify_refuses_other_bands_and_a_classifier_without_description(nc, n
     error = error_of(lambda: run("classify", INPUT=str(nc / "lsat7_2000_10.tif"), OUTPUT=str(out / "c.tif"),
                                  CLASSIFIER=nc_sets["rf"]["OUTPUT"]))
     assert error.parameter == "INPUT" and "5 bands" in error.message
-    lonely = tmp_path / "lonely.joblib"
+    lonely = tmp_path / "lonely.skops"
     lonely.write_bytes(Path(nc_sets["rf"]["OUTPUT"]).read_bytes())
     error = error_of(lambda: run("classify", INPUT=nc_sets["raster"], CLASSIFIER=str(lonely),
                                  OUTPUT=str(out / "c.tif")))
@@ -328,7 +327,7 @@ def cnn(nc_sets) -> dict:
     path = str(nc_sets["folder"] / "cnn")
     export_model(model, card, path)
     rf = run("train_classifier", DATASET=nc_sets["train"], VALID=nc_sets["valid"], MODEL=path + "/saved_model.pb",
-             N_TREES=20, SEED=1, OUTPUT=str(nc_sets["folder"] / "deep" / "rf.joblib"))
+             N_TREES=20, SEED=1, OUTPUT=str(nc_sets["folder"] / "deep" / "rf.skops"))
     return {"path": path, "spec": spec, "rf": rf}
 
 
@@ -352,7 +351,7 @@ def test_deep_features_are_the_models_feature_output(nc_sets, cnn):
         extractor = df.deep_extractor(cnn["path"], "features")
         features = df.dataset_features(dataset, extractor, Reporter())
         np.testing.assert_allclose(features, expected.reshape(len(patches), -1), rtol=1e-5, atol=1e-6)
-    classifier = joblib.load(cnn["rf"]["OUTPUT"])
+    classifier = df.load_estimator(cnn["rf"]["OUTPUT"])
     predicted = classifier.predict(features)
     assert cnn["rf"]["VALID_KAPPA"] == pytest.approx(cohen_kappa_score(dataset.labels, predicted), abs=1e-12)
 
@@ -389,7 +388,7 @@ def test_deep_classification_matches_patch_by_patch_inference(nc_sets, cnn, tmp_
     patches = np.stack([padded[:, r:r + 16, c:c + 16] for r, c in pixels]).transpose(0, 2, 3, 1)
     model = InferenceModel.load(cnn["path"])
     features = model.predict({"x1": cnn["spec"].normalization.apply(patches)}, ["features"])["features"]
-    classifier = joblib.load(cnn["rf"]["OUTPUT"])
+    classifier = df.load_estimator(cnn["rf"]["OUTPUT"])
     probabilities = classifier.predict_proba(features.reshape(len(pixels), -1))
     expected = classifier.classes_[probabilities.argmax(axis=1)]
     found = np.array([classes[r, c] for r, c in pixels])
@@ -417,7 +416,7 @@ def test_model_problems_are_refused(nc, nc_sets, cnn, tmp_path):
         ({"MODEL": cnn["path"], "FEATURE_OUTPUT": "deep"}, "FEATURE_OUTPUT", "probabilities"),
     ]
     for extra, parameter, words in cases:
-        values = {"DATASET": nc_sets["train"], "OUTPUT": str(out / "c.joblib"), **extra}
+        values = {"DATASET": nc_sets["train"], "OUTPUT": str(out / "c.skops"), **extra}
         error = error_of(lambda values=values: run("train_classifier", **values))
         assert error.parameter == parameter and words in error.message, (extra, error)
     assert not out.exists()

@@ -60,7 +60,7 @@ def valid_truth(nc_sets):
 def test_patch_cnn_beats_the_per_pixel_random_forest(trained, nc_sets, tmp_path):
     _, cnn = trained
     rf = run("train_classifier", DATASET=str(nc_sets / "train.json"), VALID=str(nc_sets / "valid.json"),
-             N_TREES=300, SEED=0, OUTPUT=str(tmp_path / "rf.joblib"))
+             N_TREES=300, SEED=0, OUTPUT=str(tmp_path / "rf.skops"))
     print(f"validation kappa: patch CNN {cnn['KAPPA']:.3f} (OA {cnn['OA']:.3f}), per-pixel RF "
           f"{rf['VALID_KAPPA']:.3f} (OA {rf['VALID_OA']:.3f})")
     assert cnn["KAPPA"] > rf["VALID_KAPPA"] + MARGIN

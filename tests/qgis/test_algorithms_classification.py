@@ -29,8 +29,8 @@ def datasets(run_alg, nc, tmp_path) -> dict:
 
 def test_train_and_classify_pixels_real(run_alg, datasets, tmp_path):
     trained = run_alg("trainclassifier", DATASET=datasets["train"], VALID=datasets["valid"], CLASSIFIER=0,
-                      N_TREES=30, SEED=2, OUTPUT=str(tmp_path / "rf.joblib"))
-    assert trained["OUTPUT"] == str(tmp_path / "rf.joblib") and (tmp_path / "rf.joblib").exists()
+                      N_TREES=30, SEED=2, OUTPUT=str(tmp_path / "rf.skops"))
+    assert trained["OUTPUT"] == str(tmp_path / "rf.skops") and (tmp_path / "rf.skops").exists()
     assert 0.3 < trained["VALID_OA"] <= 1 and -1 <= trained["VALID_KAPPA"] <= 1
     assert trained["N_FEATURES"] == 5 and trained["COUNT"] > 100
     description = json.loads((tmp_path / "rf.json").read_text())
@@ -62,7 +62,7 @@ def test_train_and_classify_pixels_real(run_alg, datasets, tmp_path):
 
 
 def test_classify_with_other_bands_names_the_input(run_alg, nc, datasets, tmp_path):
-    trained = run_alg("trainclassifier", DATASET=datasets["train"], N_TREES=5, OUTPUT=str(tmp_path / "rf.joblib"))
+    trained = run_alg("trainclassifier", DATASET=datasets["train"], N_TREES=5, OUTPUT=str(tmp_path / "rf.skops"))
     with pytest.raises(QgsProcessingException, match=r"\(INPUT\).*5 bands"):
         run_alg("classify", INPUT=[str(nc / "lsat7_2000_10.tif")], CLASSIFIER=trained["OUTPUT"],
                 OUTPUT=str(tmp_path / "out" / "map.tif"))
