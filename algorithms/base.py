@@ -4,6 +4,7 @@ paths for the worker, running the job, and styling the outputs."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from qgis.core import (
@@ -13,6 +14,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterFile,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -24,6 +26,20 @@ from ..plugin.styles import LoadSidecarStyle, style_class_points
 GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
           "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
+
+
+def _why(definition, value) -> str:
+    """What QGIS's "Incorrect parameter value" means here: a file of the wrong kind, or a file QGIS
+    cannot open (damaged or truncated)."""
+    if isinstance(definition, QgsProcessingParameterFile):
+        return f" (expected: {definition.fileFilter()})" if definition.fileFilter() else ""
+    items = [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)] \
+        if isinstance(value, (list, tuple)) else []
+    unreadable = [v for v in items
+                  if os.path.isfile(v) and (len(items) == 1 or not QgsRasterLayer(v, "", "gdal").isValid())]
+    if definition.isDestination() or not unreadable:
+        return ""
+    return f" ({', '.join(unreadable)} exists, but QGIS cannot open it: is it damaged, truncated or of another kind?)"
 
 
 class PatchFlowAlgorithm(QgsProcessingAlgorithm):
@@ -115,6 +131,17 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             if exc.parameter and message.startswith(f"{exc.parameter}: "):
                 message = message[len(exc.parameter) + 2:]
             raise QgsProcessingException(where + message) from None
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """QGIS's own checks name a parameter by its key alone ("Incorrect parameter value for INPUT"):
+        name it as the engine's errors do, "Description (KEY): ...", and say why when we can tell."""
+        ok, message = super().checkParameterValues(parameters, context)
+        named = re.search(r"\bfor ([A-Za-z0-9_]+)", message or "")
+        definition = self.parameterDefinition(named.group(1)) if named and not ok else None
+        if definition is not None:
+            why = _why(definition, parameters.get(definition.name()))
+            message = f"{self._describe(definition.name())}: {message}{why}"
+        return ok, message
 
     def _describe(self, name: str | None) -> str:
         definition = self.parameterDefinition(name) if name else None

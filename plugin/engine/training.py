@@ -486,8 +486,12 @@ def check_output(output: str, overwrite: bool) -> str:
 
 def run_train_model(params, context) -> dict:
     """Train a model on patches streamed from disk; SavedModel, card, report, history, logs."""
+    from . import checks
+
     settings = Settings.from_params(params)
     output = check_output(params.string("OUTPUT"), params.boolean("OVERWRITE", False))
+    checks.training(params, context.reporter, settings.batch_size, settings.epochs)
+    checks.resume(params, context.reporter, output + WORK_SUFFIX, signature_of(params, settings), settings.epochs)
     train = PatchDataset(params.string("TRAIN"), "TRAIN")
     valid_path = params.string("VALID", None)
     valid = PatchDataset(valid_path, "VALID") if valid_path else None
