@@ -73,12 +73,13 @@ class AssessAccuracy(PatchFlowAlgorithm):
         raster = self.raster_path(parameters, "REFERENCE_RASTER", context)
         if bool(vector) == bool(raster):
             raise QgsProcessingException(
-                "Give exactly one reference: points or polygons (Reference points or polygons, with a class "
-                "field) or a label raster (Reference label raster)" + (", not both." if vector else "."))
+                f"{self._describe('REFERENCE_RASTER' if vector else 'REFERENCE')}: give exactly one reference: points "
+                "or polygons (Reference points or polygons, with a class field) or a label raster (Reference label "
+                "raster)" + (", not both." if vector else "."))
         class_field = self.parameterAsString(parameters, "CLASS_FIELD", context)
         if vector and not class_field:
             raise QgsProcessingException(
-                "Reference class field (CLASS_FIELD): choose the field holding each reference feature's class.")
+                f"{self._describe('CLASS_FIELD')}: choose the field holding each reference feature's class.")
         job = {
             "INPUT": self.raster_path(parameters, "INPUT", context),
             "BAND": self.parameterAsInt(parameters, "BAND", context) or 1,

@@ -4,6 +4,7 @@ paths for the worker, running the job, and styling the outputs."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -55,6 +57,20 @@ def inputs_without_side_files() -> Iterator[None]:
         gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
 
 
+def _why(definition, value) -> str:
+    """What QGIS's "Incorrect parameter value" means here: a file of the wrong kind, or a file QGIS
+    cannot open (damaged or truncated)."""
+    if isinstance(definition, QgsProcessingParameterFile):
+        return f" (expected: {definition.fileFilter()})" if definition.fileFilter() else ""
+    items = [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)] \
+        if isinstance(value, (list, tuple)) else []
+    unreadable = [v for v in items
+                  if os.path.isfile(v) and (len(items) == 1 or not QgsRasterLayer(v, "", "gdal").isValid())]
+    if definition.isDestination() or not unreadable:
+        return ""
+    return f" ({', '.join(unreadable)} exists, but QGIS cannot open it: is it damaged, truncated or of another kind?)"
+
+
 class PatchFlowAlgorithm(QgsProcessingAlgorithm):
     """Subclasses set NAME, DISPLAY_NAME, GROUP_ID, OPERATION, HELP and declare parameters."""
 
@@ -86,10 +102,6 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     # ---- running: inputs are opened without side files -----------------------------------------
-
-    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        with inputs_without_side_files():  # Processing opens the input layers here
-            return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:
@@ -166,6 +178,18 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             if exc.parameter and message.startswith(f"{exc.parameter}: "):
                 message = message[len(exc.parameter) + 2:]
             raise QgsProcessingException(where + message) from None
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """QGIS's own checks name a parameter by its key alone ("Incorrect parameter value for INPUT"):
+        name it as the engine's errors do, "Description (KEY): ...", and say why when we can tell."""
+        with inputs_without_side_files():  # Processing opens the input layers here
+            ok, message = super().checkParameterValues(parameters, context)
+        named = re.search(r"\bfor ([A-Za-z0-9_]+)", message or "")
+        definition = self.parameterDefinition(named.group(1)) if named and not ok else None
+        if definition is not None:
+            why = _why(definition, parameters.get(definition.name()))
+            message = f"{self._describe(definition.name())}: {message}{why}"
+        return ok, message
 
     def _describe(self, name: str | None) -> str:
         definition = self.parameterDefinition(name) if name else None

@@ -318,6 +318,11 @@ def _staged(params, context, name: str) -> tuple[str | None, str | None]:
 
 def run_assess_accuracy(params, context) -> dict:
     """Confusion matrix, OA, kappa and per-class scores of a class raster against references."""
+    from . import checks
+
+    checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")
+    checks.rasters(params, "INPUT", "REFERENCE_RASTER", reporter=context.reporter,
+                   labels={"INPUT": "BAND", "REFERENCE_RASTER": "REFERENCE_BAND"})
     map_path = params.string("INPUT")
     vector_uri = params.string("REFERENCE", None)
     ref_path = params.string("REFERENCE_RASTER", None)
@@ -364,6 +369,7 @@ def run_assess_accuracy(params, context) -> dict:
     infos = complete(class_ids, known)
     scores = Scores.from_matrix(tally.counter.matrix(class_ids), [i.as_dict() for i in infos])
     _report(context.reporter, scores, tally)
+    checks.classes_missing_from_reference(context.reporter, scores.rows(), known_map, reference_parameter)
     facts = {
         "map": os.path.basename(map_path), "band": band_index, "reference": os.path.basename(reference_name),
         "reference kind": described, "pairs": scores.total,

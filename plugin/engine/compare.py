@@ -39,6 +39,9 @@ def formatted(row: dict, digits: int) -> dict:
 
 
 def run_compare_accuracy(params, context) -> dict:
+    from . import checks
+
+    checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML")
     reports = params.paths("REPORTS")
     names = [n.strip() for n in (params.string("NAMES", "") or "").split(";") if n.strip()]
     if names and len(names) != len(reports):

@@ -314,6 +314,10 @@ def _output_path(params, reporter) -> str:
 
 def run_train_classifier(params, context) -> dict:
     """Fit a Random Forest / SVM on a network's deep features, or on the centre pixels' band values."""
+    from . import checks
+
+    checks.classifier_training(params)
+
     import skops.io
 
     model_path = params.string("MODEL", None)
@@ -555,6 +559,11 @@ def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureEx
 
 def run_classify(params, context) -> dict:
     """Classify a raster, block by block, with a classifier trained by run_train_classifier."""
+    from . import checks
+
+    checks.writable(params, "OUTPUT", "OUTPUT_CONFIDENCE")
+    checks.rasters(params, "INPUT", reporter=context.reporter)
+    checks.input_against_classifier(params, checks.classifier_description(params.values.get("CLASSIFIER")))
     classifier_path = params.string("CLASSIFIER")
     trusted = params.boolean("TRUST_MODEL", False)
     classifier, description = load_classifier(classifier_path, "CLASSIFIER", trusted, context.reporter)

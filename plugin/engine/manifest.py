@@ -136,7 +136,12 @@ def output_paths(manifest_path: str, sources: list[Source]) -> tuple[list[str], 
 
 def run_extract_patches(params, context) -> dict:
     """OTBTF PatchesExtraction: patches of every source at every point, a labels image, a manifest."""
+    from . import checks
     from .patches import check_sources
+
+    checks.writable(params, "OUTPUT")
+    checks.rasters(params, "SOURCE1", "SOURCE2", "SOURCE3", "LABEL_RASTER", reporter=context.reporter,
+                   labels={"LABEL_RASTER": None})
 
     sources = _sources_from(params)
     check_sources(sources)
@@ -299,6 +304,10 @@ def _image_stats(image: PatchesImage) -> list[dict]:
 
 def run_describe_patches(params, context) -> dict:
     """Write a manifest for existing OTBTF patches-images so PatchFlow can train on them."""
+    from . import checks
+
+    checks.writable(params, "OUTPUT")
+    checks.rasters(params, "PATCHES", "LABELS", labels={"LABELS": None}, crs=False)  # patches carry no CRS
     paths = params.paths("PATCHES")
     sizes = [params.integer("PATCH_SIZE", 0, minimum=0)] * len(paths)
     manifest = describe_otbtf(paths, sizes, params.string("LABELS", None))

@@ -547,7 +547,11 @@ def measure(inputs: Inputs, given_range: float | None, context) -> tuple[Referen
 
 def run_assess_image_quality(params, context) -> dict:
     """PSNR, SSIM, SAM and ERGAS of INPUT against REFERENCE, and of a bicubic LOW_RESOLUTION baseline."""
+    from . import checks
+
     reporter = context.reporter
+    checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")
+    checks.rasters(params, "INPUT", "REFERENCE", "LOW_RESOLUTION", reporter=reporter)
     inputs = open_inputs(params)
     given_range = _given_range(params)
     scale = ergas_scale(params, inputs.reference.stack.grid, inputs.baseline, reporter)

@@ -330,7 +330,11 @@ def _select_and_write(source: LabelSource, params, context, known: dict, input_n
 
 def run_sample_label_raster(params, context) -> dict:
     """OTBTF LabelImageSampleSelection: samples drawn from a label raster."""
+    from . import checks
     from .classes import classes_from_raster
+
+    checks.writable(params, "OUTPUT")
+    checks.rasters(params, "INPUT", reporter=context.reporter, labels={"INPUT": "BAND"})
     from .raster import open_raster
 
     path = params.string("INPUT")
@@ -347,7 +351,11 @@ def run_sample_label_raster(params, context) -> dict:
 
 def run_sample_vector(params, context) -> dict:
     """OTB PolygonClassStatistics + SampleSelection: samples drawn inside polygons (or at points)."""
+    from . import checks
     from .raster import same_crs
+
+    checks.writable(params, "OUTPUT")
+    checks.rasters(params, "RASTER", reporter=context.reporter)
     from .vector import layer_crs_wkt, open_layer, resolve_class_field, transformer
 
     image = RasterStack([params.string("RASTER")], "RASTER")

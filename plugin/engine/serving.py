@@ -756,6 +756,14 @@ def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> dict[int,
 
 def run_apply_model(params, context) -> dict:
     """Apply a model to whole rasters: a tiled, compressed GeoTIFF with a QML style beside it."""
+    from . import checks
+
+    checks.writable(params, "OUTPUT")
+    checks.rasters(params, "SOURCE1", "SOURCE2", "SOURCE3", reporter=context.reporter)
+    card = checks.card_of(params.string("MODEL"))
+    checks.sources_against_card(params, card, MAX_SOURCES)
+    checks.outputs_in_card(params.string("MODEL"), card, str(params.values.get("OUTPUTS") or "").split(";"), "OUTPUTS")
+    checks.extent_overlaps(params, "SOURCE1")
     output = params.string("OUTPUT")
     plan = make_plan(params, context)
     g = plan.geometry

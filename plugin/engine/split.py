@@ -98,6 +98,10 @@ def balance(sets: np.ndarray, classes: np.ndarray, seed: int) -> np.ndarray:
 
 def run_grid_split(params, context) -> dict:
     """OTBTF PatchesSelection: grid patch centres (or existing samples) split into training / validation / test."""
+    from . import checks
+
+    checks.writable(params, *OUTPUTS)
+    checks.rasters(params, "INPUT", "LABELS", reporter=context.reporter, labels={"LABELS": None})
     patch_size = params.integer("PATCH_SIZE", 32, minimum=1)
     step = params.integer("STEP", patch_size, minimum=1)
     strategy = params.choice("STRATEGY", STRATEGIES, "split")
@@ -146,6 +150,9 @@ def run_grid_split(params, context) -> dict:
     sets = drop_overlaps(sets, patch_size, step)
     if strategy == "balanced":
         sets = balance(sets, class_grid, seed)
+    from .checks import classes_missing_from_sets
+
+    classes_missing_from_sets(reporter, sets, class_grid, classes, staged)
     reporter.progress(80)
 
     result: dict = {}
@@ -221,6 +228,9 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
             raise PatchFlowError("the 'balanced' strategy needs the samples' class field.", "CLASS_FIELD")
         sets = balance(sets[None, :], points.class_ids[None, :], seed)[0]
     classes = {c.id: c for c in class_field.class_list()} if class_field else {}
+    from .checks import classes_missing_from_sets
+
+    classes_missing_from_sets(reporter, sets, points.class_ids, classes, staged)
     result: dict = {}
     for set_index, name in enumerate(OUTPUTS):
         members = np.flatnonzero(sets == set_index)

@@ -522,6 +522,10 @@ def open_set(name: str, manifest: str, parameter: str, context, lr: RasterStack,
 def run_build_sr_dataset(params, context) -> dict:
     """Pairs of LR / HR patches on a grid over both images (the LR made by degrading the HR when
     none is given), split spatially into training and validation datasets."""
+    from . import checks
+
+    checks.writable(params, "OUTPUT_TRAIN", "OUTPUT_VALID", "OUTPUT_LR")
+    checks.rasters(params, "HR", "LR", reporter=context.reporter)
     patch = params.integer("PATCH_SIZE", 32, minimum=1)
     step = params.integer("STEP", patch, minimum=1)
     valid = params.number("VALID", 0.3, minimum=0.0)

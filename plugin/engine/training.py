@@ -491,12 +491,16 @@ def check_output(output: str, overwrite: bool) -> str:
 
 def run_train_model(params, context) -> dict:
     """Train a model on patches streamed from disk; SavedModel, card, report, history, logs."""
+    from . import checks
+
     settings = Settings.from_params(params)
-    if params.string("MODEL", None):  # a model that could run code is refused before anything else
+    output = check_output(params.string("OUTPUT"), params.boolean("OVERWRITE", False))
+    checks.training(params, context.reporter, settings.batch_size, settings.epochs)  # no TensorFlow yet
+    checks.resume(params, context.reporter, output + WORK_SUFFIX, signature_of(params, settings), settings.epochs)
+    if params.string("MODEL", None):  # a model that could run code is refused before TensorFlow reads it
         from .modelsafety import check_model
 
         check_model(params.string("MODEL"), params.boolean("TRUST_MODEL", False), "MODEL")
-    output = check_output(params.string("OUTPUT"), params.boolean("OVERWRITE", False))
     train = PatchDataset(params.string("TRAIN"), "TRAIN")
     valid_path = params.string("VALID", None)
     valid = PatchDataset(valid_path, "VALID") if valid_path else None

@@ -111,8 +111,8 @@ def main() -> int:
         protocol.send(out, protocol.error("cancelled", None))
         out.flush()
         os._exit(CANCELLED_EXIT)
-    except PatchFlowError as exc:
-        protocol.send(out, protocol.error(str(exc), exc.parameter, traceback.format_exc()))
+    except PatchFlowError as exc:  # the user's to fix: the message alone (a traceback would repeat it)
+        protocol.send(out, protocol.error(str(exc), exc.parameter))
         return 1
     except MemoryError:
         protocol.send(out, protocol.error("the worker ran out of memory", None, traceback.format_exc()))

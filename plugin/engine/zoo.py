@@ -388,6 +388,9 @@ def _create_sr(params, context, dataset: str | None) -> dict[str, Any]:
 def run_create_model(params, context) -> dict[str, Any]:
     """Build a zoo model (from a dataset manifest or from BANDS/PATCH_SIZE/N_CLASSES) and write
     it as a SavedModel directory with its card."""
+    from . import checks
+
+    checks.writable(params, "OUTPUT")
     architecture = params.choice("ARCHITECTURE", list(ARCHITECTURES))
     dataset = params.string("DATASET", None)
     if ARCHITECTURES[architecture].task == "super_resolution":
