@@ -145,3 +145,32 @@ def crop(raster: str, path: Path, size: int = 48) -> str:
 
     gdal.Translate(str(path), raster, srcWin=[200, 200, size, size])
     return str(path)
+
+
+def build_world(nc, folder: Path, samples: int):
+    """A small NC dataset (16 px patches, 5 bands), a per-pixel Random Forest (.skops), a 48 px window
+    of the scene, the malicious networks, classifiers whose description names them, and a malicious
+    pickle (made by the engine in this process, under ``folder``)."""
+    from types import SimpleNamespace
+
+    from patchflow.plugin import protocol
+    from patchflow.plugin.engine.reporting import Reporter
+    from patchflow.plugin.engine.worker import run_job
+
+    def run(operation, **parameters):
+        return run_job(protocol.Job(operation, parameters, "setup"), Reporter())
+
+    raster = str(nc / "landsat_multiband.tif")
+    points = run("sample_label_raster", INPUT=str(nc / "landsat96_labelled_pixels.tif"), NUMBER=samples,
+                 PATCH_SIZE=16, SEED=0, OUTPUT=str(folder / "points.gpkg"))["OUTPUT"]
+    train = run("extract_patches", INPUT=points, SOURCE1=raster, PATCH_SIZE1=16, CLASS_FIELD="class",
+                OUTPUT=str(folder / "patches" / "train.json"))["OUTPUT"]
+    rf = run("train_classifier", DATASET=train, N_TREES=5, SEED=0, OUTPUT=str(folder / "rf" / "pixels.skops"))
+    markers = {kind: folder / "markers" / f"{kind}.txt" for kind in (*NETWORK_KINDS, "pickle")}
+    networks = {kind: malicious_network(folder / "networks", kind, markers[kind]) for kind in NETWORK_KINDS}
+    return SimpleNamespace(
+        folder=folder, raster=raster, train=train, rf=rf, markers=markers, networks=networks,
+        window=crop(raster, folder / "window.tif"),
+        on_network={kind: classifier_on_network(rf["DESCRIPTION"], networks[kind], folder / "on" / kind)
+                    for kind in NETWORK_KINDS},
+        pickle=malicious_pickle(folder / "pickled" / "evil.joblib", markers["pickle"], rf["DESCRIPTION"]))

@@ -171,11 +171,12 @@ def _spread(count: int, most: int, base: int = 0) -> Iterator[int]:
 def dataset(path: str | None, parameter: str) -> dict | None:
     """The manifest at ``path`` (None when not given, or a .tif that the operation explains), after
     checking its patches-images and labels image can be read."""
-    from .manifest import load_manifest
+    from .manifest import load_manifest, refuse_nonfinite
 
     if not path or str(path).lower().endswith((".tif", ".tiff")):
         return None
     manifest = load_manifest(str(path), parameter)
+    refuse_nonfinite(manifest, str(path), parameter)  # data that cannot be trained on, before any other advice
     images = [source.get("patches") for source in manifest.get("sources") or []]
     if manifest.get("labels"):
         images.append(manifest["labels"].get("patches"))

@@ -41,9 +41,9 @@ def denormalise(values: np.ndarray, normalization: Normalization) -> np.ndarray:
 
 def data_range(target_bands: list[dict]) -> float:
     """The HR image's range over all bands (manifest statistics): PSNR's and SSIM's peak value."""
-    low = min(float(b.get("min", 0.0)) for b in target_bands)
-    high = max(float(b.get("max", 1.0)) for b in target_bands)
-    return max(high - low, 1e-6)
+    lows = [float(b["min"]) for b in target_bands if b.get("min") is not None]  # null: a band without data
+    highs = [float(b["max"]) for b in target_bands if b.get("max") is not None]
+    return max(max(highs, default=1.0) - min(lows, default=0.0), 1e-6)
 
 
 def evaluate_images(model, stream, low: Normalization, high: Normalization, peak: float, context) -> ImageScores:

@@ -11,6 +11,7 @@ from osgeo import ogr, osr
 
 from .classes import ClassInfo, complete
 from .errors import PatchFlowError
+from .raster import crs_label
 
 ogr.UseExceptions()
 
@@ -184,7 +185,14 @@ def read_points(uri: str, parameter: str, target_wkt: str, class_field: ClassFie
             class_id = class_field.id_of(value)
         geometry = geometry.Clone()
         if transform is not None:
-            geometry.Transform(transform)
+            try:
+                geometry.Transform(transform)
+            except RuntimeError as exc:
+                source = crs_label(layer_crs_wkt(layer))
+                raise PatchFlowError(
+                    f"point {feature.GetFID()} cannot be moved from the layer's CRS ({source}) into the raster's "
+                    f"({crs_label(target_wkt)}): {exc}. Check the layer's CRS (a GeoJSON file is always WGS 84), "
+                    "or save the points in the raster's CRS.", parameter) from None
         for x, y in _point_coordinates(geometry):
             xs.append(x)
             ys.append(y)

@@ -26,11 +26,8 @@ from malicious_models import (
     FOUND,
     NETWORK_KINDS,
     WritesMarker,
-    classifier_on_network,
-    crop,
+    build_world,
     malicious_keras,
-    malicious_network,
-    malicious_pickle,
 )
 from osgeo import gdal
 
@@ -54,30 +51,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "plugin" / "engine"
 
 @pytest.fixture(scope="module")
 def world(nc, tmp_path_factory) -> SimpleNamespace:
-    """A small NC dataset (16 px patches, 5 bands), a per-pixel Random Forest, a 48 px window of the
-    scene, the malicious networks, classifiers whose description names them, and a malicious pickle."""
-    from patchflow.plugin import protocol
-    from patchflow.plugin.engine.reporting import Reporter
-    from patchflow.plugin.engine.worker import run_job
-
-    def run(operation, **parameters):
-        return run_job(protocol.Job(operation, parameters, "setup"), Reporter())
-
-    folder = tmp_path_factory.mktemp("gate")
-    raster = str(nc / "landsat_multiband.tif")
-    points = run("sample_label_raster", INPUT=str(nc / "landsat96_labelled_pixels.tif"), NUMBER=50, PATCH_SIZE=16,
-                 SEED=0, OUTPUT=str(folder / "points.gpkg"))["OUTPUT"]
-    train = run("extract_patches", INPUT=points, SOURCE1=raster, PATCH_SIZE1=16, CLASS_FIELD="class",
-                OUTPUT=str(folder / "patches" / "train.json"))["OUTPUT"]
-    rf = run("train_classifier", DATASET=train, N_TREES=5, SEED=0, OUTPUT=str(folder / "rf" / "pixels.skops"))
-    markers = {kind: folder / "markers" / f"{kind}.txt" for kind in (*NETWORK_KINDS, "pickle")}
-    networks = {kind: malicious_network(folder / "networks", kind, markers[kind]) for kind in NETWORK_KINDS}
-    return SimpleNamespace(
-        folder=folder, raster=raster, train=train, rf=rf, markers=markers, networks=networks,
-        window=crop(raster, folder / "window.tif"),
-        on_network={kind: classifier_on_network(rf["DESCRIPTION"], networks[kind], folder / "on" / kind)
-                    for kind in NETWORK_KINDS},
-        pickle=malicious_pickle(folder / "pickled" / "evil.joblib", markers["pickle"], rf["DESCRIPTION"]))
+    return build_world(nc, tmp_path_factory.mktemp("gate"), 50)
 
 
 def error_of(call) -> PatchFlowError:

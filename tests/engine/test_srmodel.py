@@ -259,3 +259,10 @@ def test_a_x4_generator_serves_the_whole_spot6_scene_seamlessly(run_op, spot6, t
     assert (whole.RasterXSize, whole.RasterYSize) == (hr.RasterXSize, hr.RasterYSize) == (1024, 1024)
     assert whole.GetGeoTransform() == pytest.approx(hr.GetGeoTransform())
     assert np.abs(whole.ReadAsArray() - tiled.ReadAsArray()).max() <= 1e-3
+
+
+def test_the_peak_value_skips_bands_without_statistics():
+    from patchflow.plugin.engine.srreport import data_range
+
+    assert data_range([{"min": None, "max": None}, {"min": 2, "max": 10}]) == 8.0  # strict JSON: null, not NaN
+    assert data_range([{"min": 0, "max": 255}, {"min": 10, "max": 300}]) == 300.0

@@ -19,10 +19,7 @@ import pytest
 from malicious_models import (
     FOUND,
     NETWORK_KINDS,
-    classifier_on_network,
-    crop,
-    malicious_network,
-    malicious_pickle,
+    build_world,
 )
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParameterBoolean
@@ -37,30 +34,7 @@ MODEL_ALGORITHMS = {"trainmodel", "trainclassifier", "applymodel", "classify"}
 
 @pytest.fixture(scope="module")
 def world(nc, tmp_path_factory) -> SimpleNamespace:
-    """A small NC dataset, a per-pixel Random Forest (.skops), a 48 px window of the scene, the
-    malicious networks and classifiers (made by the engine in this process)."""
-    from patchflow.plugin import protocol
-    from patchflow.plugin.engine.reporting import Reporter
-    from patchflow.plugin.engine.worker import run_job
-
-    def run(operation, **parameters):
-        return run_job(protocol.Job(operation, parameters, "setup"), Reporter())
-
-    folder = tmp_path_factory.mktemp("malicious")
-    raster = str(nc / "landsat_multiband.tif")
-    points = run("sample_label_raster", INPUT=str(nc / "landsat96_labelled_pixels.tif"), NUMBER=30, PATCH_SIZE=16,
-                 SEED=0, OUTPUT=str(folder / "points.gpkg"))["OUTPUT"]
-    train = run("extract_patches", INPUT=points, SOURCE1=raster, PATCH_SIZE1=16, CLASS_FIELD="class",
-                OUTPUT=str(folder / "patches" / "train.json"))["OUTPUT"]
-    rf = run("train_classifier", DATASET=train, N_TREES=5, SEED=0, OUTPUT=str(folder / "rf" / "pixels.skops"))
-    markers = {kind: folder / "markers" / f"{kind}.txt" for kind in (*NETWORK_KINDS, "pickle")}
-    networks = {kind: malicious_network(folder / "networks", kind, markers[kind]) for kind in NETWORK_KINDS}
-    return SimpleNamespace(
-        raster=raster, train=train, rf=rf, markers=markers, networks=networks,
-        window=crop(raster, folder / "window.tif"),
-        on_network={kind: classifier_on_network(rf["DESCRIPTION"], networks[kind], folder / "on" / kind)
-                    for kind in NETWORK_KINDS},
-        pickle=malicious_pickle(folder / "pickled" / "evil.joblib", markers["pickle"], rf["DESCRIPTION"]))
+    return build_world(nc, tmp_path_factory.mktemp("malicious"), 30)
 
 
 def picked(network: str) -> str:
