@@ -1,5 +1,7 @@
 """Outputs never touch inputs: an output that is, lies inside, or contains an input of the same
-run is refused before the run starts, naming both parameters.
+run is refused before the run starts, naming both parameters. Nor do they replace more than
+PatchFlow writes: a GeoPackage (or SQLite) output that holds layers other than the one PatchFlow
+would write there is refused, since writing the file would drop them.
 
 Outputs are the parameters named ``OUTPUT`` or ``OUTPUT_<something>`` (every algorithm's
 destinations are). Inputs are every other parameter whose value names an existing file or folder,
@@ -107,3 +109,34 @@ def check_outputs_apart(values: dict[str, Any], describe: Callable[[str], str] =
             raise PatchFlowError(
                 f"{output} {how} the input {source} of {describe(input_name)}: writing it would overwrite or "
                 "delete that input. Choose an output elsewhere.", name)
+
+
+DATABASES = (".gpkg", ".sqlite", ".db")
+
+
+def _layer_names(path: str) -> list[str] | None:
+    from osgeo import gdal
+
+    try:
+        ds = gdal.OpenEx(path, gdal.OF_VECTOR | gdal.OF_READONLY)
+    except RuntimeError:
+        return None
+    if ds is None:
+        return None
+    return [ds.GetLayer(index).GetName() for index in range(ds.GetLayerCount())]
+
+
+def check_outputs_hold_nothing_else(values: dict[str, Any]) -> None:
+    """Raise when a database output already holds layers other than the one PatchFlow writes (its
+    file name's stem): replacing the file would drop them."""
+    for name, output in outputs_of(values):
+        if not output.lower().endswith(DATABASES) or not os.path.isfile(output):
+            continue
+        layers = _layer_names(output)
+        own = os.path.splitext(os.path.basename(output))[0]
+        others = [layer for layer in layers or [] if layer != own]
+        if others:
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise PatchFlowError(
+                f"{output} already holds other layers ({shown}); PatchFlow writes the whole file, so they would be "
+                "lost. Choose a new file name.", name)

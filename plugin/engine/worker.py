@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from .. import protocol
 from .errors import Cancelled, PatchFlowError
 from .locks import OutputLocks
-from .overlap import check_outputs_apart, outputs_of
+from .overlap import check_outputs_apart, check_outputs_hold_nothing_else, outputs_of
 from .params import Params, RunContext
 from .reporting import JsonLinesReporter, Reporter
 from .staging import OutputStaging
@@ -40,6 +40,7 @@ def run_job(job: protocol.Job, reporter: Reporter, cancel_event: threading.Event
         raise PatchFlowError(f"unknown operation '{job.operation}'; known: {', '.join(sorted(OPERATIONS))}.")
     params = Params(job.parameters, job.labels)
     check_outputs_apart(job.parameters, params.describe)
+    check_outputs_hold_nothing_else(job.parameters)
     context = RunContext(job.job_id, reporter, OutputStaging(job.job_id), cancel_event or threading.Event())
     _ACTIVE.append(context.staging)
     try:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.overlap import check_outputs_apart, inputs_of
+from patchflow.plugin.engine.overlap import check_outputs_apart, check_outputs_hold_nothing_else, inputs_of
 
 LABELS = {"SOURCE1": "Source 1", "OUTPUT": "Output raster", "TRAIN": "Training dataset (manifest)"}
 
@@ -62,3 +62,24 @@ def test_outputs_beside_inputs_are_fine(data):
 def test_a_manifest_counts_the_files_it_names_but_not_folders(data):
     found = {path for _, path in inputs_of({"TRAIN": f"{data}/patches/train.json"})}
     assert found == {str(data / "patches" / "train.json"), str(data / "patches" / "train_x1.tif")}
+
+
+def _geopackage(path, layers):
+    from osgeo import ogr
+
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    for layer in layers:
+        ds.CreateLayer(layer, None, ogr.wkbPoint)
+    ds = None
+
+
+def test_a_geopackage_output_holding_other_layers_is_refused(tmp_path):
+    _geopackage(tmp_path / "project.gpkg", ["roads", "samples"])
+    with pytest.raises(PatchFlowError, match=r"other layers \(roads, samples\)") as caught:
+        check_outputs_hold_nothing_else({"OUTPUT_TRAIN": str(tmp_path / "project.gpkg")})
+    assert caught.value.parameter == "OUTPUT_TRAIN"
+
+
+def test_a_geopackage_patchflow_wrote_may_be_written_again(tmp_path):
+    _geopackage(tmp_path / "samples.gpkg", ["samples"])
+    check_outputs_hold_nothing_else({"OUTPUT": str(tmp_path / "samples.gpkg"), "INPUT": str(tmp_path / "x.gpkg")})

@@ -186,3 +186,17 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_first_completes(run_
     assert "outputs" in payload, payload  # the first run was not disturbed
     assert os.path.exists(output)
     assert not list(tmp_path.glob(f"{protocol.STAGING_PREFIX}*"))
+
+
+def test_a_geopackage_holding_the_users_layers_is_not_replaced(run_alg, data, tmp_path):
+    from osgeo import ogr
+
+    project = tmp_path / "project.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(project))
+    ds.CreateLayer("roads", None, ogr.wkbLineString)
+    ds = None
+    before = hashes(tmp_path)
+    with pytest.raises(QgsProcessingException, match=r"Samples \(OUTPUT\).*other layers \(roads\)"):
+        run_alg("samplefromlabelraster", INPUT=str(data / "landsat96_labelled_pixels.tif"), NUMBER=5,
+                OUTPUT=str(project))
+    assert hashes(tmp_path) == before
