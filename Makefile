@@ -36,8 +36,10 @@ screenshots: setup
 bench: setup
 	@$(PY) bench/run.py
 
+# ruff, then mypy on the engine and the protocol (settings in pyproject.toml)
 lint: setup
 	@.venv/bin/ruff check .
+	@.venv/bin/mypy
 
 install: setup
 	@mkdir -p "$(PROFILE_PLUGINS)"

@@ -69,23 +69,23 @@ def labels_path(size: int) -> Path:
 # ---- data -----------------------------------------------------------------------------------
 
 
-def _srs_wkt() -> str:
-    from osgeo import osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(EPSG)
-    return srs.ExportToWkt()
+def _link_checkout() -> None:
+    """The checkout importable as package ``patchflow`` (as QGIS would install it), through the link
+    tests/conftest.py makes too."""
+    LINKS.mkdir(parents=True, exist_ok=True)
+    if not (LINKS / "patchflow").exists():
+        (LINKS / "patchflow").symlink_to(ROOT)
+    if str(LINKS) not in sys.path:
+        sys.path.insert(0, str(LINKS))
 
 
 def _create_tiled(path: Path, size: int, bands: int, gdal_type: int, extra: list[str]):
-    from osgeo import gdal
+    _link_checkout()
+    from patchflow.tests.helpers import create_raster
 
     options = ["TILED=YES", f"BLOCKXSIZE={TILE}", f"BLOCKYSIZE={TILE}", "COMPRESS=DEFLATE",
                "NUM_THREADS=ALL_CPUS", "BIGTIFF=IF_SAFER"] + extra
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, bands, gdal_type, options)
-    ds.SetGeoTransform((ORIGIN[0], PIXEL, 0.0, ORIGIN[1], 0.0, -PIXEL))
-    ds.SetProjection(_srs_wkt())
-    return ds
+    return create_raster(path, size, size, bands, gdal_type, options, ORIGIN, PIXEL, EPSG)
 
 
 def make_image(path: Path) -> None:
@@ -113,7 +113,9 @@ def make_image(path: Path) -> None:
 def make_points(path: Path) -> None:
     """N_POINTS uniform random points (seeded) over the whole raster extent."""
     import numpy as np
-    from osgeo import ogr, osr
+
+    _link_checkout()
+    from patchflow.tests.helpers import write_points
 
     rng = np.random.default_rng(POINTS_SEED)
     extent = RASTER_SIZE * PIXEL
@@ -122,20 +124,7 @@ def make_points(path: Path) -> None:
     tmp = path.with_suffix(".partial.gpkg")
     if tmp.exists():
         tmp.unlink()
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(EPSG)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
-    layer = ds.CreateLayer("points", srs, ogr.wkbPoint)
-    definition = layer.GetLayerDefn()
-    layer.StartTransaction()
-    for x, y in zip(xs, ys):
-        feature = ogr.Feature(definition)
-        point = ogr.Geometry(ogr.wkbPoint)
-        point.AddPoint_2D(float(x), float(y))
-        feature.SetGeometryDirectly(point)
-        layer.CreateFeature(feature)
-    layer.CommitTransaction()
-    ds = None
+    write_points(tmp, xs, ys, epsg=EPSG, layer_name="points")
     os.replace(tmp, path)
 
 
@@ -201,11 +190,8 @@ def peak_rss_mib() -> float:
 
 def _engine_runner():
     """``run(operation, parameters) -> outputs``: the engine in this process, imported as QGIS
-    would (the checkout as package ``patchflow``, through the link tests/conftest.py makes too)."""
-    LINKS.mkdir(parents=True, exist_ok=True)
-    if not (LINKS / "patchflow").exists():
-        (LINKS / "patchflow").symlink_to(ROOT)
-    sys.path.insert(0, str(LINKS))
+    would (the checkout as package ``patchflow``)."""
+    _link_checkout()
     from patchflow.plugin import protocol
     from patchflow.plugin.engine.reporting import Reporter
     from patchflow.plugin.engine.worker import run_job

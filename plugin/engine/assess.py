@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,9 @@ from osgeo import gdal, ogr
 from .classes import ClassInfo, classes_from_raster, complete
 from .errors import Cancelled, PatchFlowError
 from .metrics import PairCounter, Scores, plot_confusion
+from .params import Params, RunContext
 from .raster import Grid, Window, block_windows, crs_label, nodata_mask, open_raster
+from .reporting import Reporter
 from .vector import ClassField
 
 TABLE_DRIVERS = {".gpkg": "GPKG", ".csv": "CSV", ".geojson": "GeoJSON", ".json": "GeoJSON"}
@@ -63,7 +66,7 @@ class Tally:
         self.map_nodata += int((~map_valid).sum())
 
 
-def _check_cancel(cancelled) -> None:
+def _check_cancel(cancelled: Callable[[], bool]) -> None:
     if cancelled():
         raise Cancelled()
 
@@ -71,8 +74,8 @@ def _check_cancel(cancelled) -> None:
 # ---- points ---------------------------------------------------------------------------------
 
 
-def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes: np.ndarray, reporter,
-                 cancelled) -> Tally:
+def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes: np.ndarray, reporter: Reporter,
+                 cancelled: Callable[[], bool]) -> Tally:
     """Map values at pixel (cols, rows), reading only the windows that hold points."""
     tally = Tally()
     grid = map_band.grid
@@ -102,7 +105,7 @@ def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes:
 # ---- polygons -------------------------------------------------------------------------------
 
 
-def tally_polygons(map_band: MapBand, labels, reporter, cancelled) -> Tally:
+def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Callable[[], bool]) -> Tally:
     """Every map pixel whose centre is inside a reference polygon (burnt window by window)."""
     from .sampling import NO_CLASS
 
@@ -168,7 +171,8 @@ def reference_nodata(band: gdal.Band, override: float | None, named: dict[int, C
     return [v for v in values if v is not None]
 
 
-def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float], reporter, cancelled) -> Tally:
+def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float], reporter: Reporter,
+                  cancelled: Callable[[], bool]) -> Tally:
     tally = Tally()
     windows = map_band.windows()
     for index, window in enumerate(windows):
@@ -227,7 +231,8 @@ def _geometry_kind(layer: ogr.Layer) -> str:
 
 
 def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map: dict[int, ClassInfo],
-                 map_path: str, reporter, cancelled) -> tuple[Tally, dict[int, ClassInfo], tuple, str]:
+                 map_path: str, reporter: Reporter,
+                 cancelled: Callable[[], bool]) -> tuple[Tally, dict[int, ClassInfo], tuple, str]:
     """Pairs from reference points or polygons; also their class names and extent (map CRS)."""
     from .sampling import VectorLabels, _class_id_layer
     from .vector import layer_crs_wkt, open_layer, read_points, resolve_class_field, transformer
@@ -247,6 +252,7 @@ def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map:
             raise PatchFlowError("the layer has no point with a class value.", "REFERENCE")
         fcols, frows = grid.fractional_pixel(points.xs, points.ys)
         cols, rows = np.floor(fcols).astype(np.int64), np.floor(frows).astype(np.int64)
+        assert points.class_ids is not None  # read with a class field
         tally = tally_points(map_band, cols, rows, points.class_ids, reporter, cancelled)
         extent = (points.xs.min(), points.ys.min(), points.xs.max(), points.ys.max())
         return tally, class_field.classes, extent, f"{len(points.xs)} points"
@@ -311,12 +317,12 @@ def _format_extent(extent) -> str:
     return f"x {xmin:.1f} to {xmax:.1f}, y {ymin:.1f} to {ymax:.1f}"
 
 
-def _staged(params, context, name: str) -> tuple[str | None, str | None]:
+def _staged(params: Params, context: RunContext, name: str) -> tuple[str | None, str | None]:
     final = params.string(name, None)
     return final, (context.staging.stage(final, name) if final else None)
 
 
-def run_assess_accuracy(params, context) -> dict:
+def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     """Confusion matrix, OA, kappa and per-class scores of a class raster against references."""
     from . import checks
 
@@ -367,7 +373,7 @@ def run_assess_accuracy(params, context) -> dict:
     class_ids = tally.counter.class_ids
     known = {**known_ref, **{k: v for k, v in known_map.items() if v.name}}
     infos = complete(class_ids, known)
-    scores = Scores.from_matrix(tally.counter.matrix(class_ids), [i.as_dict() for i in infos])
+    scores = Scores.from_matrix(tally.counter.matrix(class_ids), infos)
     _report(context.reporter, scores, tally)
     checks.classes_missing_from_reference(context.reporter, scores.rows(), known_map, reference_parameter)
     facts = {
@@ -388,7 +394,7 @@ def run_assess_accuracy(params, context) -> dict:
     }
 
 
-def _report(reporter, scores: Scores, tally: Tally) -> None:
+def _report(reporter: Reporter, scores: Scores, tally: Tally) -> None:
     reporter.log(f"{scores.total} pairs: overall accuracy {scores.overall_accuracy:.4f}, kappa {scores.kappa:.4f}, "
                  f"macro F1 {scores.macro_f1:.4f}")
     for row in scores.rows():
@@ -400,7 +406,7 @@ def _report(reporter, scores: Scores, tally: Tally) -> None:
         reporter.warning(f"{tally.outside} reference points fall outside the map: skipped.")
 
 
-def _write_outputs(scores: Scores, facts: dict, outputs: dict, context) -> None:
+def _write_outputs(scores: Scores, facts: dict, outputs: dict, context: RunContext) -> None:
     _, csv_path = outputs["OUTPUT_CSV"]
     _, html_path = outputs["OUTPUT_HTML"]
     _, table_path = outputs["OUTPUT_TABLE"]

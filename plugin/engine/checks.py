@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from .errors import PatchFlowError
+from .params import Params
+from .reporting import Reporter
 
 SAMPLED_BLOCKS = 32  # blocks per band whose place in a GeoTIFF is checked, and read for label checks
 SAMPLED_BANDS = 16
@@ -28,7 +30,7 @@ IMAGE_LOSSES = ("l1", "l2", "ssim")
 # ---- outputs ------------------------------------------------------------------------------------
 
 
-def writable(params, *names: str) -> None:
+def writable(params: Params, *names: str) -> None:
     """Each output parameter given in ``names`` can be written: its folder exists and takes files,
     or the nearest existing folder above it takes the folders to make."""
     for name in names:
@@ -60,14 +62,14 @@ def check_writable(path: str, parameter: str) -> None:
 # ---- rasters ------------------------------------------------------------------------------------
 
 
-def raster_paths(params, name: str) -> list[str]:
+def raster_paths(params: Params, name: str) -> list[str]:
     value = params.values.get(name)
     if value in (None, "", []):
         return []
     return [str(value)] if isinstance(value, str) else [str(v) for v in value]
 
 
-def rasters(params, *names: str, reporter=None, labels: dict[str, str | None] | None = None,
+def rasters(params: Params, *names: str, reporter: Reporter | None = None, labels: dict[str, str | None] | None = None,
             crs: bool = True) -> None:
     """Every raster of the parameters ``names`` opens and its blocks can be read. ``labels`` maps
     the label rasters among them to their band parameter (None: band 1): they must hold whole
@@ -81,7 +83,8 @@ def rasters(params, *names: str, reporter=None, labels: dict[str, str | None] | 
                                  "as they are, in the units of the other inputs. If it has one, assign it first "
                                  "(gdal_edit.py -a_srs EPSG:xxxx).")
             if name in labels:
-                band = params.values.get(labels[name]) if labels[name] else None
+                band_name = labels[name]
+                band = params.values.get(band_name) if band_name else None
                 integer_valued(ds, path, name, _band_number(band))
 
 
@@ -104,7 +107,7 @@ def readable_raster(path: str, parameter: str):
         band = ds.GetRasterBand(index)
         bx, by = band.GetBlockSize()
         nx, ny = math.ceil(ds.RasterXSize / max(1, bx)), math.ceil(ds.RasterYSize / max(1, by))
-        if gtiff:
+        if gtiff and size is not None:
             for block in _spread(nx * ny, SAMPLED_BLOCKS):
                 x, y = block % nx, block // nx
                 offset = band.GetMetadataItem(f"BLOCK_OFFSET_{x}_{y}", "TIFF")
@@ -206,7 +209,7 @@ def class_names(manifest: dict) -> dict[int, str]:
     return {int(c["id"]): str(c.get("name") or f"class {c['id']}") for c in manifest.get("classes") or []}
 
 
-def two_classes(manifest: dict, path: str, parameter: str) -> dict[int, int] | None:
+def two_classes(manifest: dict, path: str | None, parameter: str) -> dict[int, int] | None:
     """The class counts, after checking there are 2 classes or more to learn."""
     counts = class_counts(manifest, parameter)
     if counts is None:
@@ -221,7 +224,7 @@ def two_classes(manifest: dict, path: str, parameter: str) -> dict[int, int] | N
     return counts
 
 
-def missing_classes(reporter, counts: dict[int, int], other: dict[int, int] | None, names: dict[int, str],
+def missing_classes(reporter: Reporter, counts: dict[int, int], other: dict[int, int] | None, names: dict[int, str],
                     what: str) -> None:
     """Warn about classes of ``counts`` that ``other`` (a validation or test set) has no sample of."""
     if other is None:
@@ -233,7 +236,7 @@ def missing_classes(reporter, counts: dict[int, int], other: dict[int, int] | No
                          "there, and its overall scores say nothing about them.")
 
 
-def image_target(params, manifest: dict) -> bool:
+def image_target(params: Params, manifest: dict) -> bool:
     """Whether training learns an image (super-resolution, image losses) rather than classes."""
     if params.values.get("TARGET") or str(params.values.get("LOSS") or "").lower() in IMAGE_LOSSES:
         return True
@@ -262,7 +265,7 @@ def card_of(path: str | None, parameter: str = "MODEL"):
     return load_card(folder, parameter)
 
 
-def card_against_dataset(card, manifest: dict, inputs_text: str | None, path: str) -> None:
+def card_against_dataset(card, manifest: dict, inputs_text: str | None, path: str | None) -> None:
     """The bands and patch size each model input takes (its card) against the dataset's sources."""
     if card is None:
         return
@@ -284,13 +287,13 @@ def card_against_dataset(card, manifest: dict, inputs_text: str | None, path: st
         images = [s for s in manifest.get("sources") or [] if s.get("role", "image") == "image"]
         mapping = {card.inputs[0].name: images[0]["name"]} if images else mapping
     for spec in card.inputs:
-        source = sources.get(mapping.get(spec.name, ""))
-        if source is None:
+        entry = sources.get(mapping.get(spec.name, ""))
+        if entry is None:
             continue  # the operation names the missing source
-        bands, size = len(source["bands"]), int(source["patch_size"])
+        bands, size = len(entry["bands"]), int(entry["patch_size"])
         if bands != spec.bands:
             raise PatchFlowError(f"the model input '{spec.name}' takes {spec.bands} bands (its card) but the dataset "
-                                 f"source '{source['name']}' of {path} has {bands}. Use a dataset extracted from the "
+                                 f"source '{entry['name']}' of {path} has {bands}. Use a dataset extracted from the "
                                  "bands the model was made for, or create a model from this dataset.", "MODEL")
         if spec.patch_size > size:
             raise PatchFlowError(f"the model input '{spec.name}' takes {spec.patch_size}x{spec.patch_size} px patches "
@@ -304,7 +307,7 @@ def stacked_bands(paths: list[str]) -> int:
     return sum(gdal.Open(p).RasterCount for p in paths)
 
 
-def sources_against_card(params, card, sources: int = 3) -> None:
+def sources_against_card(params: Params, card, sources: int = 3) -> None:
     """apply_model: one source per model input, each with the bands its input takes (the card)."""
     if card is None:
         return
@@ -340,7 +343,7 @@ def classifier_description(path: str | None) -> dict | None:
     return description if isinstance(description, dict) else None
 
 
-def input_against_classifier(params, description: dict | None) -> None:
+def input_against_classifier(params: Params, description: dict | None) -> None:
     if description is None or "bands" not in description:
         return
     paths = raster_paths(params, "INPUT")
@@ -351,7 +354,7 @@ def input_against_classifier(params, description: dict | None) -> None:
                              "the same bands, stacked in the same order.", "INPUT")
 
 
-def classes_missing_from_sets(reporter, sets: np.ndarray, class_ids: np.ndarray | None, names: dict,
+def classes_missing_from_sets(reporter: Reporter, sets: np.ndarray, class_ids: np.ndarray | None, names: dict,
                               written: Iterable[str]) -> None:
     """grid_split: warn when the validation or test set written lacks a class the training set has."""
     if class_ids is None:
@@ -368,7 +371,7 @@ def classes_missing_from_sets(reporter, sets: np.ndarray, class_ids: np.ndarray 
             missing_classes(reporter, per_set[0], per_set[index], labels, what)
 
 
-def classes_missing_from_reference(reporter, rows: list[dict], known_map: dict, parameter: str) -> None:
+def classes_missing_from_reference(reporter: Reporter, rows: list[dict], known_map: dict, parameter: str) -> None:
     """assess_accuracy: warn about classes of the map (given at reference samples, or named in the
     map's legend) that the reference (the test set) has no sample of."""
     mapped = {int(row["id"]): int(row["predicted"]) for row in rows}
@@ -384,7 +387,7 @@ def classes_missing_from_reference(reporter, rows: list[dict], known_map: dict, 
 # ---- training -----------------------------------------------------------------------------------
 
 
-def training(params, reporter, batch_size: int, epochs: int) -> None:
+def training(params: Params, reporter: Reporter, batch_size: int, epochs: int) -> None:
     """train_model: OUTPUT writable, TRAIN/VALID readable, 2 classes or more in TRAIN, the model
     card (or the architecture) fits TRAIN; warnings for a batch larger than TRAIN and for classes
     VALID has no sample of."""
@@ -419,7 +422,7 @@ def training(params, reporter, batch_size: int, epochs: int) -> None:
                          f"of {count} patches.")
 
 
-def architecture_fits(params, manifest: dict) -> None:
+def architecture_fits(params: Params, manifest: dict) -> None:
     """The architecture to build (no MODEL) can be built for TRAIN's first source and classes."""
     from .modelcard import InputSpec
     from .srmodel import ARCHITECTURE as SR_ARCHITECTURE
@@ -440,7 +443,7 @@ def architecture_fits(params, manifest: dict) -> None:
                              f"{len(manifest.get('classes') or [])} classes)", "TRAIN") from None
 
 
-def resume(params, reporter, work: str, signature: str, epochs: int) -> None:
+def resume(params: Params, reporter: Reporter, work: str, signature: str, epochs: int) -> None:
     """Say what RESUME does: nothing to resume, or more epochs done than EPOCHS asks."""
     if not params.boolean("RESUME", True):
         return
@@ -466,7 +469,7 @@ def resume(params, reporter, work: str, signature: str, epochs: int) -> None:
                          "EPOCHS to train on, or untick RESUME to start over.")
 
 
-def classifier_training(params) -> None:
+def classifier_training(params: Params) -> None:
     """train_classifier: OUTPUT writable, DATASET/VALID readable with 2 classes or more, the model
     card's bands and patch size fit DATASET."""
     writable(params, "OUTPUT")
@@ -496,7 +499,7 @@ def outputs_in_card(path: str | None, card, names: list[str], parameter: str) ->
                              parameter)
 
 
-def extent_overlaps(params, name: str = "SOURCE1") -> None:
+def extent_overlaps(params: Params, name: str = "SOURCE1") -> None:
     """EXTENT overlaps the first raster of ``name``."""
     from .raster import Grid, open_raster, parse_extent
 

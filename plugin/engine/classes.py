@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any, Union
 
 from osgeo import gdal
 
@@ -26,6 +28,19 @@ class ClassInfo:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def of(cls, value: ClassLike) -> ClassInfo:
+        """``value`` itself, or the ClassInfo of its JSON form (``{"id", "name", "color", "count"}``, the
+        last three optional: a dataset manifest's or a model card's classes)."""
+        if isinstance(value, ClassInfo):
+            return value
+        return cls(int(value["id"]), str(value.get("name") or ""), str(value.get("color") or ""),
+                   int(value.get("count") or 0))
+
+
+# What the functions that take classes accept: ClassInfo, or the dicts manifests and model cards hold.
+ClassLike = Union[ClassInfo, Mapping[str, Any]]
 
 
 def default_color(position: int) -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import Any
 
 from . import htmlreport
 from .errors import PatchFlowError
+from .params import Params, RunContext
 
 SUMMARY = {"overall accuracy": "OA", "kappa": "kappa", "macro F1": "macro F1"}
 
@@ -38,7 +40,7 @@ def formatted(row: dict, digits: int) -> dict:
     return {k: "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else v) for k, v in row.items()}
 
 
-def run_compare_accuracy(params, context) -> dict:
+def run_compare_accuracy(params: Params, context: RunContext) -> dict:
     from . import checks
 
     checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML")
@@ -50,7 +52,7 @@ def run_compare_accuracy(params, context) -> dict:
     names = names or [os.path.splitext(os.path.basename(p))[0] for p in reports]
     scores = [read_report(path, "REPORTS") for path in reports]
     classes = list(dict.fromkeys(name for _, per_class in scores for name in per_class))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, (summary, per_class) in zip(names, scores):
         row = {"map": name, "kappa": summary["kappa"], "OA": summary["OA"], "macro F1": summary.get("macro F1")}
         row.update({f"F1 {c}": per_class.get(c) for c in classes})

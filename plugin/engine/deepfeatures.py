@@ -21,18 +21,25 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from osgeo import gdal
 
 from ..protocol import strict_dump
+from .classes import ClassLike
 from .errors import Cancelled, PatchFlowError
 from .modelcard import Normalization, load_card
+from .params import Params, RunContext
 from .patches import PatchesImage
 from .raster import RasterStack, block_windows, numpy_to_gdal_type, open_raster
 from .rasterstyle import set_class_table, sidecar_path, write_class_qml
+from .reporting import Reporter
+
+if TYPE_CHECKING:
+    from .metrics import Scores
 
 FORMAT = "patchflow-classifier"
 VERSION = 1
@@ -122,7 +129,7 @@ def card_summary(card) -> dict | None:
 
 
 def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL", trusted: bool = False,
-                   reporter=None) -> FeatureExtractor:
+                   reporter: Reporter | None = None) -> FeatureExtractor:
     """Load the model (through the safety gate) and check it has one input and the feature output."""
     from .modelio import InferenceModel
 
@@ -148,7 +155,7 @@ def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL
 
 
 def reload_extractor(description: dict, parameter: str = "CLASSIFIER", trusted: bool = False,
-                     reporter=None) -> FeatureExtractor:
+                     reporter: Reporter | None = None) -> FeatureExtractor:
     """The extractor a classifier's json describes (its model loaded again, through the safety gate)."""
     if description["kind"] == PIXELS:
         return FeatureExtractor(PIXELS, int(description["bands"]), 1, description.get("source", "source1"))
@@ -255,7 +262,8 @@ def _default_name(info: dict) -> bool:
     return info["name"] == f"class {info['id']}"
 
 
-def dataset_features(dataset: Dataset, extractor: FeatureExtractor, reporter, cancelled=lambda: False) -> np.ndarray:
+def dataset_features(dataset: Dataset, extractor: FeatureExtractor, reporter: Reporter,
+                     cancelled: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Features (n, F) of every patch of the dataset, read in chunks of about CHUNK_BYTES."""
     image = PatchesImage(dataset.source["patches"], dataset.patch_size, dataset.parameter)
     per_patch = image.patch_size * image.patch_size * image.bands * image.dtype.itemsize
@@ -266,7 +274,7 @@ def dataset_features(dataset: Dataset, extractor: FeatureExtractor, reporter, ca
             raise Cancelled()
         parts.append(extractor.from_dataset_patches(image.read(start, start + step)))
         reporter.progress(100.0 * min(len(image), start + step) / max(1, len(image)))
-    image = None
+    del image
     return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
 
@@ -293,13 +301,13 @@ def make_classifier(kind: str, n_trees: int, max_depth: int, svm_c: float, seed:
     return make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(C=svm_c), ensemble=False, cv=folds))
 
 
-def scores_of(reference: np.ndarray, predicted: np.ndarray, classes: list[dict]):
+def scores_of(reference: np.ndarray, predicted: np.ndarray, classes: Sequence[ClassLike]) -> Scores:
     from .metrics import Scores
 
     return Scores.from_pairs(reference, predicted, classes)
 
 
-def _output_path(params, reporter) -> str:
+def _output_path(params: Params, reporter: Reporter) -> str:
     """OUTPUT ending in .skops; a legacy pickle name (.joblib, .pkl) gets .skops instead, said."""
     output = params.string("OUTPUT")
     stem, extension = os.path.splitext(output)
@@ -312,7 +320,7 @@ def _output_path(params, reporter) -> str:
     return output + EXTENSION
 
 
-def run_train_classifier(params, context) -> dict:
+def run_train_classifier(params: Params, context: RunContext) -> dict:
     """Fit a Random Forest / SVM on a network's deep features, or on the centre pixels' band values."""
     from . import checks
 
@@ -370,6 +378,7 @@ def run_train_classifier(params, context) -> dict:
     validation = None
     if valid is not None:
         scores = scores_of(valid.labels, classifier.predict(valid_features), train.classes)
+        assert staged_csv is not None  # staged with VALID
         scores.write_csv(staged_csv)
         validation = {"dataset": os.path.abspath(valid.path), "n_samples": int(len(valid.labels)),
                       **scores.as_dict()}
@@ -424,7 +433,8 @@ def is_skops(path: str) -> bool:
         return False
 
 
-def load_estimator(path: str, parameter: str = "CLASSIFIER", trusted: bool = False, reporter=None) -> Any:
+def load_estimator(path: str, parameter: str = "CLASSIFIER", trusted: bool = False,
+                   reporter: Reporter | None = None) -> Any:
     """The scikit-learn estimator of a classifier file, checked before anything is built: a skops
     file with only skops' safe types and ``SKOPS_TYPES``; a pickle only when ``trusted``."""
     from .modelsafety import TRUST_LABEL
@@ -458,7 +468,7 @@ def load_estimator(path: str, parameter: str = "CLASSIFIER", trusted: bool = Fal
 
 
 def load_classifier(path: str, parameter: str = "CLASSIFIER", trusted: bool = False,
-                    reporter=None) -> tuple[Any, dict]:
+                    reporter: Reporter | None = None) -> tuple[Any, dict]:
     """The estimator (checked before it is built, see ``load_estimator``) and its description
     (``<stem>.json`` beside it)."""
     if not path or not os.path.exists(path):
@@ -529,13 +539,15 @@ def padded_block(stack: RasterStack, window: tuple[int, int, int, int], patch_si
 
 
 def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureExtractor, classifier,
-                   with_confidence: bool, cancelled=lambda: False) -> tuple[np.ndarray, np.ndarray | None]:
+                   with_confidence: bool,
+                   cancelled: Callable[[], bool] = lambda: False) -> tuple[np.ndarray, np.ndarray | None]:
     """Classes (and max probabilities) of the valid pixels of a block: ``values`` is the padded block
     (bands, rows + p - 1, cols + p - 1), ``invalid`` the (rows, cols) pixels to skip."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     p = extractor.patch_size
-    windows = sliding_window_view(values, (p, p), axis=(1, 2))  # (bands, rows, cols, p, p)
+    # (bands, rows, cols, p, p); numpy 1.26's stub takes one axis only
+    windows = sliding_window_view(values, (p, p), axis=(1, 2))  # type: ignore[call-overload]
     cols = invalid.shape[1]
     flat = np.flatnonzero(~invalid)
     classes, confidence = [], []
@@ -557,7 +569,7 @@ def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureEx
             (np.concatenate(confidence) if confidence else empty) if with_confidence else None)
 
 
-def run_classify(params, context) -> dict:
+def run_classify(params: Params, context: RunContext) -> dict:
     """Classify a raster, block by block, with a classifier trained by run_train_classifier."""
     from . import checks
 

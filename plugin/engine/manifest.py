@@ -12,8 +12,10 @@ from typing import Any
 from ..protocol import strict_dump
 from .classes import ClassInfo, classes_from_raster, complete
 from .errors import PatchFlowError
+from .params import Params, RunContext
 from .patches import Extraction, PatchesImage, Source, extract, labels_dtype
 from .raster import RasterStack, crs_label, open_raster
+from .reporting import Reporter
 from .vector import open_layer, read_points, resolve_class_field
 
 FORMAT = "patchflow-dataset"
@@ -106,7 +108,7 @@ def refuse_nonfinite(manifest: dict, path: str, parameter: str, names: list[str]
             "the rasters a nodata value.", parameter)
 
 
-def _sources_from(params) -> list[Source]:
+def _sources_from(params: Params) -> list[Source]:
     sources = []
     for index in range(1, MAX_SOURCES + 1):
         paths = params.paths(f"SOURCE{index}", required=index == 1)
@@ -134,7 +136,7 @@ def output_paths(manifest_path: str, sources: list[Source]) -> tuple[list[str], 
     return [f"{stem}_{s.name}.tif" for s in sources], f"{stem}_labels.tif"
 
 
-def run_extract_patches(params, context) -> dict:
+def run_extract_patches(params: Params, context: RunContext) -> dict:
     """OTBTF PatchesExtraction: patches of every source at every point, a labels image, a manifest."""
     from . import checks
     from .patches import check_sources
@@ -208,7 +210,7 @@ def _check_result(result: Extraction, reference: Source) -> None:
             "Check the rasters' nodata value, or untick SKIP_NODATA.", "INPUT")
 
 
-def _report(reporter, result: Extraction) -> None:
+def _report(reporter: Reporter, result: Extraction) -> None:
     reporter.log(f"{result.kept} patches kept of {result.candidates} points")
     if result.dropped_outside:
         reporter.warning(f"{result.dropped_outside} points dropped: their patch is not entirely inside every source.")
@@ -302,7 +304,7 @@ def _image_stats(image: PatchesImage) -> list[dict]:
     return stats.as_list()
 
 
-def run_describe_patches(params, context) -> dict:
+def run_describe_patches(params: Params, context: RunContext) -> dict:
     """Write a manifest for existing OTBTF patches-images so PatchFlow can train on them."""
     from . import checks
 

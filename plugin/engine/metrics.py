@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classes import default_color
+from .classes import ClassInfo, ClassLike, default_color
 
 SUMMARY_LABELS = {
     "overall_accuracy": "overall accuracy",
@@ -93,7 +93,7 @@ class PairCounter:
         return matrix
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def _ratio(numerator: np.ndarray, denominator: np.ndarray | float) -> np.ndarray:
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)
     out = np.zeros(np.broadcast(numerator, denominator).shape, dtype=np.float64)
@@ -101,13 +101,13 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def _class_lists(class_ids: Sequence[int], classes: Sequence[dict]) -> tuple[list[str], list[str]]:
-    known = {int(c["id"]): c for c in classes}
+def _class_lists(class_ids: Sequence[int], classes: Sequence[ClassLike]) -> tuple[list[str], list[str]]:
+    known = {info.id: info for info in map(ClassInfo.of, classes)}
     names, colors = [], []
     for position, class_id in enumerate(class_ids):
-        info = known.get(int(class_id), {})
-        names.append(str(info.get("name") or f"class {class_id}"))
-        colors.append(str(info.get("color") or default_color(position)))
+        info = known.get(int(class_id))
+        names.append(info.name if info and info.name else f"class {class_id}")
+        colors.append(info.color if info and info.color else default_color(position))
     return names, colors
 
 
@@ -131,18 +131,18 @@ class Scores:
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_matrix(cls, matrix: np.ndarray, classes: Sequence[dict]) -> Scores:
-        """``classes`` ([{id, name, color}], in the matrix's row order) name the rows and columns."""
-        ids = [int(c["id"]) for c in classes]
+    def from_matrix(cls, matrix: np.ndarray, classes: Sequence[ClassLike]) -> Scores:
+        """``classes`` (ClassInfo or {id, name, color}, in the matrix's row order) name the rows and columns."""
+        ids = [ClassInfo.of(c).id for c in classes]
         names, colors = _class_lists(ids, classes)
         return cls(ids, names, colors, np.asarray(matrix))
 
     @classmethod
-    def from_pairs(cls, reference: np.ndarray, predicted: np.ndarray, classes: Sequence[dict]) -> Scores:
+    def from_pairs(cls, reference: np.ndarray, predicted: np.ndarray, classes: Sequence[ClassLike]) -> Scores:
         """Scores of (reference, predicted) pairs. Pairs whose reference is not one of ``classes`` are
         ignored; a predicted value that is not one of them becomes an extra class (named "class N"),
         so that it counts as an error instead of vanishing."""
-        ids = [int(c["id"]) for c in classes]
+        ids = [ClassInfo.of(c).id for c in classes]
         reference = np.asarray(reference).ravel()
         predicted = np.asarray(predicted).ravel()
         _, in_classes = _positions(reference, ids)

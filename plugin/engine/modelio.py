@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import PatchFlowError
 from .modelcard import ModelCard, load_card
+from .reporting import Reporter
 
 if TYPE_CHECKING:
     import keras
@@ -121,7 +122,7 @@ def _wrap_saved_model(path: str, parameter: str) -> keras.Model:
     return keras.Model(model_inputs, outputs, name=os.path.basename(os.path.normpath(path)) or "saved_model")
 
 
-def load_trainable(path: str, parameter: str = "MODEL", trusted: bool = False, reporter=None,
+def load_trainable(path: str, parameter: str = "MODEL", trusted: bool = False, reporter: Reporter | None = None,
                    compile: bool = False) -> tuple[keras.Model, ModelCard | None]:
     """A Keras model to train or fine-tune, and its card (None for a model without one), through
     the safety gate (``modelsafety.open_model``)."""
@@ -151,6 +152,8 @@ Runner = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 class InferenceModel:
     """Named inputs (normalised float32 arrays, (n, h, w, bands)) in, named outputs out."""
 
+    _loaded: object  # a loaded SavedModel, kept alive while its signature runs (set by ``open``)
+
     def __init__(self, path: str, card: ModelCard | None, input_names: list[str], output_names: list[str],
                  input_bands: dict[str, int | None], runner: Runner, parameter: str = "MODEL") -> None:
         self.path, self.card, self.parameter = path, card, parameter
@@ -158,7 +161,8 @@ class InferenceModel:
         self._runner = runner
 
     @classmethod
-    def load(cls, path: str, parameter: str = "MODEL", trusted: bool = False, reporter=None) -> InferenceModel:
+    def load(cls, path: str, parameter: str = "MODEL", trusted: bool = False,
+             reporter: Reporter | None = None) -> InferenceModel:
         """The model at ``path``, through the safety gate (``modelsafety.open_model``): refused if it
         can run code or touch files unless ``trusted`` (then a .keras file loads with safe mode off)."""
         from .modelsafety import open_model

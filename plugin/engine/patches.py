@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from osgeo import gdal
 
 from .errors import Cancelled, PatchFlowError
 from .raster import Grid, RasterStack, crs_label, nodata_mask, numpy_to_gdal_type
+from .reporting import Reporter
 
 CHUNK = 512  # pixels of source 1 per chunk side
 WRITE_BATCH_BYTES = 32 << 20
@@ -292,8 +294,8 @@ def extract(
     outputs: list[str],
     labels_output: str | None,
     skip_nodata: bool,
-    reporter,
-    cancelled=lambda: False,
+    reporter: Reporter,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Extraction:
     """Extract the patch of every point from every source; drop those partly outside a source or
     touching nodata in any source; write one patches-image per source (and the labels image)."""

@@ -35,15 +35,17 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from osgeo import gdal, ogr
 
 from .errors import Cancelled, PatchFlowError
+from .params import Params, RunContext
 from .raster import Grid, RasterStack, Window, crs_label
 from .raster import parse_extent as raster_extent
+from .reporting import Reporter
 
 STRIP_PIXELS = 1 << 20  # pixels of one band read per strip (the tests make it small)
 WIN_SIZE = 7  # SSIM window, scikit-image's default
@@ -268,7 +270,7 @@ class ReferenceSums:
 
 
 def scan(reference: OnGrid, images: list[OnGrid], window: Window, ranges: np.ndarray | None, first_pass: bool,
-         reporter, cancelled) -> tuple[ReferenceSums, list[Sums], int]:
+         reporter: Reporter, cancelled: Callable[[], bool]) -> tuple[ReferenceSums, list[Sums], int]:
     """One pass over the strips: errors, reference statistics and angles (``first_pass``), SSIM (when the
     ``ranges`` are known). Returns the sums and the number of strips."""
     bands = reference.band_count
@@ -343,7 +345,7 @@ def scores_of(label: str, sums: Sums, ref_sums: ReferenceSums, ranges: np.ndarra
     return Scores(
         label=label, psnr=[psnr(float(m), float(r)) for m, r in zip(mse, ranges)], ssim=ssim,
         rmse=[math.sqrt(float(m)) for m in mse], overall_psnr=overall_psnr,
-        overall_ssim=float(np.mean(ssim)) if sums.ssim_pixels else None,
+        overall_ssim=float(np.mean(np.array(ssim, dtype=np.float64))) if sums.ssim_pixels else None,
         sam=sums.angle_sum / sums.angle_pixels if sums.angle_pixels else None, ergas=ergas,
         overall_rmse=math.sqrt(float(mse.mean())))
 
@@ -444,7 +446,7 @@ def html_report(facts: dict, rows: list[dict]) -> str:
 # ---- the operation -------------------------------------------------------------------------------
 
 
-def ergas_scale(params, grid: Grid, low_resolution: OnGrid | None, reporter) -> float:
+def ergas_scale(params: Params, grid: Grid, low_resolution: OnGrid | None, reporter: Reporter) -> float:
     scale = params.number("SCALE_FOR_ERGAS", None)
     if scale is not None:
         if scale <= 0:
@@ -476,7 +478,7 @@ def _data_ranges(ref_sums: ReferenceSums, names: list[str]) -> np.ndarray:
     return ranges
 
 
-def _given_range(params) -> float | None:
+def _given_range(params: Params) -> float | None:
     given = params.number("DATA_RANGE", None)
     if given is not None and given <= 0:
         raise PatchFlowError(f"{given:g} is not a data range; give a value above 0, or none for the "
@@ -484,7 +486,7 @@ def _given_range(params) -> float | None:
     return given
 
 
-def _stage_outputs(params, context) -> dict[str, tuple[str | None, str | None]]:
+def _stage_outputs(params: Params, context: RunContext) -> dict[str, tuple[str | None, str | None]]:
     """{parameter: (final path, staged path)}, both None when the output is not asked for."""
     table_final = params.string("OUTPUT_TABLE", None)
     if table_final and os.path.splitext(table_final)[1].lower() not in TABLE_DRIVERS:
@@ -509,7 +511,7 @@ class Inputs:
         return [self.image] + ([self.baseline] if self.baseline else [])
 
 
-def open_inputs(params) -> Inputs:
+def open_inputs(params: Params) -> Inputs:
     """REFERENCE, and INPUT and LOW_RESOLUTION on its grid; the compared window (EXTENT)."""
     reference = OnGrid(RasterStack(params.paths("REFERENCE"), "REFERENCE"), None, "")
     grid = reference.stack.grid
@@ -525,7 +527,8 @@ def open_inputs(params) -> Inputs:
     return Inputs(reference, image, baseline, window)
 
 
-def measure(inputs: Inputs, given_range: float | None, context) -> tuple[ReferenceSums, list[Sums], np.ndarray, int]:
+def measure(inputs: Inputs, given_range: float | None,
+            context: RunContext) -> tuple[ReferenceSums, list[Sums], np.ndarray, int]:
     """Both passes (one when DATA_RANGE is given): the sums, the data ranges and the number of strips."""
     reporter, reference, window = context.reporter, inputs.reference, inputs.window
     ranges = None if given_range is None else np.full(reference.band_count, given_range)
@@ -545,7 +548,7 @@ def measure(inputs: Inputs, given_range: float | None, context) -> tuple[Referen
     return ref_sums, sums, ranges, strip_count
 
 
-def run_assess_image_quality(params, context) -> dict:
+def run_assess_image_quality(params: Params, context: RunContext) -> dict:
     """PSNR, SSIM, SAM and ERGAS of INPUT against REFERENCE, and of a bicubic LOW_RESOLUTION baseline."""
     from . import checks
 
@@ -589,7 +592,7 @@ def _text(value: float | None) -> str:
     return "n/a" if value is None else ("inf" if math.isinf(value) else f"{value:.4f}")
 
 
-def _warn_undefined(reporter, scores: Scores, sums: Sums, bands: int) -> None:
+def _warn_undefined(reporter: Reporter, scores: Scores, sums: Sums, bands: int) -> None:
     if bands < 2:
         reporter.warning("SAM needs 2 bands or more: not computed.")
     elif sums.angle_pixels == 0:
@@ -600,7 +603,7 @@ def _warn_undefined(reporter, scores: Scores, sums: Sums, bands: int) -> None:
         reporter.warning(f"SSIM: no pixel has a whole {WIN_SIZE}x{WIN_SIZE} window of valid pixels: not computed.")
 
 
-def _facts(params, inputs: Inputs, pixels: int, given_range: float | None, scale: float) -> dict:
+def _facts(params: Params, inputs: Inputs, pixels: int, given_range: float | None, scale: float) -> dict:
     image, baseline, window, grid = inputs.image, inputs.baseline, inputs.window, inputs.reference.stack.grid
     return {
         "image": ", ".join(os.path.basename(p) for p in image.stack.paths),
@@ -619,7 +622,7 @@ def _facts(params, inputs: Inputs, pixels: int, given_range: float | None, scale
     }
 
 
-def _write_outputs(outputs: dict, rows: list[dict], facts: dict, context) -> None:
+def _write_outputs(outputs: dict, rows: list[dict], facts: dict, context: RunContext) -> None:
     _, csv_path = outputs["OUTPUT_CSV"]
     _, html_path = outputs["OUTPUT_HTML"]
     _, table_path = outputs["OUTPUT_TABLE"]

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from osgeo import gdal
+
+from .classes import ClassInfo, ClassLike
 
 QGIS_VERSION = "3.22.0"
 MAX_TABLE_ENTRIES = 65536  # GDAL colour tables are for Byte and UInt16 bands
@@ -24,27 +27,28 @@ def _rgb(color: str) -> tuple[int, int, int]:
     return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
 
 
-def set_class_table(band: gdal.Band, classes: list[dict]) -> bool:
+def set_class_table(band: gdal.Band, classes: Sequence[ClassLike]) -> bool:
     """Colour table and category names (indexed by class id) on a Byte/UInt16 class band."""
     if band.DataType not in (gdal.GDT_Byte, gdal.GDT_UInt16) or not classes:
         return False
-    ids = [int(c["id"]) for c in classes]
+    infos = [ClassInfo.of(c) for c in classes]
+    ids = [info.id for info in infos]
     if min(ids) < 0 or max(ids) >= MAX_TABLE_ENTRIES:
         return False
     table = gdal.ColorTable()
     names = [""] * (max(ids) + 1)
     for value in range(max(ids) + 1):
         table.SetColorEntry(value, (0, 0, 0, 0))
-    for info in classes:
-        table.SetColorEntry(int(info["id"]), (*_rgb(info.get("color") or ""), 255))
-        names[int(info["id"])] = str(info.get("name") or f"class {info['id']}")
+    for info in infos:
+        table.SetColorEntry(info.id, (*_rgb(info.color), 255))
+        names[info.id] = info.name or f"class {info.id}"
     band.SetRasterColorTable(table)
     band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
     band.SetCategoryNames(names)
     return True
 
 
-def class_qml(classes: list[dict], band: int = 1) -> str:
+def class_qml(classes: Sequence[ClassLike], band: int = 1) -> str:
     """The QML text of a paletted renderer: one entry per class, labelled ``<id> <name>``."""
     root = ET.Element("qgis", version=QGIS_VERSION, styleCategories="AllStyleCategories")
     pipe = ET.SubElement(root, "pipe")
@@ -52,11 +56,11 @@ def class_qml(classes: list[dict], band: int = 1) -> str:
                              alphaBand="-1", nodataColor="")
     ET.SubElement(renderer, "rasterTransparency")
     palette = ET.SubElement(renderer, "colorPalette")
-    for info in classes:
-        red, green, blue = _rgb(info.get("color") or "")
-        ET.SubElement(palette, "paletteEntry", value=str(int(info["id"])),
+    for info in map(ClassInfo.of, classes):
+        red, green, blue = _rgb(info.color)
+        ET.SubElement(palette, "paletteEntry", value=str(info.id),
                       color=f"#{red:02x}{green:02x}{blue:02x}", alpha="255",
-                      label=str(info.get("name") or f"class {info['id']}"))
+                      label=info.name or f"class {info.id}")
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     ET.SubElement(pipe, "huesaturation", saturation="0", grayscaleMode="0", colorizeOn="0",
                   colorizeRed="255", colorizeGreen="128", colorizeBlue="128", colorizeStrength="100")
@@ -66,7 +70,7 @@ def class_qml(classes: list[dict], band: int = 1) -> str:
     return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode")
 
 
-def write_class_qml(path: str, classes: list[dict]) -> str:
+def write_class_qml(path: str, classes: Sequence[ClassLike]) -> str:
     """Write the paletted QML at ``path``; returns it."""
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(class_qml(classes))

@@ -155,6 +155,7 @@ def write_records(stream: BatchStream, folder: str, cancelled: Callable[[], bool
                 layout = RecordLayout(stream.dataset.count, record_fields(stream, raw), key)
             file.write(chunk_records(stream, raw, layout).tobytes())
     os.replace(partial, os.path.join(folder, RECORDS))
+    assert layout is not None  # the dataset has patches
     with open(os.path.join(folder, LAYOUT), "w", encoding="utf-8") as file:
         strict_dump({"count": layout.count, "fields": [asdict(f) for f in layout.fields], "key": layout.key}, file)
     return layout

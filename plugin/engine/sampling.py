@@ -7,7 +7,7 @@ with the number of samples kept, never with the raster.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,6 +15,7 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from .errors import Cancelled, PatchFlowError
+from .params import Params, RunContext
 from .raster import Grid, RasterStack, Window, block_windows, nodata_mask
 from .reporting import Reporter
 
@@ -118,7 +119,8 @@ def _grouped(flat: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, np.nda
         yield int(class_id), flat[order[start:end]]
 
 
-def count_classes(source: LabelSource, patch_size: int, reporter: Reporter, cancelled=lambda: False) -> dict[int, int]:
+def count_classes(source: LabelSource, patch_size: int, reporter: Reporter,
+                  cancelled: Callable[[], bool] = lambda: False) -> dict[int, int]:
     counts: dict[int, int] = {}
     windows = source.windows()
     for index, window in enumerate(windows):
@@ -171,7 +173,7 @@ def draw(
     patch_size: int,
     seed: int,
     reporter: Reporter,
-    cancelled=lambda: False,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Samples:
     """Keep exactly ``targets[c]`` randomly chosen labelled pixels of each class, in raster order."""
     rng = np.random.default_rng(seed)
@@ -243,7 +245,7 @@ def select_samples(
     seed: int,
     min_distance: float,
     reporter: Reporter,
-    cancelled=lambda: False,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[Samples, dict[int, int], dict[int, int]]:
     """Count, decide per-class targets, draw (over-drawing when thinning), thin. Returns the samples,
     the class counts and the targets."""
@@ -292,7 +294,7 @@ def _report_selection(reporter: Reporter, counts: dict, targets: dict, samples: 
     return kept
 
 
-def _select_and_write(source: LabelSource, params, context, known: dict, input_name: str) -> dict:
+def _select_and_write(source: LabelSource, params: Params, context: RunContext, known: dict, input_name: str) -> dict:
     strategy = params.choice("STRATEGY", STRATEGIES, "constant")
     number = params.integer("NUMBER", 100, minimum=0)
     patch_size = params.integer("PATCH_SIZE", 1, minimum=1)
@@ -328,7 +330,7 @@ def _select_and_write(source: LabelSource, params, context, known: dict, input_n
     }
 
 
-def run_sample_label_raster(params, context) -> dict:
+def run_sample_label_raster(params: Params, context: RunContext) -> dict:
     """OTBTF LabelImageSampleSelection: samples drawn from a label raster."""
     from . import checks
     from .classes import classes_from_raster
@@ -349,7 +351,7 @@ def run_sample_label_raster(params, context) -> dict:
     return _select_and_write(source, params, context, classes_from_raster(path, band), "INPUT")
 
 
-def run_sample_vector(params, context) -> dict:
+def run_sample_vector(params: Params, context: RunContext) -> dict:
     """OTB PolygonClassStatistics + SampleSelection: samples drawn inside polygons (or at points)."""
     from . import checks
     from .raster import same_crs

@@ -35,8 +35,10 @@ from .classes import complete
 from .errors import Cancelled, PatchFlowError
 from .modelcard import ModelCard, Normalization
 from .modelio import InferenceModel, model_kind
+from .params import Params, RunContext
 from .raster import RasterStack, numpy_to_gdal_type, parse_extent
 from .rasterstyle import class_qml, set_class_table, sidecar_path
+from .reporting import Reporter
 from .servingstyle import image_qml, probability_qml
 
 GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
@@ -90,7 +92,7 @@ class Plan:
 # ---- the model and its geometry -------------------------------------------------------------------
 
 
-def load_model(params, reporter) -> InferenceModel:
+def load_model(params: Params, reporter: Reporter) -> InferenceModel:
     path = params.string("MODEL")
     kind = model_kind(path, "MODEL")
     model = InferenceModel.load(path, "MODEL", params.boolean("TRUST_MODEL", False), reporter)
@@ -100,7 +102,7 @@ def load_model(params, reporter) -> InferenceModel:
     return model
 
 
-def bind_sources(params, model: InferenceModel) -> list[Source]:
+def bind_sources(params: Params, model: InferenceModel) -> list[Source]:
     """Which raster stack feeds which model input (INPUT_NAMES, else the card's order)."""
     stacks = [(f"SOURCE{i}", params.paths(f"SOURCE{i}", required=(i == 1))) for i in range(1, MAX_SOURCES + 1)]
     stacks = [(name, paths) for name, paths in stacks if paths]
@@ -140,7 +142,7 @@ def base_name(output: str) -> str:
     return output[:-len(ARGMAX)] if output.endswith(ARGMAX) else output
 
 
-def choose_outputs(params, model: InferenceModel) -> list[str]:
+def choose_outputs(params: Params, model: InferenceModel) -> list[str]:
     text = params.string("OUTPUTS", "") or ""
     names = [n.strip() for n in text.split(";") if n.strip()]
     if not names:
@@ -152,7 +154,7 @@ def choose_outputs(params, model: InferenceModel) -> list[str]:
     return names
 
 
-def declared_geometry(params, card: ModelCard | None, outputs: list[str]) -> tuple[int, int | None, float]:
+def declared_geometry(params: Params, card: ModelCard | None, outputs: list[str]) -> tuple[int, int | None, float]:
     """(receptive field, expression field or None to measure, factor) from the parameters, else the card."""
     receptive = params.integer("RECEPTIVE_FIELD", 0, minimum=0)
     expression = params.integer("EXPRESSION_FIELD", 0, minimum=0) or None
@@ -277,7 +279,7 @@ def influence_radius(model: InferenceModel, sources: list[Source], outputs: list
 # ---- planning -------------------------------------------------------------------------------------
 
 
-def processing_window(params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
+def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
     """EXTENT as input pixels, grown to whole ``align`` steps from the raster's origin and clipped to
     it; the whole raster when empty."""
     grid = stack.grid
@@ -297,7 +299,7 @@ def processing_window(params, stack: RasterStack, align: int) -> tuple[int, int,
     return c0, r0, c1 - c0, r1 - r0
 
 
-def make_plan(params, context) -> Plan:
+def make_plan(params: Params, context: RunContext) -> Plan:
     model = load_model(params, context.reporter)
     sources = bind_sources(params, model)
     outputs = choose_outputs(params, model)
@@ -395,7 +397,8 @@ def read_fcn_tile(plan: Plan, x: int, y: int, ox: int, oy: int, out_w: int, out_
     size = g.receptive + (plan.tile_units - 1 + 2 * plan.margin_units) * g.unit
     width = min(plan.tile_units * g.expression, out_w - ox)
     height = min(plan.tile_units * g.expression, out_h - oy)
-    inputs, invalid = {}, None
+    inputs: dict[str, np.ndarray] = {}
+    invalid: np.ndarray | None = None
     for source in plan.sources:
         values, missing = read_padded_rect(source.stack, x - before, y - before, size, size)
         inputs[source.name] = normalised(source, values, missing)[np.newaxis]
@@ -404,6 +407,7 @@ def read_fcn_tile(plan: Plan, x: int, y: int, ox: int, oy: int, out_w: int, out_
         cols = before + np.floor((np.arange(width) + 0.5) / g.factor).astype(int)
         here = invalid_on_output(missing, rows, cols)
         invalid = here if invalid is None else invalid | here
+    assert invalid is not None  # a model has one input at least
     return Tile(ox, oy, width, height, None if invalid.all() else inputs, invalid)
 
 
@@ -424,12 +428,14 @@ def read_patch_strip(plan: Plan, oy: int, rows: int) -> Tile:
     centre = s // 2
     top, left = y0 + oy * s + centre - r // 2, x0 + centre - r // 2
     span_h, span_w = (rows - 1) * s + r, (out_w - 1) * s + r
-    inputs, invalid = {}, None
+    inputs: dict[str, np.ndarray] = {}
+    invalid: np.ndarray | None = None
     for source in plan.sources:
         values, missing = read_padded_rect(source.stack, left, top, span_w, span_h)
         inputs[source.name] = normalised(source, values, missing)
         here = missing[r // 2::s, r // 2::s][:rows, :out_w]
         invalid = here if invalid is None else invalid | here
+    assert invalid is not None  # a model has one input at least
     return Tile(0, oy, out_w, rows, None if invalid.all() else inputs, invalid)
 
 
@@ -464,6 +470,7 @@ def infer(plan: Plan, tile: Tile) -> np.ndarray:
     """(out_h, out_w, channels) of the chosen outputs, stacked."""
     if plan.mode == "patch":
         return infer_stitched(plan, tile) if plan.stitch else infer_patches(plan, tile)
+    assert tile.inputs is not None  # a tile with nothing valid is not inferred
     values = stacked_outputs(predict(plan.model, tile.inputs, plan.outputs, 1), plan.outputs)
     crop = plan.margin_units * plan.geometry.expression
     return values[crop:crop + tile.out_h, crop:crop + tile.out_w]
@@ -480,6 +487,7 @@ def infer_stitched(plan: Plan, tile: Tile) -> np.ndarray:
     phases interleaved ("shift and stitch"): the convolutions of overlapping patches are shared."""
     g, s = plan.geometry, plan.stride
     step = g.unit // s  # output pixels between two outputs of one phase
+    assert tile.inputs is not None  # a tile with nothing valid is not inferred
     result = None
     for dy in range(0, g.unit, s):
         for dx in range(0, g.unit, s):
@@ -489,6 +497,7 @@ def infer_stitched(plan: Plan, tile: Tile) -> np.ndarray:
                 result = np.empty((tile.out_h, tile.out_w, values.shape[-1]), values.dtype)
             target = result[dy // s::step, dx // s::step]
             target[...] = values[:target.shape[0], :target.shape[1]]
+    assert result is not None  # one phase at least
     return result
 
 
@@ -497,7 +506,8 @@ def infer_patches(plan: Plan, tile: Tile) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
 
     s, r = plan.stride, plan.geometry.receptive
-    views = {name: sliding_window_view(data, (r, r), axis=(0, 1))[::s, ::s].transpose(0, 1, 3, 4, 2)
+    assert tile.inputs is not None  # a tile with nothing valid is not inferred
+    views = {name: sliding_window_view(data, (r, r), axis=(0, 1))[::s, ::s].transpose(0, 1, 3, 4, 2)  # type: ignore[call-overload]
              for name, data in tile.inputs.items()}  # (rows, cols, r, r, bands), no copy
     step = max(1, plan.batch // max(1, tile.out_w))  # output rows per batch
     rows = []
@@ -522,7 +532,7 @@ class OutputFormat:
     names: list[str]
 
 
-def output_format(params, plan: Plan, channels: int, class_count: int | None = None) -> OutputFormat:
+def output_format(params: Params, plan: Plan, channels: int, class_count: int | None = None) -> OutputFormat:
     card = plan.model.card
     kinds = set()
     for name in plan.outputs:
@@ -552,7 +562,7 @@ def output_format(params, plan: Plan, channels: int, class_count: int | None = N
     return OutputFormat(kind, dtype, float(nodata), channels, names)
 
 
-def class_encoding(ids: list[int]) -> tuple[np.dtype, int]:
+def class_encoding(ids: list[int]) -> tuple[np.dtype, float]:
     values = set(ids)
     nodata = next(v for v in (0, 255, 65535) if v not in values)
     for dtype in (np.uint8, np.uint16, np.int32):
@@ -673,7 +683,9 @@ class Writer:
     compression overlaps the next inference."""
 
     def __init__(self, ds: gdal.Dataset, fmt: OutputFormat) -> None:
-        self.ds, self.fmt, self.items, self.error = ds, fmt, queue.Queue(QUEUE_BLOCKS), None
+        self.ds, self.fmt = ds, fmt
+        self.items: queue.Queue = queue.Queue(QUEUE_BLOCKS)
+        self.error: BaseException | None = None
         self.counts: dict[int, int] = {}
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -686,7 +698,8 @@ class Writer:
                 return
             if self.error is None:
                 try:
-                    write_tile(self.ds, self.fmt, *item, self.counts)
+                    tile, result = item
+                    write_tile(self.ds, self.fmt, tile, result, self.counts)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by close()
                     self.error = exc
 
@@ -722,8 +735,9 @@ def batches(plan: Plan, stream: Iterator[Tile]) -> Iterator[list[Tile]]:
 def infer_group(plan: Plan, group: list[Tile]) -> list[np.ndarray]:
     if len(group) == 1:
         return [infer(plan, group[0])]
-    names = list(group[0].inputs)
-    stacked = {name: np.concatenate([tile.inputs[name] for tile in group]) for name in names}
+    inputs = [tile.inputs for tile in group if tile.inputs is not None]  # a group of 2 or more: all have inputs
+    names = list(inputs[0])
+    stacked = {name: np.concatenate([tile_inputs[name] for tile_inputs in inputs]) for name in names}
     values = predict(plan.model, stacked, plan.outputs, len(group))
     crop = plan.margin_units * plan.geometry.expression
     results = []
@@ -733,7 +747,7 @@ def infer_group(plan: Plan, group: list[Tile]) -> list[np.ndarray]:
     return results
 
 
-def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> dict[int, int]:
+def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context: RunContext) -> dict[int, int]:
     """Every tile read, run and written; returns per-class pixel counts for class maps (else empty)."""
     out_w, out_h = output_size(plan)
     total = out_w * out_h
@@ -754,7 +768,7 @@ def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context) -> dict[int,
     return writer.counts
 
 
-def run_apply_model(params, context) -> dict:
+def run_apply_model(params: Params, context: RunContext) -> dict:
     """Apply a model to whole rasters: a tiled, compressed GeoTIFF with a QML style beside it."""
     from . import checks
 

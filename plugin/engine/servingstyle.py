@@ -18,14 +18,15 @@ SAMPLE_PIXELS = 1 << 20  # read for the stretch, decimated
 def _document(renderer_type: str, **attributes: str) -> tuple[ET.Element, ET.Element]:
     root = ET.Element("qgis", version=QGIS_VERSION, styleCategories="AllStyleCategories")
     pipe = ET.SubElement(root, "pipe")
-    renderer = ET.SubElement(pipe, "rasterrenderer", type=renderer_type, opacity="1", alphaBand="-1",
-                             nodataColor="", **attributes)
+    renderer = ET.SubElement(pipe, "rasterrenderer", {"type": renderer_type, "opacity": "1", "alphaBand": "-1",
+                                                      "nodataColor": "", **attributes})
     ET.SubElement(renderer, "rasterTransparency")
     return root, renderer
 
 
 def _finish(root: ET.Element) -> str:
     pipe = root.find("pipe")
+    assert pipe is not None  # made by _document
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     ET.SubElement(pipe, "huesaturation", saturation="0", grayscaleMode="0", colorizeOn="0", colorizeRed="255",
                   colorizeGreen="128", colorizeBlue="128", colorizeStrength="100")

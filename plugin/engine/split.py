@@ -4,12 +4,15 @@ validation and test sets whose patches never overlap across sets."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from .classes import classes_from_raster, complete
+from .classes import ClassInfo, classes_from_raster, complete
 from .errors import Cancelled, PatchFlowError
+from .params import Params, RunContext
 from .raster import Grid, RasterStack, nodata_mask, open_raster
+from .reporting import Reporter
 from .vector import PointWriter
 
 STRATEGIES = ("split", "chessboard", "all", "balanced")
@@ -23,7 +26,7 @@ def grid_starts(size: int, patch_size: int, step: int) -> np.ndarray:
     return np.arange(0, size - patch_size + 1, step, dtype=np.int64)
 
 
-def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cancelled) -> np.ndarray:
+def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cancelled: Callable[[], bool]) -> np.ndarray:
     """Boolean grid (rows x cols of patches): True where the patch has no nodata in any band."""
     rows0 = grid_starts(stack.grid.height, patch_size, step)
     cols0 = grid_starts(stack.grid.width, patch_size, step)
@@ -40,7 +43,7 @@ def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cance
     return valid
 
 
-def assign_sets(shape: tuple[int, int], strategy: str, proportions: tuple[float, float, float],
+def assign_sets(shape: tuple[int, ...], strategy: str, proportions: tuple[float, float, float],
                 block: int, seed: int) -> np.ndarray:
     """Set index (0 train, 1 valid, 2 test) per grid cell, decided per block of ``block`` cells."""
     by, bx = math.ceil(shape[0] / block), math.ceil(shape[1] / block)
@@ -96,7 +99,7 @@ def balance(sets: np.ndarray, classes: np.ndarray, seed: int) -> np.ndarray:
     return result
 
 
-def run_grid_split(params, context) -> dict:
+def run_grid_split(params: Params, context: RunContext) -> dict:
     """OTBTF PatchesSelection: grid patch centres (or existing samples) split into training / validation / test."""
     from . import checks
 
@@ -138,7 +141,8 @@ def run_grid_split(params, context) -> dict:
     valid = patches_free_of_nodata(stack, patch_size, step, context.cancelled)
     reporter.progress(60)
     centre_rows, centre_cols = rows0 + patch_size // 2, cols0 + patch_size // 2
-    class_grid, classes = None, {}
+    class_grid: np.ndarray | None = None
+    classes: dict[int, ClassInfo] = {}
     if labels_path:
         class_grid, classes = _centre_classes(labels_path, grid, centre_rows, centre_cols)
         valid &= class_grid != UNUSED
@@ -149,6 +153,7 @@ def run_grid_split(params, context) -> dict:
     sets[~valid] = UNUSED
     sets = drop_overlaps(sets, patch_size, step)
     if strategy == "balanced":
+        assert class_grid is not None  # 'balanced' without LABELS is refused above
         sets = balance(sets, class_grid, seed)
     from .checks import classes_missing_from_sets
 
@@ -175,7 +180,8 @@ def run_grid_split(params, context) -> dict:
     return result
 
 
-def _centre_classes(path: str, grid: Grid, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, dict]:
+def _centre_classes(path: str, grid: Grid, rows: np.ndarray,
+                    cols: np.ndarray) -> tuple[np.ndarray, dict[int, ClassInfo]]:
     """Label at each grid centre (UNUSED where nodata), read from a raster on the image's grid."""
     ds = open_raster(path, "LABELS")
     labels_grid = Grid.of(ds, "LABELS")
@@ -197,7 +203,7 @@ def _centre_classes(path: str, grid: Grid, rows: np.ndarray, cols: np.ndarray) -
 
 def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, block_pixels: int, strategy: str,
                    proportions: tuple[float, float, float], seed: int, staged: dict, outputs: dict,
-                   reporter) -> dict:
+                   reporter: Reporter) -> dict:
     """Split existing samples by spatial blocks of ``block_pixels``: a sample joins its block's set
     and is dropped when its patch reaches into a block of another set."""
     from .vector import open_layer, read_points, resolve_class_field

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,8 +26,10 @@ from osgeo import gdal
 
 from .errors import Cancelled, PatchFlowError
 from .manifest import FORMAT, VERSION, source_entry, write_manifest
+from .params import Params, RunContext
 from .patches import MAX_CACHE_BYTES, BandStats, PatchesImage, PatchesImageWriter, Source, read_patches
 from .raster import Grid, RasterStack, crs_label
+from .reporting import Reporter
 from .split import UNUSED, assign_sets, drop_overlaps
 
 NYQUIST_GAIN = 0.25  # the degradation filter's gain at the LR Nyquist frequency
@@ -89,6 +92,7 @@ def decimate_axis(values: np.ndarray, weights: np.ndarray, scale: int, count: in
             result = term
         else:
             result += term
+    assert result is not None  # one tap at least
     return result
 
 
@@ -146,8 +150,8 @@ def degraded_grid(grid: Grid, scale: int) -> Grid:
                 grid.crs_wkt)
 
 
-def degrade(stack: RasterStack, scale: int, output: str, nodata: float | None, reporter,
-            cancelled=lambda: False) -> Grid:
+def degrade(stack: RasterStack, scale: int, output: str, nodata: float | None, reporter: Reporter,
+            cancelled: Callable[[], bool] = lambda: False) -> Grid:
     """Write ``stack`` degraded by ``scale`` (Wald's protocol) to the float32 GeoTIFF ``output``,
     block by block (HR windows read with the kernel's margin). LR pixels whose HR block touches
     nodata get ``nodata``."""
@@ -428,7 +432,7 @@ def split_grid(pairing: Pairing, valid: float, block: int, seed: int) -> np.ndar
 
 
 def extract_pairs(lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.ndarray, outputs: list[SetOutput],
-                  fit: LinearFit | None, reporter, cancelled) -> None:
+                  fit: LinearFit | None, reporter: Reporter, cancelled: Callable[[], bool]) -> None:
     """Read every kept pair a grid row at a time (one window per source), drop pairs touching
     nodata on either side, write each to its set, and feed the fit with the training pairs."""
     matrix = area_matrix(pairing.patch, pairing.hr_patch, pairing.ratio) if fit else None
@@ -456,6 +460,7 @@ def extract_pairs(lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.n
             if fit is None:
                 output.hr_stats.add(hr_batch[chosen])
             elif index == 0:
+                assert matrix is not None  # made when fitting
                 kept = np.flatnonzero(chosen)
                 for start in range(0, len(kept), FIT_CHUNK):  # float64 copies of HR patches: bounded
                     part = kept[start:start + FIT_CHUNK]
@@ -466,7 +471,7 @@ def extract_pairs(lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.n
 # ---- the operation ----------------------------------------------------------------------------
 
 
-def manifest_path(params, name: str, required: bool) -> str | None:
+def manifest_path(params: Params, name: str, required: bool) -> str | None:
     path = params.string(name, None)
     if path is None:
         if required:
@@ -481,8 +486,9 @@ def override_nodata(stack: RasterStack, nodata: float | None) -> None:
             band.nodata = nodata
 
 
-def read_outputs(params, valid: float) -> tuple[str, str | None]:
+def read_outputs(params: Params, valid: float) -> tuple[str, str | None]:
     train = manifest_path(params, "OUTPUT_TRAIN", True)
+    assert train is not None  # required
     valid_path = manifest_path(params, "OUTPUT_VALID", False)
     if valid > 0 and valid_path is None:
         raise PatchFlowError(f"VALID is {valid:g}: give a manifest path for the validation set (or set VALID to 0).",
@@ -502,8 +508,8 @@ def check_sets(sets: np.ndarray, valid: float, block: int) -> None:
                 "BLOCK_SIZE (or patch size).", "BLOCK_SIZE")
 
 
-def open_set(name: str, manifest: str, parameter: str, context, lr: RasterStack, hr: RasterStack, pairing: Pairing,
-             capacity: int, calibrate: bool) -> SetOutput:
+def open_set(name: str, manifest: str, parameter: str, context: RunContext, lr: RasterStack, hr: RasterStack,
+             pairing: Pairing, capacity: int, calibrate: bool) -> SetOutput:
     """Stage a set's manifest and patches-images and open their writers (the HR one writes a raw
     patches-image first when it is calibrated afterwards)."""
     stem = os.path.splitext(manifest)[0]
@@ -519,7 +525,7 @@ def open_set(name: str, manifest: str, parameter: str, context, lr: RasterStack,
         staged_hr, BandStats(lr.band_count, lr.nodata), BandStats(hr.band_count, None if calibrate else hr.nodata))
 
 
-def run_build_sr_dataset(params, context) -> dict:
+def run_build_sr_dataset(params: Params, context: RunContext) -> dict:
     """Pairs of LR / HR patches on a grid over both images (the LR made by degrading the HR when
     none is given), split spatially into training and validation datasets."""
     from . import checks
@@ -539,7 +545,7 @@ def run_build_sr_dataset(params, context) -> dict:
     hr = RasterStack(params.paths("HR"), "HR")
     override_nodata(hr, nodata)
     lr, pairing = _pairing(params, hr, patch, step, nodata)
-    if radiometric and (lr.band_count if lr else hr.band_count) != hr.band_count:
+    if radiometric and lr is not None and lr.band_count != hr.band_count:
         raise PatchFlowError(f"radiometric matching fits each HR band to the LR band of the same rank, but LR has "
                              f"{lr.band_count} bands and HR {hr.band_count}. Stack matching bands, or untick it.",
                              "RADIOMETRIC")
@@ -566,14 +572,14 @@ def run_build_sr_dataset(params, context) -> dict:
         result = _write_datasets(context, lr, hr, pairing, sets, radiometric, train_path, valid_path,
                                  lr_output, valid, block, seed)
     finally:
-        lr = hr = None  # closes the rasters before the outputs are moved in place
+        del lr, hr  # closes the rasters before the outputs are moved in place
         if temporary_lr and os.path.exists(temporary_lr):
             os.remove(temporary_lr)
     context.reporter.progress(100)
     return result
 
 
-def _pairing(params, hr: RasterStack, patch: int, step: int,
+def _pairing(params: Params, hr: RasterStack, patch: int, step: int,
              nodata: float | None) -> tuple[RasterStack | None, Pairing]:
     """The LR stack (None when it is to be degraded from HR) and the patch pairs' geometry."""
     scale = params.number("SCALE", None)
@@ -591,8 +597,8 @@ def _pairing(params, hr: RasterStack, patch: int, step: int,
     return lr, plan_pairs(lr.grid, hr.grid, ratio, patch, step, degraded=False)
 
 
-def _log_plan(reporter, params, lr: RasterStack | None, hr: RasterStack, pairing: Pairing, sets: np.ndarray,
-              valid: float) -> None:
+def _log_plan(reporter: Reporter, params: Params, lr: RasterStack | None, hr: RasterStack, pairing: Pairing,
+              sets: np.ndarray, valid: float) -> None:
     if valid == 0 and params.string("OUTPUT_VALID", None):
         reporter.warning("VALID is 0: no validation dataset is written.")
     if lr is None:
@@ -608,7 +614,7 @@ def _log_plan(reporter, params, lr: RasterStack | None, hr: RasterStack, pairing
                  f"{int((sets == 1).sum())} validation before nodata checks")
 
 
-def _write_datasets(context, lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.ndarray,
+def _write_datasets(context: RunContext, lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.ndarray,
                     radiometric: bool, train_path: str, valid_path: str | None, lr_output: str | None,
                     valid: float, block: int, seed: int) -> dict:
     reporter = context.reporter

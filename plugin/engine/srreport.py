@@ -11,6 +11,7 @@ import numpy as np
 from . import htmlreport
 from .errors import Cancelled
 from .modelcard import Normalization
+from .params import RunContext
 
 STRIP_SAMPLES = 4
 
@@ -46,7 +47,8 @@ def data_range(target_bands: list[dict]) -> float:
     return max(max(highs, default=1.0) - min(lows, default=0.0), 1e-6)
 
 
-def evaluate_images(model, stream, low: Normalization, high: Normalization, peak: float, context) -> ImageScores:
+def evaluate_images(model, stream, low: Normalization, high: Normalization, peak: float,
+                    context: RunContext) -> ImageScores:
     """Mean PSNR/SSIM per patch (TensorFlow's, 11 x 11 Gaussian SSIM) of the model and of bicubic."""
     import tensorflow as tf
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +33,15 @@ from .datasets import (
 from .errors import Cancelled, PatchFlowError
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec
 from .ownership import check_replaceable, mark_folder
+from .params import Params, RunContext
 from .records import expected_bytes, record_dataset, room_for, write_records
+from .reporting import Reporter
 from .srmodel import ARCHITECTURE as SR_ARCHITECTURE
 from .srmodel import TASK as SR_TASK
 from .srmodel import output_normalization
 
 if TYPE_CHECKING:
+    from .classes import ClassLike
     from .metrics import Scores
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -68,7 +72,7 @@ class Settings:
     pretrain_epochs: int | None = None  # adversarial training: content loss alone first (None: half the epochs)
 
     @classmethod
-    def from_params(cls, params) -> Settings:
+    def from_params(cls, params: Params) -> Settings:
         return cls(
             epochs=params.integer("EPOCHS", 20, minimum=1),
             batch_size=params.integer("BATCH_SIZE", 32, minimum=1),
@@ -140,7 +144,7 @@ class State:
 # ---- devices ----------------------------------------------------------------------------------------
 
 
-def select_device(device: str, reporter):
+def select_device(device: str, reporter: Reporter):
     """Make TensorFlow use the chosen device(s); returns a distribution strategy."""
     import tensorflow as tf
 
@@ -175,7 +179,7 @@ def seed_everything(seed: int) -> None:
 # ---- model and card ---------------------------------------------------------------------------------
 
 
-def obtain_model(params, dataset: PatchDataset, settings: Settings, reporter=None):
+def obtain_model(params: Params, dataset: PatchDataset, settings: Settings, reporter: Reporter | None = None):
     """(model, card or None): the MODEL given (through the safety gate), or ARCHITECTURE built for
     this dataset."""
     from .modelio import load_trainable
@@ -194,7 +198,7 @@ def obtain_model(params, dataset: PatchDataset, settings: Settings, reporter=Non
                        settings.seed)
 
 
-def sr_sources(params, dataset: PatchDataset) -> tuple[dict, dict]:
+def sr_sources(params: Params, dataset: PatchDataset) -> tuple[dict, dict]:
     """(low-resolution input source, high-resolution target source) of an SR dataset."""
     sources = dataset.manifest["sources"]
     target_name = params.string("TARGET", None) or next(
@@ -209,7 +213,7 @@ def sr_sources(params, dataset: PatchDataset) -> tuple[dict, dict]:
     return inputs[0], target
 
 
-def build_sr_for(params, dataset: PatchDataset, settings: Settings):
+def build_sr_for(params: Params, dataset: PatchDataset, settings: Settings):
     from .srmodel import build_sr_generator
 
     low, high = sr_sources(params, dataset)
@@ -300,7 +304,7 @@ def probe_output(model, feeds: list[Feed]) -> tuple[int, ...]:
     return tuple(int(d) for d in output.shape[1:])
 
 
-def make_target(params, dataset: PatchDataset, output_shape: tuple[int, ...], classes: list[dict],
+def make_target(params: Params, dataset: PatchDataset, output_shape: tuple[int, ...], classes: list[dict],
                 loss: str, card: ModelCard | None = None) -> Target:
     """What to fit: the labels image (classification), label patches (segmentation) or an image."""
     name = params.string("TARGET", None)
@@ -390,6 +394,7 @@ def compile_model(model, settings: Settings, target: Target) -> None:
     optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
                   "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
                   "rmsprop": keras.optimizers.RMSprop}
+    loss: Any  # an ImageLoss, or the name of a Keras loss
     if target.kind == "image":
         from .imageloss import ImageLoss, psnr, ssim
 
@@ -414,7 +419,7 @@ def monitored(history: dict[str, list[float]]) -> str:
     return "val_loss" if "val_loss" in history else "loss"
 
 
-def make_callbacks(context, state: State, work: str, settings: Settings, steps: int, first_epoch: int):
+def make_callbacks(context: RunContext, state: State, work: str, settings: Settings, steps: int, first_epoch: int):
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -458,7 +463,7 @@ def make_callbacks(context, state: State, work: str, settings: Settings, steps: 
     return callbacks
 
 
-def signature_of(params, settings: Settings) -> str:
+def signature_of(params: Params, settings: Settings) -> str:
     """Identifies a training run: resuming is only offered for the same inputs and settings."""
     keys = ("TRAIN", "VALID", "MODEL", "ARCHITECTURE", "WIDTH", "INPUTS", "TARGET", "NORMALIZATION")
     values = {key: params.values.get(key) for key in keys}
@@ -466,7 +471,7 @@ def signature_of(params, settings: Settings) -> str:
     return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare_work_folder(work: str, signature: str, resume: bool, reporter) -> State | None:
+def prepare_work_folder(work: str, signature: str, resume: bool, reporter: Reporter) -> State | None:
     """The saved state to resume from, or None (the folder is then emptied)."""
     if os.path.isdir(work):
         state = State.load(work)
@@ -489,7 +494,7 @@ def check_output(output: str, overwrite: bool) -> str:
     return output
 
 
-def run_train_model(params, context) -> dict:
+def run_train_model(params: Params, context: RunContext) -> dict:
     """Train a model on patches streamed from disk; SavedModel, card, report, history, logs."""
     from . import checks
 
@@ -512,7 +517,7 @@ def run_train_model(params, context) -> dict:
                 dataset.close()
 
 
-def train_and_export(params, context, settings: Settings, output: str, train: PatchDataset,
+def train_and_export(params: Params, context: RunContext, settings: Settings, output: str, train: PatchDataset,
                      valid: PatchDataset | None) -> dict:
     strategy = select_device(settings.device, context.reporter)
     seed_everything(settings.seed)
@@ -557,7 +562,7 @@ def adversarial_weight(settings: Settings) -> float:
     return float((settings.loss_weights or {}).get(ADVERSARIAL, 0.0))
 
 
-def with_discriminator(model, plan: Plan, settings: Settings, reporter):
+def with_discriminator(model, plan: Plan, settings: Settings, reporter: Reporter):
     """The generator inside an LSGAN trainer when LOSS_WEIGHTS asks for an adversarial loss."""
     weight = adversarial_weight(settings)
     if not weight:
@@ -580,7 +585,7 @@ def generator_of(model):
     return getattr(model, "generator", model) if type(model).__name__ == "AdversarialTrainer" else model
 
 
-def keep_or_drop_checkpoint(work: str, state: State, reporter) -> None:
+def keep_or_drop_checkpoint(work: str, state: State, reporter: Reporter) -> None:
     """After an interrupted fit: keep the last complete epoch for RESUME, or remove an empty start."""
     if state.epoch and os.path.exists(os.path.join(work, CHECKPOINT)):
         reporter.log(f"training stopped after epoch {state.epoch}; its checkpoint is kept in {work}: run again "
@@ -599,7 +604,7 @@ class Plan:
     architecture: str
 
 
-def plan_training(params, model, card: ModelCard | None, train: PatchDataset, valid: PatchDataset | None,
+def plan_training(params: Params, model, card: ModelCard | None, train: PatchDataset, valid: PatchDataset | None,
                   settings: Settings, context_reporter) -> Plan:
     names = input_names(model)
     mapping = parse_inputs(params.string("INPUTS", None), names, train, card)
@@ -635,7 +640,7 @@ def plan_training(params, model, card: ModelCard | None, train: PatchDataset, va
                 target, classes, architecture)
 
 
-def validation_only_classes(valid: PatchDataset, target: Target, classes: list[dict], reporter) -> list[dict]:
+def validation_only_classes(valid: PatchDataset, target: Target, classes: list[dict], reporter: Reporter) -> list[dict]:
     """Classes found only in the validation set: the model cannot predict them, so their samples are
     scored as errors (honest figures) but left out of the validation loss."""
     extra = [v for v in label_values(valid, target) if v not in target.class_ids]
@@ -652,7 +657,7 @@ def validation_only_classes(valid: PatchDataset, target: Target, classes: list[d
             for c in added]
 
 
-def fit(model, plan: Plan, context, state: State, work: str, settings: Settings, first_epoch: int) -> None:
+def fit(model, plan: Plan, context: RunContext, state: State, work: str, settings: Settings, first_epoch: int) -> None:
     steps = plan.train_stream.steps
     context.reporter.log(f"training on {plan.train_stream.dataset.count} patches ({steps} batches of "
                          f"{settings.batch_size}) for epochs {first_epoch + 1}-{settings.epochs}")
@@ -665,7 +670,7 @@ def fit(model, plan: Plan, context, state: State, work: str, settings: Settings,
               verbose=0, callbacks=make_callbacks(context, state, work, settings, steps, first_epoch))
 
 
-def training_data(stream: BatchStream, folder: str, context, start_epoch: int = 0):
+def training_data(stream: BatchStream, folder: str, context: RunContext, start_epoch: int = 0):
     """Endless batches for fit: read back by TensorFlow from a record cache written in ``folder``
     (several times faster to feed than a Python generator), or straight from the patches-images
     when the disk has no room for the cache."""
@@ -695,7 +700,7 @@ def first_output(output):
     return output
 
 
-def evaluate(model, stream: BatchStream, classes: list[dict], context) -> Scores:
+def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: RunContext) -> Scores:
     """Confusion matrix of the model on every sample of ``stream`` (pixels of maps where labelled)."""
     from .metrics import Scores
 
@@ -711,7 +716,8 @@ def evaluate(model, stream: BatchStream, classes: list[dict], context) -> Scores
     return Scores.from_matrix(matrix, classes)
 
 
-def finish(params, context, model, plan: Plan, state: State, work: str, output: str, settings: Settings) -> dict:
+def finish(params: Params, context: RunContext, model, plan: Plan, state: State, work: str, output: str,
+           settings: Settings) -> dict:
     from .report import write_history_csv, write_training_report
     from .zoo import export_model
 
@@ -762,13 +768,14 @@ def finish(params, context, model, plan: Plan, state: State, work: str, output: 
     }
 
 
-def evaluate_image_target(model, plan: Plan, settings: Settings, context):
+def evaluate_image_target(model, plan: Plan, settings: Settings, context: RunContext):
     """PSNR/SSIM of the model and of bicubic upsampling on the validation (else training) patches."""
     from .srreport import data_range, evaluate_images
 
     scored = plan.valid_stream or plan.train_stream
     stream = BatchStream(scored.dataset, scored.feeds, scored.target, settings.batch_size)
     peak = data_range(scored.dataset.source(plan.target.source)["bands"])
+    assert plan.target.normalization is not None  # an image target is normalised
     quality = evaluate_images(model, stream, scored.feeds[0].normalization, plan.target.normalization, peak, context)
     context.reporter.log(f"image quality on {quality.patches} patches: PSNR {quality.psnr:.2f} dB, SSIM "
                          f"{quality.ssim:.4f} (bicubic: {quality.bicubic_psnr:.2f} dB, {quality.bicubic_ssim:.4f})")

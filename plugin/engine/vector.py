@@ -100,7 +100,8 @@ def resolve_class_field(layer: ogr.Layer, field_name: str, parameter: str) -> Cl
         for i in range(definition.GetFieldCount())
         if definition.GetFieldDefn(i).GetType() == ogr.OFTString and i != index
     ]
-    values, extra = [], {name: [] for name in text_fields}
+    values: list = []
+    extra: dict[str, list] = {name: [] for name in text_fields}
     layer.ResetReading()
     for feature in layer:
         value = feature.GetField(index)

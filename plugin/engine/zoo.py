@@ -22,6 +22,8 @@ from .errors import Cancelled, PatchFlowError
 from .manifest import load_manifest
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec, card_path
 from .ownership import check_replaceable
+from .params import Params, RunContext
+from .reporting import Reporter
 
 if TYPE_CHECKING:
     import keras
@@ -327,7 +329,7 @@ def _default_classes(count: int) -> list[dict]:
     return [{"id": c.id, "name": c.name, "color": c.color} for c in complete(list(range(count)), {})]
 
 
-def _from_dataset(params, path: str, architecture: str, reporter) -> tuple[InputSpec, list[dict]]:
+def _from_dataset(params: Params, path: str, architecture: str, reporter: Reporter) -> tuple[InputSpec, list[dict]]:
     manifest = load_manifest(path, "DATASET")
     if ARCHITECTURES[architecture].task == "segmentation" and not any(
             s.get("role") == "label" for s in manifest["sources"]):
@@ -355,7 +357,7 @@ def _check_output(path: str, overwrite: bool) -> None:
     check_replaceable(path, overwrite, "OUTPUT", "SavedModel folder")
 
 
-def _create_sr(params, context, dataset: str | None) -> dict[str, Any]:
+def _create_sr(params: Params, context: RunContext, dataset: str | None) -> dict[str, Any]:
     """The SR generator for a super-resolution dataset (its LR input, HR bands and scale)."""
     from .srmodel import build_sr_generator
 
@@ -385,7 +387,7 @@ def _create_sr(params, context, dataset: str | None) -> dict[str, Any]:
     return {"OUTPUT": output, "CARD": card_path(output), "PARAMETERS": card.parameters["n_parameters"]}
 
 
-def run_create_model(params, context) -> dict[str, Any]:
+def run_create_model(params: Params, context: RunContext) -> dict[str, Any]:
     """Build a zoo model (from a dataset manifest or from BANDS/PATCH_SIZE/N_CLASSES) and write
     it as a SavedModel directory with its card."""
     from . import checks

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from patchflow.tests import helpers
+
 
 @pytest.fixture
 def run_alg(provider):
@@ -24,42 +26,15 @@ def run_alg(provider):
 
 def write_raster(path: Path, array: np.ndarray, origin=(500000.0, 4500000.0), pixel=10.0, epsg=32631,
                  nodata=None, options=("TILED=YES", "COMPRESS=DEFLATE")) -> Path:
-    from osgeo import gdal, gdal_array, osr
-
-    bands = array[None] if array.ndim == 2 else array
-    ds = gdal.GetDriverByName("GTiff").Create(
-        str(path), bands.shape[2], bands.shape[1], bands.shape[0],
-        gdal_array.NumericTypeCodeToGDALTypeCode(bands.dtype), list(options))
-    ds.SetGeoTransform((origin[0], pixel, 0, origin[1], 0, -pixel))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds.SetProjection(srs.ExportToWkt())
-    for index, band in enumerate(bands, start=1):
-        ds.GetRasterBand(index).WriteArray(band)
-        if nodata is not None:
-            ds.GetRasterBand(index).SetNoDataValue(nodata)
-    ds = None
+    """tests/helpers.py's write_raster with this suite's defaults (10 m pixels, tiled and deflated)."""
+    helpers.write_raster(path, array, nodata, origin, pixel, epsg, options)
     return path
 
 
 def write_points(path: Path, xs, ys, epsg=32631, classes=None) -> Path:
-    from osgeo import ogr, osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    layer = ds.CreateLayer(path.stem, srs, ogr.wkbPoint)
-    layer.CreateField(ogr.FieldDefn("class", ogr.OFTInteger))
-    layer.StartTransaction()
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        feature = ogr.Feature(layer.GetLayerDefn())
-        feature.SetField("class", int(classes[i]) if classes is not None else i % 3)
-        geometry = ogr.Geometry(ogr.wkbPoint)
-        geometry.AddPoint_2D(float(x), float(y))
-        feature.SetGeometry(geometry)
-        layer.CreateFeature(feature)
-    layer.CommitTransaction()
-    ds = None
+    """tests/helpers.py's write_points with an integer field "class" (``classes``, else 0, 1, 2, 0, ...)."""
+    values = [int(classes[i]) if classes is not None else i % 3 for i in range(len(xs))]
+    helpers.write_points(path, xs, ys, {"class": values}, epsg)
     return path
 
 
