@@ -24,7 +24,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
 from ..plugin.provider import ICON
-from ..plugin.styles import LoadSidecarStyle, style_class_points
+from ..plugin.styles import LoadSidecarStyle
 
 GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
           "classification": "Classification"}
@@ -195,13 +195,9 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         definition = self.parameterDefinition(name) if name else None
         return f"{definition.description()} ({name})" if definition is not None else str(name)
 
-    def style_points(self, path: str | None, classes: list[dict], context: QgsProcessingContext) -> None:
-        """QML sidecar next to a class point output, applied too when the output is loaded."""
-        if not path or not classes:
-            return
-        qml = style_class_points(path, classes)
-        if qml:
-            self._load_with_style(path, qml, context)
+    def style_points(self, path: str | None, qml: str | None, context: QgsProcessingContext) -> None:
+        """Apply a class point output's QML sidecar (the engine wrote it) when Processing loads the output."""
+        self.style_raster(path, qml, context)
 
     def style_raster(self, path: str | None, qml: str | None, context: QgsProcessingContext) -> None:
         """Apply a raster output's QML sidecar (the engine wrote it) when Processing loads the output."""
@@ -262,5 +258,5 @@ class SamplingAlgorithm(PatchFlowAlgorithm):
 
     def run_sampling(self, job: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
         result = self.run_engine(job, [job["OUTPUT"]], feedback)
-        self.style_points(result["OUTPUT"], result.get("CLASSES", []), context)
+        self.style_points(result["OUTPUT"], result.get("STYLE"), context)
         return {"OUTPUT": result["OUTPUT"], "COUNT": result["COUNT"]}

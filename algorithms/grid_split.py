@@ -92,5 +92,5 @@ class GridSplit(PatchFlowAlgorithm):
             job[name] = self.parameterAsOutputLayer(parameters, name, context) or None
         result = self.run_engine(job, [job[n] for n in outputs if job[n]], feedback)
         for name in outputs:
-            self.style_points(result.get(name), result.get("CLASSES", []), context)
-        return {key: value for key, value in result.items() if key != "CLASSES"}
+            self.style_points(result.get(name), result.get(name.replace("OUTPUT", "STYLE")), context)
+        return {key: value for key, value in result.items() if key != "CLASSES" and not key.startswith("STYLE")}

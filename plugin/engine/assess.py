@@ -20,9 +20,8 @@ from .metrics import PairCounter, Scores, plot_confusion
 from .params import Params, RunContext
 from .raster import Grid, Window, block_windows, crs_label, nodata_mask, open_raster
 from .reporting import Reporter
+from .tables import check_table_format, write_table
 from .vector import ClassField
-
-TABLE_DRIVERS = {".gpkg": "GPKG", ".csv": "CSV", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 
 
 class MapBand:
@@ -267,32 +266,10 @@ def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map:
 # ---- outputs --------------------------------------------------------------------------------
 
 
-def write_table(path: str, rows: list[dict], parameter: str) -> None:
-    """The score table as a layer without geometry, typed fields (QGIS loads it as a table)."""
-    extension = os.path.splitext(path)[1].lower()
-    driver_name = TABLE_DRIVERS.get(extension)
-    if driver_name is None:
-        raise PatchFlowError(f"unsupported table format '{extension}'. Use one of: {', '.join(sorted(TABLE_DRIVERS))}.",
-                             parameter)
-    ds = ogr.GetDriverByName(driver_name).CreateDataSource(path)
-    options = ["CREATE_CSVT=YES"] if driver_name == "CSV" else []
-    layer = ds.CreateLayer(os.path.splitext(os.path.basename(path))[0], None, ogr.wkbNone, options)
-    columns = list(rows[0])
-    for column in columns:
-        kind = ogr.OFTString if column in ("name", "color") else (
-            ogr.OFTReal if column in ("precision", "recall", "f1", "value") else ogr.OFTInteger64)
-        layer.CreateField(ogr.FieldDefn(column, kind))
-    definition = layer.GetLayerDefn()
-    layer.StartTransaction()
-    for row in rows:
-        feature = ogr.Feature(definition)
-        for column, value in row.items():
-            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
-                feature.SetField(column, value)  # an undefined score is left empty (GeoJSON has no NaN)
-        layer.CreateFeature(feature)
-    layer.CommitTransaction()
-    layer = None
-    ds = None
+def table_columns(rows: list[dict]) -> dict[str, int]:
+    """The score table's field types: names and colours as text, scores as reals, counts as integers."""
+    return {column: ogr.OFTString if column in ("name", "color") else (
+        ogr.OFTReal if column in ("precision", "recall", "f1", "value") else ogr.OFTInteger64) for column in rows[0]}
 
 
 def html_report(scores: Scores, facts: dict, png_path: str) -> str:
@@ -343,9 +320,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     known_map = classes_from_raster(map_path, band_index)
     outputs = {name: _staged(params, context, name) for name in ("OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")}
     table_final = outputs["OUTPUT_TABLE"][0]
-    if table_final and os.path.splitext(table_final)[1].lower() not in TABLE_DRIVERS:
-        raise PatchFlowError(f"unsupported table format '{os.path.splitext(table_final)[1]}'. Use one of: "
-                             f"{', '.join(sorted(TABLE_DRIVERS))}.", "OUTPUT_TABLE")
+    check_table_format(table_final, "OUTPUT_TABLE")
     reporter = context.reporter.span(0, 90)
     if vector_uri:
         tally, known_ref, ref_extent, described = vector_tally(
@@ -413,7 +388,8 @@ def _write_outputs(scores: Scores, facts: dict, outputs: dict, context: RunConte
     if csv_path:
         scores.write_csv(csv_path)
     if table_path:
-        write_table(table_path, scores.table_rows(), "OUTPUT_TABLE")
+        rows = scores.table_rows()
+        write_table(table_path, rows, table_columns(rows), "OUTPUT_TABLE")
     if html_path:
         from . import htmlreport
 

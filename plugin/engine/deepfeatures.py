@@ -31,10 +31,11 @@ from osgeo import gdal
 from ..protocol import strict_dump
 from .classes import ClassLike
 from .errors import Cancelled, PatchFlowError
+from .geotiff import class_map_encoding, create_geotiff, creation_options
 from .modelcard import Normalization, load_card
 from .params import Params, RunContext
 from .patches import PatchesImage
-from .raster import RasterStack, block_windows, numpy_to_gdal_type, open_raster
+from .raster import RasterStack, block_windows, open_raster
 from .rasterstyle import set_class_table, sidecar_path, write_class_qml
 from .reporting import Reporter
 
@@ -50,7 +51,7 @@ CHUNK_PIXELS = 4096  # output pixels whose patches are built and run through the
 PIXEL_CHUNK = 1 << 16  # output pixels classified at once, per-pixel classifier
 PIXEL_BLOCK = 1 << 20  # output pixels per block, per-pixel classifier
 DEEP_BLOCK = 256 * 256  # output pixels per block, deep features
-GTIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
+GTIFF_OPTIONS = creation_options(tiled=True, deflate=True)
 CONFIDENCE_NODATA = -1.0
 EXTENSION = ".skops"
 LEGACY_EXTENSIONS = (".joblib", ".pkl", ".pickle")
@@ -180,7 +181,10 @@ def reload_extractor(description: dict, parameter: str = "CLASSIFIER", trusted: 
 
 
 @dataclass
-class Dataset:
+class LabelledPatches:
+    """One source of a dataset (manifest) and the class of each of its patches: what a classifier
+    (``train_classifier``) is fitted on. Not ``datasets.PatchDataset``, which streams batches to Keras."""
+
     path: str
     parameter: str
     manifest: dict
@@ -201,7 +205,7 @@ class Dataset:
         return {int(c["id"]) for c in self.classes}
 
 
-def load_dataset(path: str, parameter: str, source_name: str = "source1") -> Dataset:
+def load_dataset(path: str, parameter: str, source_name: str = "source1") -> LabelledPatches:
     """A manifest with a labels image (one class per patch) and the named image source."""
     from .manifest import load_manifest, refuse_nonfinite
 
@@ -228,10 +232,10 @@ def load_dataset(path: str, parameter: str, source_name: str = "source1") -> Dat
     for position, value in enumerate(sorted(set(values.tolist()) - known)):
         classes.append({"id": value, "name": f"class {value}", "color": default_color(len(known) + position)})
     classes.sort(key=lambda c: c["id"])
-    return Dataset(path, parameter, manifest, sources[source_name], values, classes)
+    return LabelledPatches(path, parameter, manifest, sources[source_name], values, classes)
 
 
-def check_compatible(dataset: Dataset, extractor: FeatureExtractor) -> None:
+def check_compatible(dataset: LabelledPatches, extractor: FeatureExtractor) -> None:
     parameter = "MODEL" if extractor.kind == DEEP and dataset.parameter == "DATASET" else dataset.parameter
     if dataset.bands != extractor.bands:
         raise PatchFlowError(f"the model takes {extractor.bands} bands but {dataset.path} has {dataset.bands}. "
@@ -242,7 +246,7 @@ def check_compatible(dataset: Dataset, extractor: FeatureExtractor) -> None:
                              "more.", parameter)
 
 
-def check_validation(train: Dataset, valid: Dataset) -> None:
+def check_validation(train: LabelledPatches, valid: LabelledPatches) -> None:
     if valid.bands != train.bands:
         raise PatchFlowError(f"{valid.path} has {valid.bands} bands but the training dataset has {train.bands}. "
                              "Extract both from the same rasters.", "VALID")
@@ -262,7 +266,7 @@ def _default_name(info: dict) -> bool:
     return info["name"] == f"class {info['id']}"
 
 
-def dataset_features(dataset: Dataset, extractor: FeatureExtractor, reporter: Reporter,
+def dataset_features(dataset: LabelledPatches, extractor: FeatureExtractor, reporter: Reporter,
                      cancelled: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Features (n, F) of every patch of the dataset, read in chunks of about CHUNK_BYTES."""
     image = PatchesImage(dataset.source["patches"], dataset.patch_size, dataset.parameter)
@@ -497,25 +501,11 @@ def load_classifier(path: str, parameter: str = "CLASSIFIER", trusted: bool = Fa
     return classifier, description
 
 
-def class_map_encoding(class_ids: list[int]) -> tuple[np.dtype, int]:
-    """The smallest data type holding the class ids and a nodata value that is none of them."""
-    ids = set(class_ids)
-    nodata = next(v for v in (0, 255, 65535, -1) if v not in ids) if ids else 0
-    if -1 in ids and nodata == -1:
-        nodata = min(ids) - 1
-    values = ids | {nodata}
-    for dtype in (np.uint8, np.uint16, np.int16, np.int32):
-        if np.iinfo(dtype).min <= min(values) and max(values) <= np.iinfo(dtype).max:
-            return np.dtype(dtype), nodata
-    return np.dtype(np.int64), nodata
-
-
-def _create(path: str, stack: RasterStack, dtype: np.dtype, nodata: float, description: str) -> gdal.Dataset:
+def _create(path: str, stack: RasterStack, dtype: np.dtype, nodata: float, description: str,
+            parameter: str) -> gdal.Dataset:
     grid = stack.grid
-    ds = gdal.GetDriverByName("GTiff").Create(path, grid.width, grid.height, 1, numpy_to_gdal_type(dtype),
-                                              GTIFF_OPTIONS)
-    ds.SetGeoTransform(grid.geotransform)
-    ds.SetProjection(grid.crs_wkt)
+    ds = create_geotiff(path, grid.width, grid.height, 1, dtype, GTIFF_OPTIONS, parameter, grid.geotransform,
+                        grid.crs_wkt)
     band = ds.GetRasterBand(1)
     band.SetNoDataValue(nodata)
     band.SetDescription(description)
@@ -596,8 +586,9 @@ def run_classify(params: Params, context: RunContext) -> dict:
     staged = context.staging.stage(output, "OUTPUT")
     staged_qml = context.staging.stage(sidecar_path(output), "OUTPUT")
     staged_confidence = context.staging.stage(confidence_path, "OUTPUT_CONFIDENCE") if confidence_path else None
-    class_ds = _create(staged, stack, dtype, nodata, "class")
-    confidence_ds = (_create(staged_confidence, stack, np.dtype(np.float32), CONFIDENCE_NODATA, "confidence")
+    class_ds = _create(staged, stack, dtype, nodata, "class", "OUTPUT")
+    confidence_ds = (_create(staged_confidence, stack, np.dtype(np.float32), CONFIDENCE_NODATA, "confidence",
+                             "OUTPUT_CONFIDENCE")
                      if staged_confidence else None)
     block = stack.datasets[0].GetRasterBand(1).GetBlockSize()
     windows = list(block_windows(stack.grid.width, stack.grid.height, block,

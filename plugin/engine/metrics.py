@@ -10,12 +10,12 @@ producer's accuracy.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import tables
 from .classes import ClassInfo, ClassLike, default_color
 
 SUMMARY_LABELS = {
@@ -296,11 +296,7 @@ class Scores:
 
     def write_csv(self, path: str) -> None:
         rows = self.table_rows()
-        with open(path, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["name", "value"])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        tables.write_csv(path, rows, list(rows[0]) if rows else ["name", "value"], lambda value: f"{value:.6f}")
 
     def html_table(self) -> str:
         """OA / kappa / averages, then the per-class table (HTML fragment, no page around it)."""
@@ -329,14 +325,6 @@ class Scores:
         rows.append({"reference \\ predicted": "total", **dict(zip(labels, self.predicted_counts.tolist())),
                      "total": self.total})
         return htmlreport.table(rows)
-
-
-def _csv_value(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return value
 
 
 def plot_confusion(scores: Scores, png_path: str, normalize: bool = True) -> None:

@@ -23,7 +23,6 @@ from .errors import PatchFlowError
 FORMAT = "patchflow-model"
 VERSION = 1
 CARD_NAME = "patchflow_card.json"
-TASKS = ("classification", "segmentation", "image")
 OUTPUT_KINDS = ("class", "probabilities", "features", "image")
 
 

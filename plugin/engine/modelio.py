@@ -256,3 +256,18 @@ class InferenceModel:
             for name, value in self._runner(batch, wanted).items():
                 parts[name].append(value)
         return {name: np.concatenate(values, axis=0) for name, values in parts.items()}
+
+
+def save_serving_model(path: str, serve: Callable, signature: dict, tracked: keras.Model, model: keras.Model,
+                       card: ModelCard) -> None:
+    """PatchFlow's SavedModel directory at ``path``: ``serve`` (inputs named as in ``signature``, a dict
+    of ``tf.TensorSpec``) as its serving signature, over the variables of ``tracked``; beside it the
+    training model (``model.keras``, for fine-tuning) and the card."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.model = tracked
+    module.serve = tf.function(serve, input_signature=[signature])
+    tf.saved_model.save(module, path, signatures={SIGNATURE: module.serve.get_concrete_function()})
+    model.save(os.path.join(path, TRAINING_MODEL))
+    card.save(path)

@@ -29,7 +29,7 @@ OPERATIONS: dict[str, Operation] = {
         "Sample points in labelled polygons or points (PolygonClassStatistics + SampleSelection)."),
     "grid_split": _lazy("split", "run_grid_split",
         "OTBTF PatchesSelection: spatially disjoint train/valid/test sets on a block grid."),
-    "extract_patches": _lazy("manifest", "run_extract_patches",
+    "extract_patches": _lazy("extraction", "run_extract_patches",
         "OTBTF PatchesExtraction: patches-images, labels image and a dataset manifest."),
     "describe_patches": _lazy("manifest", "run_describe_patches",
         "Write a manifest for OTBTF patches-images made elsewhere."),

@@ -16,13 +16,13 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import Cancelled, PatchFlowError
+from .geotiff import create_geotiff, creation_options
 from .raster import Grid, RasterStack, crs_label, nodata_mask, numpy_to_gdal_type
 from .reporting import Reporter
 
 CHUNK = 512  # pixels of source 1 per chunk side
 WRITE_BATCH_BYTES = 32 << 20
 MAX_CACHE_BYTES = 512 << 20  # the most GDAL block cache extraction asks for (unless GDAL_CACHEMAX says)
-GTIFF_OPTIONS = ["BIGTIFF=IF_SAFER"]
 
 
 @dataclass
@@ -166,9 +166,8 @@ class PatchesImageWriter:
 
     def __init__(self, path: str, capacity: int, bands: int, patch_size: int, dtype: np.dtype) -> None:
         self.path, self.bands, self.patch_size, self.dtype = path, bands, patch_size, np.dtype(dtype)
-        options = GTIFF_OPTIONS + [f"BLOCKYSIZE={patch_size}"]
-        self.ds = gdal.GetDriverByName("GTiff").Create(
-            path, patch_size, max(1, capacity) * patch_size, bands, numpy_to_gdal_type(self.dtype), options)
+        self.ds = create_geotiff(path, patch_size, max(1, capacity) * patch_size, bands, self.dtype,
+                                 creation_options(strip_rows=patch_size))
         self.written = 0
         self.pending: list[np.ndarray] = []
         self.pending_bytes = 0
@@ -208,7 +207,7 @@ class PatchesImageWriter:
             full = self.path + ".full.tif"
             os.replace(self.path, full)
             gdal.Translate(self.path, full, srcWin=[0, 0, self.patch_size, self.written * self.patch_size],
-                           creationOptions=GTIFF_OPTIONS + [f"BLOCKYSIZE={self.patch_size}"])
+                           creationOptions=creation_options(strip_rows=self.patch_size))
             os.remove(full)
 
 
@@ -366,8 +365,7 @@ def labels_dtype(class_ids: np.ndarray) -> np.dtype:
 def write_labels_image(path: str, class_ids: np.ndarray) -> None:
     """OTBTF's labels image: one 1x1 patch per sample, stacked in rows (width 1, height n)."""
     dtype = labels_dtype(class_ids)
-    ds = gdal.GetDriverByName("GTiff").Create(path, 1, max(1, len(class_ids)), 1, numpy_to_gdal_type(dtype),
-                                              GTIFF_OPTIONS)
+    ds = create_geotiff(path, 1, max(1, len(class_ids)), 1, dtype, creation_options())
     if len(class_ids):
         ds.GetRasterBand(1).WriteArray(class_ids.astype(dtype).reshape(-1, 1))
     ds.GetRasterBand(1).SetDescription("class")

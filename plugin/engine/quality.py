@@ -32,7 +32,6 @@ takes a second one.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -46,12 +45,12 @@ from .params import Params, RunContext
 from .raster import Grid, RasterStack, Window, crs_label
 from .raster import parse_extent as raster_extent
 from .reporting import Reporter
+from .tables import check_table_format, write_csv, write_table
 
 STRIP_PIXELS = 1 << 20  # pixels of one band read per strip (the tests make it small)
 WIN_SIZE = 7  # SSIM window, scikit-image's default
 PAD = (WIN_SIZE - 1) // 2
 K1, K2 = 0.01, 0.03
-TABLE_DRIVERS = {".gpkg": "GPKG", ".csv": "CSV", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64, gdal.GDT_CFloat32, gdal.GDT_CFloat64)
 RESAMPLING_NAMES = {"near": "no", "bilinear": "bilinear", "cubic": "bicubic (cubic convolution)"}
 
@@ -372,45 +371,6 @@ def table_rows(all_scores: list[Scores], band_names: list[str], ranges: np.ndarr
     return rows
 
 
-def _csv_value(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)  # full precision; inf as "inf"
-    return value
-
-
-def write_csv(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
-
-
-def write_table(path: str, rows: list[dict]) -> None:
-    """The scores as a layer without geometry (QGIS loads it as a table). GeoJSON has no infinity: an
-    infinite PSNR is left empty there."""
-    driver_name = TABLE_DRIVERS[os.path.splitext(path)[1].lower()]
-    ds = ogr.GetDriverByName(driver_name).CreateDataSource(path)
-    options = ["CREATE_CSVT=YES"] if driver_name == "CSV" else []
-    layer = ds.CreateLayer(os.path.splitext(os.path.basename(path))[0], None, ogr.wkbNone, options)
-    for column, kind in COLUMNS.items():
-        layer.CreateField(ogr.FieldDefn(column, kind))
-    definition = layer.GetLayerDefn()
-    layer.StartTransaction()
-    for row in rows:
-        feature = ogr.Feature(definition)
-        for column, value in row.items():
-            if value is None or driver_name == "GeoJSON" and isinstance(value, float) and not math.isfinite(value):
-                continue
-            feature.SetField(column, value)
-        layer.CreateFeature(feature)
-    layer.CommitTransaction()
-    layer = None
-    ds = None
-
-
 READING = (
     "All images are compared on the reference's grid and on the same pixels: those that are valid (finite, "
     "not nodata in any band) in the reference, the image and the baseline. R is the data range: DATA_RANGE, "
@@ -489,9 +449,7 @@ def _given_range(params: Params) -> float | None:
 def _stage_outputs(params: Params, context: RunContext) -> dict[str, tuple[str | None, str | None]]:
     """{parameter: (final path, staged path)}, both None when the output is not asked for."""
     table_final = params.string("OUTPUT_TABLE", None)
-    if table_final and os.path.splitext(table_final)[1].lower() not in TABLE_DRIVERS:
-        raise PatchFlowError(f"unsupported table format '{os.path.splitext(table_final)[1]}'. Use one of: "
-                             f"{', '.join(sorted(TABLE_DRIVERS))}.", "OUTPUT_TABLE")
+    check_table_format(table_final, "OUTPUT_TABLE")
     outputs = {}
     for name in ("OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE"):
         final = params.string(name, None)
@@ -627,9 +585,9 @@ def _write_outputs(outputs: dict, rows: list[dict], facts: dict, context: RunCon
     _, html_path = outputs["OUTPUT_HTML"]
     _, table_path = outputs["OUTPUT_TABLE"]
     if csv_path:
-        write_csv(csv_path, rows)
+        write_csv(csv_path, rows, list(COLUMNS))  # floats in full precision; inf as "inf"
     if table_path:
-        write_table(table_path, rows)
+        write_table(table_path, rows, COLUMNS, "OUTPUT_TABLE", keep_infinite=True)  # GeoJSON: left empty
     if html_path:
         from . import htmlreport
 

@@ -174,10 +174,6 @@ def block_windows(width: int, height: int, block: tuple[int, int], target_pixels
             yield xoff, yoff, min(bx, width - xoff), min(by, height - yoff)
 
 
-def band_nodata(band: gdal.Band, override: float | None) -> float | None:
-    return override if override is not None else band.GetNoDataValue()
-
-
 def nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
     """Where ``values`` hold no data: the ``nodata`` value, and, for floating-point values, every
     non-finite one (NaN, +-infinity) whatever the declared nodata (none, NaN or a number)."""

@@ -16,11 +16,12 @@ QGIS_VERSION = "3.22.0"
 MAX_TABLE_ENTRIES = 65536  # GDAL colour tables are for Byte and UInt16 bands
 
 
-def sidecar_path(raster_path: str) -> str:
-    return os.path.splitext(raster_path)[0] + ".qml"
+def sidecar_path(path: str) -> str:
+    """The QML next to an output: ``<stem>.qml`` (a ``|layername=...`` suffix of a layer URI dropped)."""
+    return os.path.splitext(path.split("|")[0])[0] + ".qml"
 
 
-def _rgb(color: str) -> tuple[int, int, int]:
+def rgb(color: str) -> tuple[int, int, int]:
     text = color.lstrip("#")
     if len(text) < 6:
         return (128, 128, 128)
@@ -40,7 +41,7 @@ def set_class_table(band: gdal.Band, classes: Sequence[ClassLike]) -> bool:
     for value in range(max(ids) + 1):
         table.SetColorEntry(value, (0, 0, 0, 0))
     for info in infos:
-        table.SetColorEntry(info.id, (*_rgb(info.color), 255))
+        table.SetColorEntry(info.id, (*rgb(info.color), 255))
         names[info.id] = info.name or f"class {info.id}"
     band.SetRasterColorTable(table)
     band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
@@ -57,7 +58,7 @@ def class_qml(classes: Sequence[ClassLike], band: int = 1) -> str:
     ET.SubElement(renderer, "rasterTransparency")
     palette = ET.SubElement(renderer, "colorPalette")
     for info in map(ClassInfo.of, classes):
-        red, green, blue = _rgb(info.color)
+        red, green, blue = rgb(info.color)
         ET.SubElement(palette, "paletteEntry", value=str(info.id),
                       color=f"#{red:02x}{green:02x}{blue:02x}", alpha="255",
                       label=info.name or f"class {info.id}")
@@ -66,13 +67,22 @@ def class_qml(classes: Sequence[ClassLike], band: int = 1) -> str:
                   colorizeRed="255", colorizeGreen="128", colorizeBlue="128", colorizeStrength="100")
     ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
     ET.SubElement(root, "blendMode").text = "0"
+    return qml_text(root)
+
+
+def qml_text(root: ET.Element) -> str:
+    """A QML document's text (indented, with QGIS's doctype)."""
     ET.indent(root)
     return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode")
 
 
+def write_qml(path: str, text: str) -> str:
+    """Write a QML sidecar at ``path``; returns it."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    return path
+
+
 def write_class_qml(path: str, classes: Sequence[ClassLike]) -> str:
     """Write the paletted QML at ``path``; returns it."""
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(class_qml(classes))
-        handle.write("\n")
-    return path
+    return write_qml(path, class_qml(classes))

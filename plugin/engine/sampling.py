@@ -16,6 +16,7 @@ from osgeo import gdal, ogr
 
 from .errors import Cancelled, PatchFlowError
 from .params import Params, RunContext
+from .pointstyle import write_point_style
 from .raster import Grid, RasterStack, Window, block_windows, nodata_mask
 from .reporting import Reporter
 
@@ -322,12 +323,10 @@ def _select_and_write(source: LabelSource, params: Params, context: RunContext, 
                     f"class {class_id} ({classes[class_id].name}) has only {count} pixels: all are taken.")
     kept = _report_selection(context.reporter, counts, targets, samples, classes)
     _write_samples(output, source.grid, samples, classes, "OUTPUT")
+    class_list = [dict(info.as_dict(), count=kept.get(info.id, 0)) for info in classes.values()]
+    style = write_point_style(context.staging, params.string("OUTPUT"), class_list, "OUTPUT")
     context.reporter.progress(100)
-    return {
-        "OUTPUT": params.string("OUTPUT"),
-        "COUNT": len(samples),
-        "CLASSES": [dict(info.as_dict(), count=kept.get(info.id, 0)) for info in classes.values()],
-    }
+    return {"OUTPUT": params.string("OUTPUT"), "COUNT": len(samples), "STYLE": style, "CLASSES": class_list}
 
 
 def run_sample_label_raster(params: Params, context: RunContext) -> dict:

@@ -33,16 +33,16 @@ from osgeo import gdal
 
 from .classes import complete
 from .errors import Cancelled, PatchFlowError
+from .geotiff import class_map_encoding, create_geotiff, creation_options
 from .modelcard import ModelCard, Normalization
 from .modelio import InferenceModel, model_kind
 from .params import Params, RunContext
-from .raster import RasterStack, numpy_to_gdal_type, parse_extent
-from .rasterstyle import class_qml, set_class_table, sidecar_path
+from .raster import RasterStack, parse_extent
+from .rasterstyle import class_qml, set_class_table, sidecar_path, write_qml
 from .reporting import Reporter
 from .servingstyle import image_qml, probability_qml
 
-GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
-                 "NUM_THREADS=2"]
+GTIFF_OPTIONS = creation_options(tiled=True, block=256, deflate=True, threads=2)
 MODES = ("auto", "fully_convolutional", "patch")
 DEFAULT_TILE = 512  # input (or output, when finer) pixels along a tile's side by default (fully convolutional)
 PROBE_CORE, PROBE_MARGIN = 128, 96  # input pixels: the block whose edges are probed, the context added around
@@ -75,7 +75,7 @@ class Source:
 
 
 @dataclass
-class Plan:
+class ServingPlan:
     model: InferenceModel
     sources: list[Source]
     outputs: list[str]
@@ -299,7 +299,7 @@ def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[i
     return c0, r0, c1 - c0, r1 - r0
 
 
-def make_plan(params: Params, context: RunContext) -> Plan:
+def make_plan(params: Params, context: RunContext) -> ServingPlan:
     model = load_model(params, context.reporter)
     sources = bind_sources(params, model)
     outputs = choose_outputs(params, model)
@@ -338,7 +338,7 @@ def make_plan(params: Params, context: RunContext) -> Plan:
     window = processing_window(params, sources[0].stack, align)
     batch = params.integer("BATCH_SIZE", 0, minimum=0) or default_batch(mode)
     stitch = mode == "patch" and convolutional and geometry.unit % stride == 0
-    return Plan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window)
+    return ServingPlan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window)
 
 
 def default_batch(mode: str) -> int:
@@ -370,7 +370,7 @@ class Tile:
     invalid: np.ndarray  # (out_h, out_w) output pixels whose input pixel is nodata
 
 
-def output_size(plan: Plan) -> tuple[int, int]:
+def output_size(plan: ServingPlan) -> tuple[int, int]:
     _, _, width, height = plan.window
     if plan.mode == "patch":
         return math.ceil(width / plan.stride), math.ceil(height / plan.stride)
@@ -378,7 +378,7 @@ def output_size(plan: Plan) -> tuple[int, int]:
     return max(1, int(round(width * f))), max(1, int(round(height * f)))
 
 
-def fcn_tiles(plan: Plan) -> Iterator[tuple[int, int, int, int]]:
+def fcn_tiles(plan: ServingPlan) -> Iterator[tuple[int, int, int, int]]:
     """(input x, input y, output x, output y) of each tile's top-left, row by row."""
     g, (x0, y0, width, height) = plan.geometry, plan.window
     step = plan.tile_units * g.unit
@@ -391,7 +391,7 @@ def invalid_on_output(missing: np.ndarray, rows: np.ndarray, cols: np.ndarray) -
     return missing[np.clip(rows, 0, missing.shape[0] - 1)[:, None], np.clip(cols, 0, missing.shape[1] - 1)[None, :]]
 
 
-def read_fcn_tile(plan: Plan, x: int, y: int, ox: int, oy: int, out_w: int, out_h: int) -> Tile:
+def read_fcn_tile(plan: ServingPlan, x: int, y: int, ox: int, oy: int, out_w: int, out_h: int) -> Tile:
     g = plan.geometry
     before = g.offset + plan.margin_units * g.unit
     size = g.receptive + (plan.tile_units - 1 + 2 * plan.margin_units) * g.unit
@@ -411,7 +411,7 @@ def read_fcn_tile(plan: Plan, x: int, y: int, ox: int, oy: int, out_w: int, out_
     return Tile(ox, oy, width, height, None if invalid.all() else inputs, invalid)
 
 
-def patch_rows(plan: Plan, out_h: int) -> Iterator[tuple[int, int]]:
+def patch_rows(plan: ServingPlan, out_h: int) -> Iterator[tuple[int, int]]:
     """Strips of output rows read together (about 4 Mpixel of input a strip)."""
     out_w = output_size(plan)[0]
     rows = max(1, (1 << 22) // max(1, out_w * plan.stride * plan.stride))
@@ -419,7 +419,7 @@ def patch_rows(plan: Plan, out_h: int) -> Iterator[tuple[int, int]]:
         yield start, min(rows, out_h - start)
 
 
-def read_patch_strip(plan: Plan, oy: int, rows: int) -> Tile:
+def read_patch_strip(plan: ServingPlan, oy: int, rows: int) -> Tile:
     """A strip of output rows: per source, the normalised input pixels under every patch centred on
     every ``stride``-th pixel ((rows - 1) stride + r high); output row i's patches start at row i stride."""
     g, (x0, y0, width, _) = plan.geometry, plan.window
@@ -453,7 +453,7 @@ def read_padded_rect(stack: RasterStack, x: int, y: int, width: int, height: int
     return values.transpose(1, 2, 0), missing
 
 
-def tiles(plan: Plan) -> Iterator[Tile]:
+def tiles(plan: ServingPlan) -> Iterator[Tile]:
     out_w, out_h = output_size(plan)
     if plan.mode == "patch":
         for oy, rows in patch_rows(plan, out_h):
@@ -466,7 +466,7 @@ def tiles(plan: Plan) -> Iterator[Tile]:
 # ---- inference ------------------------------------------------------------------------------------
 
 
-def infer(plan: Plan, tile: Tile) -> np.ndarray:
+def infer(plan: ServingPlan, tile: Tile) -> np.ndarray:
     """(out_h, out_w, channels) of the chosen outputs, stacked."""
     if plan.mode == "patch":
         return infer_stitched(plan, tile) if plan.stitch else infer_patches(plan, tile)
@@ -481,7 +481,7 @@ def stacked_outputs(values: dict[str, np.ndarray], names: list[str]) -> np.ndarr
     return np.concatenate([values[name][0] for name in names], axis=-1)
 
 
-def infer_stitched(plan: Plan, tile: Tile) -> np.ndarray:
+def infer_stitched(plan: ServingPlan, tile: Tile) -> np.ndarray:
     """Patch-based outputs of a fully convolutional model, computed as whole blocks: the strip is run
     once per phase (its first patch shifted by 0, s, 2s, ... < unit pixels along each axis) and the
     phases interleaved ("shift and stitch"): the convolutions of overlapping patches are shared."""
@@ -501,7 +501,7 @@ def infer_stitched(plan: Plan, tile: Tile) -> np.ndarray:
     return result
 
 
-def infer_patches(plan: Plan, tile: Tile) -> np.ndarray:
+def infer_patches(plan: ServingPlan, tile: Tile) -> np.ndarray:
     """Patch-based outputs, one receptive field per output pixel, ``plan.batch`` patches a call."""
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -532,7 +532,7 @@ class OutputFormat:
     names: list[str]
 
 
-def output_format(params: Params, plan: Plan, channels: int, class_count: int | None = None) -> OutputFormat:
+def output_format(params: Params, plan: ServingPlan, channels: int, class_count: int | None = None) -> OutputFormat:
     card = plan.model.card
     kinds = set()
     for name in plan.outputs:
@@ -544,9 +544,10 @@ def output_format(params: Params, plan: Plan, channels: int, class_count: int | 
     kind = kinds.pop() if len(kinds) == 1 else "image"
     wanted = params.choice("OUTPUT_TYPE", ("auto", "uint8", "uint16", "int16", "int32", "float32"), "auto")
     nodata = params.nodata("NODATA")
+    default_nodata: float
     if kind == "class":
         ids = card.class_ids if card and card.classes else list(range(class_count or 256))
-        dtype, default_nodata = class_encoding(ids)
+        dtype, default_nodata = class_map_encoding(ids)
     else:
         dtype, default_nodata = np.dtype(np.float32), -9999.0
     if wanted != "auto":
@@ -562,28 +563,15 @@ def output_format(params: Params, plan: Plan, channels: int, class_count: int | 
     return OutputFormat(kind, dtype, float(nodata), channels, names)
 
 
-def class_encoding(ids: list[int]) -> tuple[np.dtype, float]:
-    values = set(ids)
-    nodata = next(v for v in (0, 255, 65535) if v not in values)
-    for dtype in (np.uint8, np.uint16, np.int32):
-        if np.iinfo(dtype).min <= min(values | {nodata}) and max(values | {nodata}) <= np.iinfo(dtype).max:
-            return np.dtype(dtype), nodata
-    return np.dtype(np.int32), nodata
-
-
-def create_output(path: str, plan: Plan, fmt: OutputFormat) -> gdal.Dataset:
+def create_output(path: str, plan: ServingPlan, fmt: OutputFormat) -> gdal.Dataset:
     grid, (x0, y0, _, _) = plan.sources[0].stack.grid, plan.window
     out_w, out_h = output_size(plan)
     if plan.mode == "patch":
         dx, dy = grid.dx * plan.stride, grid.dy * plan.stride
     else:
         dx, dy = grid.dx / plan.geometry.factor, grid.dy / plan.geometry.factor
-    ds = gdal.GetDriverByName("GTiff").Create(path, out_w, out_h, fmt.channels, numpy_to_gdal_type(fmt.dtype),
-                                              GTIFF_OPTIONS)
-    if ds is None:
-        raise PatchFlowError(f"cannot create {path}: {gdal.GetLastErrorMsg()}", "OUTPUT")
-    ds.SetGeoTransform((grid.x0 + x0 * grid.dx, dx, 0.0, grid.y0 + y0 * grid.dy, 0.0, dy))
-    ds.SetProjection(grid.crs_wkt)
+    ds = create_geotiff(path, out_w, out_h, fmt.channels, fmt.dtype, GTIFF_OPTIONS, "OUTPUT",
+                        (grid.x0 + x0 * grid.dx, dx, 0.0, grid.y0 + y0 * grid.dy, 0.0, dy), grid.crs_wkt)
     for index in range(fmt.channels):
         band = ds.GetRasterBand(index + 1)
         band.SetNoDataValue(fmt.nodata)
@@ -715,7 +703,7 @@ class Writer:
             raise self.error
 
 
-def batches(plan: Plan, stream: Iterator[Tile]) -> Iterator[list[Tile]]:
+def batches(plan: ServingPlan, stream: Iterator[Tile]) -> Iterator[list[Tile]]:
     """Tiles grouped for one model call: up to BATCH_SIZE blocks (fully convolutional; blocks all
     have one size), one strip (patch-based); a tile with nothing valid alone."""
     size = plan.batch if plan.mode == "fully_convolutional" else 1
@@ -732,7 +720,7 @@ def batches(plan: Plan, stream: Iterator[Tile]) -> Iterator[list[Tile]]:
         yield pending
 
 
-def infer_group(plan: Plan, group: list[Tile]) -> list[np.ndarray]:
+def infer_group(plan: ServingPlan, group: list[Tile]) -> list[np.ndarray]:
     if len(group) == 1:
         return [infer(plan, group[0])]
     inputs = [tile.inputs for tile in group if tile.inputs is not None]  # a group of 2 or more: all have inputs
@@ -747,7 +735,7 @@ def infer_group(plan: Plan, group: list[Tile]) -> list[np.ndarray]:
     return results
 
 
-def serve(plan: Plan, ds: gdal.Dataset, fmt: OutputFormat, context: RunContext) -> dict[int, int]:
+def serve(plan: ServingPlan, ds: gdal.Dataset, fmt: OutputFormat, context: RunContext) -> dict[int, int]:
     """Every tile read, run and written; returns per-class pixel counts for class maps (else empty)."""
     out_w, out_h = output_size(plan)
     total = out_w * out_h
@@ -818,7 +806,7 @@ def set_category_names(band: gdal.Band, classes: list[dict]) -> None:
         band.SetCategoryNames(names)
 
 
-def style(ds: gdal.Dataset, qml_path: str, plan: Plan, fmt: OutputFormat, found: list[int]) -> list[dict]:
+def style(ds: gdal.Dataset, qml_path: str, plan: ServingPlan, fmt: OutputFormat, found: list[int]) -> list[dict]:
     """Colour table and QML for a class map (the card's classes, else those found); pseudocolour for
     probabilities; an RGB (or grey) stretch for images and features."""
     card = plan.model.card
@@ -832,6 +820,5 @@ def style(ds: gdal.Dataset, qml_path: str, plan: Plan, fmt: OutputFormat, found:
         text = probability_qml()
     else:
         text = image_qml(ds, fmt.nodata)
-    with open(qml_path, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+    write_qml(qml_path, text)
     return classes if fmt.kind == "class" else []

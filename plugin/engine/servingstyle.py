@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from osgeo import gdal
 
-from .rasterstyle import QGIS_VERSION
+from .rasterstyle import QGIS_VERSION, qml_text
 
 VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 SAMPLE_PIXELS = 1 << 20  # read for the stretch, decimated
@@ -32,8 +32,7 @@ def _finish(root: ET.Element) -> str:
                   colorizeGreen="128", colorizeBlue="128", colorizeStrength="100")
     ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
     ET.SubElement(root, "blendMode").text = "0"
-    ET.indent(root)
-    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode")
+    return qml_text(root)
 
 
 def probability_qml(band: int = 1) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from .classes import ClassInfo, classes_from_raster, complete
 from .errors import Cancelled, PatchFlowError
 from .params import Params, RunContext
+from .pointstyle import write_point_style
 from .raster import Grid, RasterStack, nodata_mask, open_raster
 from .reporting import Reporter
 from .vector import PointWriter
@@ -134,8 +135,9 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
 
     reporter = context.reporter
     if samples_uri:
-        return _split_samples(samples_uri, params.string("CLASS_FIELD", None), grid, patch_size, step * block,
-                              strategy, proportions, seed, staged, outputs, reporter)
+        return with_styles(context, _split_samples(
+            samples_uri, params.string("CLASS_FIELD", None), grid, patch_size, step * block, strategy, proportions,
+            seed, staged, outputs, reporter))
     rows0 = grid_starts(grid.height, patch_size, step)
     cols0 = grid_starts(grid.width, patch_size, step)
     valid = patches_free_of_nodata(stack, patch_size, step, context.cancelled)
@@ -177,6 +179,15 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
     reporter.log(f"grid: {len(rows0)} x {len(cols0)} patches, {int((~valid).sum())} with nodata, "
                  f"{dropped} dropped to keep sets apart or balanced")
     reporter.progress(100)
+    return with_styles(context, result)
+
+
+def with_styles(context, result: dict) -> dict:
+    """Each written set's QML sidecar (STYLE_TRAIN, ...: None without classes), written by the engine."""
+    for name in OUTPUTS:
+        path = result.get(name)
+        result[name.replace("OUTPUT", "STYLE")] = (write_point_style(context.staging, path, result["CLASSES"], name)
+                                                   if path else None)
     return result
 
 

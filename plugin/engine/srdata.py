@@ -25,6 +25,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import Cancelled, PatchFlowError
+from .geotiff import create_geotiff, creation_options
 from .manifest import FORMAT, VERSION, source_entry, write_manifest
 from .params import Params, RunContext
 from .patches import MAX_CACHE_BYTES, BandStats, PatchesImage, PatchesImageWriter, Source, read_patches
@@ -37,8 +38,7 @@ ALIGN_TOLERANCE = 0.05  # LR pixels: how far HR pixel edges may lie from LR pixe
 SIZE_TOLERANCE = 1e-6  # how close p x ratio must be to a whole number of HR pixels
 SCALE_TOLERANCE = 1e-4  # relative: SCALE against the ratio measured from pixel sizes
 DEGRADE_TILE = 256  # LR pixels per side of a degraded block (and of the LR GeoTIFF's tiles)
-LR_OPTIONS = ["TILED=YES", f"BLOCKXSIZE={DEGRADE_TILE}", f"BLOCKYSIZE={DEGRADE_TILE}", "COMPRESS=DEFLATE",
-              "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+LR_OPTIONS = creation_options(tiled=True, block=DEGRADE_TILE, deflate=True, predictor=3)
 REWRITE_CHUNK = 256  # patches per read when the HR patches are calibrated
 FIT_CHUNK = 64  # HR patches averaged at once for the radiometric fit
 SETS = ("train", "valid")
@@ -162,9 +162,8 @@ def degrade(stack: RasterStack, scale: int, output: str, nodata: float | None, r
     if "GDAL_CACHEMAX" not in os.environ:  # the HR blocks of one row of LR tiles, read once
         row_bytes = stack.grid.width * (DEGRADE_TILE * scale + len(weights)) * bands * stack.dtype.itemsize
         gdal.SetCacheMax(max(gdal.GetCacheMax(), min(MAX_CACHE_BYTES, row_bytes)))
-    ds = gdal.GetDriverByName("GTiff").Create(output, grid.width, grid.height, bands, gdal.GDT_Float32, LR_OPTIONS)
-    ds.SetGeoTransform(grid.geotransform)
-    ds.SetProjection(grid.crs_wkt)
+    ds = create_geotiff(output, grid.width, grid.height, bands, np.dtype(np.float32), LR_OPTIONS, "OUTPUT_LR",
+                        grid.geotransform, grid.crs_wkt)
     windows = [(c, r, min(DEGRADE_TILE, grid.width - c), min(DEGRADE_TILE, grid.height - r))
                for r in range(0, grid.height, DEGRADE_TILE) for c in range(0, grid.width, DEGRADE_TILE)]
     for done, window in enumerate(windows, start=1):

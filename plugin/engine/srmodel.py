@@ -15,13 +15,13 @@ radiometric values at the finer resolution.
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import PatchFlowError
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec
+from .modelio import save_serving_model
 
 if TYPE_CHECKING:
     import keras
@@ -179,9 +179,4 @@ def export_sr_model(model: keras.Model, card: ModelCard, path: str) -> None:
     def serve(inputs):
         return {"image": model(inputs[spec.name], training=False) * std + mean}
 
-    module = tf.Module()
-    module.model = model
-    module.serve = tf.function(serve, input_signature=[signature])
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve.get_concrete_function()})
-    model.save(os.path.join(path, "model.keras"))
-    card.save(path)
+    save_serving_model(path, serve, signature, model, model, card)

@@ -562,7 +562,7 @@ def adversarial_weight(settings: Settings) -> float:
     return float((settings.loss_weights or {}).get(ADVERSARIAL, 0.0))
 
 
-def with_discriminator(model, plan: Plan, settings: Settings, reporter: Reporter):
+def with_discriminator(model, plan: TrainingPlan, settings: Settings, reporter: Reporter):
     """The generator inside an LSGAN trainer when LOSS_WEIGHTS asks for an adversarial loss."""
     weight = adversarial_weight(settings)
     if not weight:
@@ -595,7 +595,7 @@ def keep_or_drop_checkpoint(work: str, state: State, reporter: Reporter) -> None
 
 
 @dataclass
-class Plan:
+class TrainingPlan:
     card: ModelCard
     train_stream: BatchStream
     valid_stream: BatchStream | None
@@ -605,7 +605,7 @@ class Plan:
 
 
 def plan_training(params: Params, model, card: ModelCard | None, train: PatchDataset, valid: PatchDataset | None,
-                  settings: Settings, context_reporter) -> Plan:
+                  settings: Settings, context_reporter) -> TrainingPlan:
     names = input_names(model)
     mapping = parse_inputs(params.string("INPUTS", None), names, train, card)
     feeds = make_feeds(model, card, mapping, train, params.choice("NORMALIZATION", ("auto", "dataset", "none"),
@@ -636,7 +636,7 @@ def plan_training(params: Params, model, card: ModelCard | None, train: PatchDat
                                seed=settings.seed)
     architecture = card.architecture if card is not None else "user"
     model_classes = classes[:len(target.class_ids)] if target.kind == "classes" else classes
-    return Plan(card_for(model, card, feeds, target, model_classes, architecture), train_stream, valid_stream,
+    return TrainingPlan(card_for(model, card, feeds, target, model_classes, architecture), train_stream, valid_stream,
                 target, classes, architecture)
 
 
@@ -657,7 +657,8 @@ def validation_only_classes(valid: PatchDataset, target: Target, classes: list[d
             for c in added]
 
 
-def fit(model, plan: Plan, context: RunContext, state: State, work: str, settings: Settings, first_epoch: int) -> None:
+def fit(model, plan: TrainingPlan, context: RunContext, state: State, work: str, settings: Settings,
+        first_epoch: int) -> None:
     steps = plan.train_stream.steps
     context.reporter.log(f"training on {plan.train_stream.dataset.count} patches ({steps} batches of "
                          f"{settings.batch_size}) for epochs {first_epoch + 1}-{settings.epochs}")
@@ -716,9 +717,9 @@ def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: 
     return Scores.from_matrix(matrix, classes)
 
 
-def finish(params: Params, context: RunContext, model, plan: Plan, state: State, work: str, output: str,
+def finish(params: Params, context: RunContext, model, plan: TrainingPlan, state: State, work: str, output: str,
            settings: Settings) -> dict:
-    from .report import write_history_csv, write_training_report
+    from .trainingreport import write_history_csv, write_training_report
     from .zoo import export_model
 
     scores, scores_label = None, ""
@@ -768,7 +769,7 @@ def finish(params: Params, context: RunContext, model, plan: Plan, state: State,
     }
 
 
-def evaluate_image_target(model, plan: Plan, settings: Settings, context: RunContext):
+def evaluate_image_target(model, plan: TrainingPlan, settings: Settings, context: RunContext):
     """PSNR/SSIM of the model and of bicubic upsampling on the validation (else training) patches."""
     from .srreport import data_range, evaluate_images
 
@@ -782,11 +783,11 @@ def evaluate_image_target(model, plan: Plan, settings: Settings, context: RunCon
     return quality
 
 
-def samples_per_second(plan: Plan, state: State) -> float:
+def samples_per_second(plan: TrainingPlan, state: State) -> float:
     return plan.train_stream.dataset.count * state.epoch / state.seconds if state.seconds else 0.0
 
 
-def training_summary(plan: Plan, state: State, settings: Settings, scores: Scores | None) -> dict[str, Any]:
+def training_summary(plan: TrainingPlan, state: State, settings: Settings, scores: Scores | None) -> dict[str, Any]:
     return {
         "train": os.path.abspath(plan.train_stream.dataset.path),
         "valid": os.path.abspath(plan.valid_stream.dataset.path) if plan.valid_stream else None,
@@ -797,7 +798,7 @@ def training_summary(plan: Plan, state: State, settings: Settings, scores: Score
     }
 
 
-def summary_rows(plan: Plan, state: State, settings: Settings) -> list[dict]:
+def summary_rows(plan: TrainingPlan, state: State, settings: Settings) -> list[dict]:
     rows = [
         ("architecture", plan.architecture),
         ("training set", f"{plan.train_stream.dataset.path} ({plan.train_stream.dataset.count} patches)"),

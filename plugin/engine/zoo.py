@@ -21,6 +21,7 @@ from .classes import complete
 from .errors import Cancelled, PatchFlowError
 from .manifest import load_manifest
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec, card_path
+from .modelio import save_serving_model
 from .ownership import check_replaceable
 from .params import Params, RunContext
 from .reporting import Reporter
@@ -34,8 +35,6 @@ CROPS = (16, 32)  # OTBTF ModelBase's <name>_crop16 / _crop32 outputs
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    label: str  # what the Processing dialog shows
-    description: str
     task: str  # "classification" (one class per patch) or "segmentation" (one class per pixel)
     default_width: int
     patch_size: int | None = None  # the only training patch size allowed, if any
@@ -53,27 +52,17 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "patch_cnn": Architecture(
-        "patch_cnn", "Patch CNN (OTBTF tutorial, 16×16 patch → one class)",
-        "Small CNN: conv 5×5, max-pool, conv 3×3, max-pool, conv 2×2, dense, softmax. Trained on 16 × 16 "
-        "patches (one class each); fully convolutional, it then classifies any image with one value per 4 pixels.",
-        "classification", 16, patch_size=16),
-    "fcnn": Architecture(
-        "fcnn", "FCNN (OTBTF API tutorial, U-Net-like, one class per pixel)",
-        "Fully convolutional: 4 strided 3×3 convolutions, 4 transposed convolutions with additive skips, "
-        "softmax; one class per pixel. Patch size: a multiple of 16.",
-        "segmentation", 16, patch_multiple=16),
-    "unet": Architecture(
-        "unet", "U-Net with batch normalisation (one class per pixel)",
-        "U-Net: 4 levels of (conv 3×3, batch norm, ReLU) × 2 with max-pooling, transposed convolutions and "
-        "concatenated skips, softmax; one class per pixel. Patch size: a multiple of 16.",
-        "segmentation", 32, patch_multiple=16),
-    "sr_generator": Architecture(
-        "sr_generator", "Super-resolution generator (SR4RS-style, ×2/×4/×8)",
-        "9×9 convolution, 8 residual blocks, ×2 sub-pixel upsampling stages to the dataset's scale, 9×9 "
-        "convolution, plus the input upsampled bilinearly (global skip). Learns LR → HR from a super-resolution "
-        "dataset (Build super-resolution dataset); L1 loss by default (LOSS, LOSS_WEIGHTS for L2/SSIM).",
-        "super_resolution", 64),
+    # small CNN: conv 5×5, max-pool, conv 3×3, max-pool, conv 2×2, dense, softmax; trained on 16 × 16 patches
+    # (one class each); fully convolutional, it then classifies any image with one value per 4 pixels
+    "patch_cnn": Architecture("patch_cnn", "classification", 16, patch_size=16),
+    # fully convolutional: 4 strided 3×3 convolutions, 4 transposed convolutions with additive skips, softmax
+    "fcnn": Architecture("fcnn", "segmentation", 16, patch_multiple=16),
+    # U-Net: 4 levels of (conv 3×3, batch norm, ReLU) × 2 with max-pooling, transposed convolutions and
+    # concatenated skips, softmax
+    "unet": Architecture("unet", "segmentation", 32, patch_multiple=16),
+    # 9×9 convolution, 8 residual blocks, ×2 sub-pixel upsampling stages to the dataset's scale, 9×9
+    # convolution, plus the input upsampled bilinearly (global skip); LR → HR
+    "sr_generator": Architecture("sr_generator", "super_resolution", 64),
 }
 
 
@@ -314,12 +303,7 @@ def export_model(model: keras.Model, card: ModelCard, path: str) -> None:
             base["features"] = values[1]
         return {spec.name: _cropped(base[spec.kind], spec.crop) for spec in card.outputs}
 
-    module = tf.Module()
-    module.heads = heads
-    module.serve = tf.function(serve, input_signature=[specs])
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve.get_concrete_function()})
-    model.save(os.path.join(path, "model.keras"))
-    card.save(path)
+    save_serving_model(path, serve, specs, heads, model, card)
 
 
 # ---- the operation -------------------------------------------------------------------------------

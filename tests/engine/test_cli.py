@@ -39,7 +39,7 @@ def test_run_prints_the_outputs_as_json(nc, tmp_path):
     assert [c["count"] for c in outputs["CLASSES"]] == [20] * 7
     assert output.exists()
     assert "class statistics" in done.stderr  # logs go to stderr, stdout holds the JSON only
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gpkg", "s.qml"]  # the samples and their style
 
 
 def test_run_values_are_json_when_they_parse_and_repeated_keys_make_lists(nc, tmp_path):

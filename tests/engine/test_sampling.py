@@ -524,3 +524,21 @@ def test_synthetic_polygons_burn_exactly_their_pixels(run_op, gd, tmp_path):
     expected = {(c, r, out["CLASS_MAP"][name]) for name, (c0, r0, c1, r1) in squares.items()
                 for c in range(c0, c1) for r in range(r0, r1)}
     assert set(zip(cols.tolist(), rows.tolist(), classes.tolist())) == expected
+
+
+# ---- style ----------------------------------------------------------------------------------------
+
+
+def test_the_engine_writes_the_samples_class_style(run_op, label_raster, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    path, _ = label_raster
+    out, _ = run_op("sample_label_raster", INPUT=path, NUMBER=5, OUTPUT=str(tmp_path / "s.gpkg"))
+    assert out["STYLE"] == str(tmp_path / "s.qml")
+    renderer = ET.parse(out["STYLE"]).getroot().find("renderer-v2")
+    assert (renderer.get("type"), renderer.get("attr")) == ("categorizedSymbol", "class")
+    assert [(c.get("value"), c.get("label")) for c in renderer.findall("categories/category")] == [
+        (str(c["id"]), f"{c['id']} {c['name']}") for c in out["CLASSES"]]
+    colours = [symbol.find("layer/prop[@k='color']").get("v") for symbol in renderer.findall("symbols/symbol")]
+    assert colours == [",".join(str(int(c["color"][i:i + 2], 16)) for i in (1, 3, 5)) + ",255"
+                       for c in out["CLASSES"]]

@@ -332,3 +332,27 @@ def test_cancel_leaves_nothing(run_cancelled, gd, image, tmp_path):
     error = run_cancelled("grid_split", INPUT=image, PATCH_SIZE=16, **outputs_in(tmp_path / "out"))
     assert isinstance(error, Cancelled)
     assert gd.folder_entries(tmp_path / "out") == []
+
+
+# ---- styles ---------------------------------------------------------------------------------------
+
+
+def test_each_labelled_set_gets_its_class_style_from_the_engine(run_op, gd, tmp_path, class_raster):
+    import xml.etree.ElementTree as ET
+
+    labels, _ = class_raster
+    image = gd.write_raster(tmp_path / "img.tif", np.ones((160, 160), np.float32), origin=(300000.0, 4000000.0),
+                            pixel=10.0)
+    outputs = outputs_in(tmp_path, ("OUTPUT_TRAIN", "OUTPUT_VALID"))
+    out, _ = run_op("grid_split", INPUT=image, LABELS=labels, PATCH_SIZE=8, TRAIN=0.5, VALID=0.5, TEST=0, **outputs)
+    for name, path in outputs.items():
+        style = out[name.replace("OUTPUT", "STYLE")]
+        assert style == path[:-len(".gpkg")] + ".qml"
+        categories = ET.parse(style).getroot().findall("renderer-v2/categories/category")
+        assert [int(c.get("value")) for c in categories] == [c["id"] for c in out["CLASSES"]] == [1, 2, 3]
+    assert out["STYLE_TEST"] is None
+
+
+def test_a_set_without_classes_gets_no_style(run_op, gd, image, tmp_path):
+    out, _ = run_op("grid_split", INPUT=image, PATCH_SIZE=16, **outputs_in(tmp_path, ("OUTPUT_TRAIN",)))
+    assert out["STYLE_TRAIN"] is None and not (tmp_path / "output_train.qml").exists()

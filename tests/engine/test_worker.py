@@ -119,7 +119,7 @@ def test_job_reports_progress_then_one_result(worker, nc, tmp_path):
     assert any(m.kind == protocol.LOG for m in messages)
     assert any(m.kind == protocol.WARNING and "floating point" in m.payload["text"] for m in messages)
     assert output.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.gpkg", "samples.qml"]  # samples, style
 
 
 def test_bad_input_gives_an_error_line_naming_the_parameter(worker, tmp_path):
