@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingException,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterField,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorDestination,
-)
+from qgis.core import QgsProcessingException
 
 from .base import PatchFlowAlgorithm
 
@@ -40,61 +29,15 @@ class AssessAccuracy(PatchFlowAlgorithm):
         "optionally the same table as a layer without geometry."
     )
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Class raster (classification map)"))
-        self.addParameter(QgsProcessingParameterBand("BAND", "Band", 1, "INPUT", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "REFERENCE", "Reference points or polygons",
-            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "CLASS_FIELD", "Reference class field (class ids, or the map's class names)",
-            parentLayerParameterName="REFERENCE", type=QgsProcessingParameterField.Any, optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            "REFERENCE_RASTER", "Or: reference label raster (map's CRS and pixel size)", optional=True))
-        self.addParameter(QgsProcessingParameterBand(
-            "REFERENCE_BAND", "Reference label raster band", 1, "REFERENCE_RASTER", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "REFERENCE_NODATA", "Reference label raster 'no label' value (default: its nodata)",
-            QgsProcessingParameterNumber.Double, None, optional=True))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_CSV", "Scores (CSV)", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_HTML", "Accuracy report (HTML)", "HTML files (*.html)"))
-        table = QgsProcessingParameterVectorDestination(
-            "OUTPUT_TABLE", "Scores table", QgsProcessing.TypeVector, optional=True, createByDefault=False)
-        table.setSupportsNonFileBasedOutput(False)
-        self.addParameter(table)
-        for name, label in (("OA", "Overall accuracy"), ("KAPPA", "Kappa"), ("N", "Number of pairs"),
-                            ("MACRO_F1", "Macro F1"), ("WEIGHTED_F1", "Weighted F1")):
-            self.addOutput(QgsProcessingOutputNumber(name, label))
-
-    def process(self, parameters, context, feedback) -> dict:
-        vector = self.vector_path(parameters, "REFERENCE", context, feedback)
-        raster = self.raster_path(parameters, "REFERENCE_RASTER", context)
+    def job(self, parameters, context, feedback) -> dict:
+        job = super().job(parameters, context, feedback)
+        vector, raster = job["REFERENCE"], job["REFERENCE_RASTER"]
         if bool(vector) == bool(raster):
             raise QgsProcessingException(
                 f"{self._describe('REFERENCE_RASTER' if vector else 'REFERENCE')}: give exactly one reference: points "
                 "or polygons (Reference points or polygons, with a class field) or a label raster (Reference label "
                 "raster)" + (", not both." if vector else "."))
-        class_field = self.parameterAsString(parameters, "CLASS_FIELD", context)
-        if vector and not class_field:
+        if vector and not job["CLASS_FIELD"]:
             raise QgsProcessingException(
                 f"{self._describe('CLASS_FIELD')}: choose the field holding each reference feature's class.")
-        job = {
-            "INPUT": self.raster_path(parameters, "INPUT", context),
-            "BAND": self.parameterAsInt(parameters, "BAND", context) or 1,
-            "REFERENCE": vector,
-            "CLASS_FIELD": class_field or None,
-            "REFERENCE_RASTER": raster,
-            "OUTPUT_CSV": self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context),
-            "OUTPUT_HTML": self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context),
-            "OUTPUT_TABLE": self.parameterAsOutputLayer(parameters, "OUTPUT_TABLE", context) or None,
-        }
-        if raster:
-            job["REFERENCE_BAND"] = self.parameterAsInt(parameters, "REFERENCE_BAND", context) or 1
-        if parameters.get("REFERENCE_NODATA") not in (None, ""):
-            job["REFERENCE_NODATA"] = self.parameterAsDouble(parameters, "REFERENCE_NODATA", context)
-        paths = [p for p in (job["OUTPUT_CSV"], job["OUTPUT_HTML"], job["OUTPUT_TABLE"]) if p]
-        result = self.run_engine(job, paths, feedback)
-        return {name: result.get(name) for name in (
-            "OA", "KAPPA", "N", "MACRO_F1", "WEIGHTED_F1", "OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")}
+        return job

@@ -3,20 +3,7 @@ ERGAS, with a bicubic upsampling of the low-resolution input as the baseline."""
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterExtent,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterVectorDestination,
-)
-
 from .base import PatchFlowAlgorithm
-
-SCORES = (("PSNR", "PSNR (dB, all bands)"), ("SSIM", "SSIM (mean of bands)"), ("SAM", "SAM (degrees)"),
-          ("ERGAS", "ERGAS"))
 
 
 class AssessImageQuality(PatchFlowAlgorithm):
@@ -49,53 +36,3 @@ class AssessImageQuality(PatchFlowAlgorithm):
         "Outputs: a CSV (a row per image and band, then an 'all' row per image), an HTML report (shown in "
         "the Results Viewer) and optionally the same table as a layer without geometry."
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        raster = QgsProcessing.TypeRaster
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "INPUT", "Produced image: raster(s), stacked", raster))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "REFERENCE", "Reference image: raster(s), stacked", raster))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "LOW_RESOLUTION", "Low-resolution input, for a bicubic baseline: raster(s), stacked", raster,
-            optional=True))
-        double = QgsProcessingParameterNumber.Double
-        self.addParameter(QgsProcessingParameterNumber(
-            "DATA_RANGE", "Data range for PSNR and SSIM (empty: the reference band's max - min)", double, None,
-            optional=True, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "SCALE_FOR_ERGAS", "ERGAS ratio h/l, high- over low-resolution pixel size (empty: from the pixel "
-            "sizes, else 1)", double, None, optional=True, minValue=0.0))
-        self.addParameter(QgsProcessingParameterExtent(
-            "EXTENT", "Compared extent (empty: the whole reference)", optional=True))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_CSV", "Scores (CSV)", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_HTML", "Image quality report (HTML)", "HTML files (*.html)"))
-        table = QgsProcessingParameterVectorDestination(
-            "OUTPUT_TABLE", "Scores table", QgsProcessing.TypeVector, optional=True, createByDefault=False)
-        table.setSupportsNonFileBasedOutput(False)
-        self.addParameter(table)
-        for name, label in SCORES:
-            self.addOutput(QgsProcessingOutputNumber(name, label))
-            self.addOutput(QgsProcessingOutputNumber(f"BASELINE_{name}", f"Bicubic baseline {label}"))
-        self.addOutput(QgsProcessingOutputNumber("PIXELS", "Pixels compared"))
-
-    def process(self, parameters, context, feedback) -> dict:
-        job = {
-            "INPUT": self.raster_paths(parameters, "INPUT", context),
-            "REFERENCE": self.raster_paths(parameters, "REFERENCE", context),
-            "LOW_RESOLUTION": self.raster_paths(parameters, "LOW_RESOLUTION", context) or None,
-            "EXTENT": self.extent_text(parameters, context, "REFERENCE"),
-            "OUTPUT_CSV": self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context),
-            "OUTPUT_HTML": self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context),
-            "OUTPUT_TABLE": self.parameterAsOutputLayer(parameters, "OUTPUT_TABLE", context) or None,
-        }
-        for name in ("DATA_RANGE", "SCALE_FOR_ERGAS"):
-            if parameters.get(name) not in (None, ""):
-                job[name] = self.parameterAsDouble(parameters, name, context)
-        paths = [p for p in (job["OUTPUT_CSV"], job["OUTPUT_HTML"], job["OUTPUT_TABLE"]) if p]
-        result = self.run_engine(job, paths, feedback)
-        names = [name for name, _ in SCORES]
-        return {name: result.get(name) for name in (
-            *names, *(f"BASELINE_{n}" for n in names), "PIXELS", "OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")}

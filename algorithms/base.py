@@ -1,5 +1,6 @@
-"""The base of every PatchFlow algorithm: names and help, turning layer parameters into file
-paths for the worker, running the job, and styling the outputs."""
+"""The base of every PatchFlow algorithm: names and help, its parameters and outputs built from the
+operation's declaration (plugin/declarations.py), the job built from them by parameter kind (layers
+become file paths for the worker), running the job, and styling the outputs."""
 
 from __future__ import annotations
 
@@ -16,23 +17,42 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputHtml,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterDistance,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
 from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
+from ..plugin.declarations import OPERATIONS, TRUST_MODEL, Operation, Output, Param  # noqa: F401 (TRUST_MODEL)
 from ..plugin.provider import ICON
 from ..plugin.styles import LoadSidecarStyle
 
 GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
           "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
-# every algorithm that loads a model or a classifier: the engine's model gate (plugin/engine/modelsafety.py)
-# refuses one that could run code or touch files unless this is ticked
-TRUST_MODEL = "TRUST_MODEL"
-TRUST_LABEL = "I trust this model (allow file, network or Python ops)"
+# every algorithm that loads a model or a classifier declares TRUST_MODEL: the engine's model gate
+# (plugin/engine/modelsafety.py) refuses one that could run code or touch files unless it is ticked
 TRUST_HELP = (
     "<br><br><b>Untrusted models are refused</b>: a model that could run code or touch files, the network or "
     "the Python interpreter (a SavedModel with file, network or Python ops; a .keras file with a Lambda "
@@ -40,6 +60,83 @@ TRUST_HELP = (
     "refused before it is loaded, unless <i>I trust this model</i> (TRUST_MODEL) is ticked: tick it only "
     "for a model from a source you trust."
 )
+
+
+LAYER_TYPES = {"raster": QgsProcessing.TypeRaster, "point": QgsProcessing.TypeVectorPoint,
+               "polygon": QgsProcessing.TypeVectorPolygon, "vector": QgsProcessing.TypeVector,
+               "file": QgsProcessing.TypeFile}
+OUTPUT_CLASSES = {"number": QgsProcessingOutputNumber, "string": QgsProcessingOutputString,
+                  "file": QgsProcessingOutputFile, "folder": QgsProcessingOutputFolder, "html": QgsProcessingOutputHtml}
+
+
+def _number_type(param: Param):
+    return QgsProcessingParameterNumber.Double if param.kind in ("number", "distance") else \
+        QgsProcessingParameterNumber.Integer
+
+
+def _bounds(param: Param) -> dict[str, float]:
+    bounds = {}
+    if param.minimum is not None:
+        bounds["minValue"] = param.minimum
+    if param.maximum is not None:
+        bounds["maxValue"] = param.maximum
+    return bounds
+
+
+def qgis_parameter(param: Param) -> QgsProcessingParameterDefinition:
+    """The Processing parameter a declaration describes."""
+    name, label, default, optional, kind = param.name, param.label, param.default, param.optional, param.kind
+    layers = [LAYER_TYPES[layer] for layer in param.layers]
+    if kind in ("integer", "number"):
+        definition = QgsProcessingParameterNumber(name, label, _number_type(param), default, optional, **_bounds(param))
+    elif kind == "distance":
+        definition = QgsProcessingParameterDistance(name, label, default, param.parent, optional, **_bounds(param))
+    elif kind == "band":
+        definition = QgsProcessingParameterBand(name, label, default, param.parent, optional)
+    elif kind == "boolean":
+        definition = QgsProcessingParameterBoolean(name, label, default, optional)
+    elif kind == "enum":
+        definition = QgsProcessingParameterEnum(name, label, list(param.labels), False,
+                                                param.values.index(param.engine_default), optional)
+    elif kind == "string":
+        definition = QgsProcessingParameterString(name, label, default, False, optional)
+    elif kind == "field":
+        definition = QgsProcessingParameterField(name, label, default, param.parent,
+                                                 QgsProcessingParameterField.Any, False, optional)
+    elif kind in ("file", "model"):
+        definition = QgsProcessingParameterFile(name, label, QgsProcessingParameterFile.File, "", default, optional,
+                                                param.file_filter)
+    elif kind == "raster":
+        definition = QgsProcessingParameterRasterLayer(name, label, default, optional)
+    elif kind == "vector":
+        definition = QgsProcessingParameterFeatureSource(name, label, layers, default, optional)
+    elif kind in ("rasters", "files"):
+        definition = QgsProcessingParameterMultipleLayers(name, label, layers[0], default, optional)
+    elif kind == "extent":
+        definition = QgsProcessingParameterExtent(name, label, default, optional)
+    elif kind == "raster_destination":
+        definition = QgsProcessingParameterRasterDestination(name, label, default, optional, param.create_by_default)
+    elif kind == "vector_destination":
+        definition = QgsProcessingParameterVectorDestination(name, label, layers[0], default, optional,
+                                                             param.create_by_default)
+    elif kind == "file_destination":
+        definition = QgsProcessingParameterFileDestination(name, label, param.file_filter, default, optional,
+                                                           param.create_by_default)
+    elif kind == "folder_destination":
+        definition = QgsProcessingParameterFolderDestination(name, label, default, optional, param.create_by_default)
+    else:
+        raise ValueError(f"{name}: unknown parameter kind '{kind}'")
+    if param.file_based:
+        definition.setSupportsNonFileBasedOutput(False)
+    if param.advanced:
+        definition.setFlags(definition.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    if param.help:
+        definition.setHelp(param.help)
+    return definition
+
+
+def qgis_output(output: Output):
+    return OUTPUT_CLASSES[output.kind](output.name, output.label)
 
 
 @contextmanager
@@ -72,7 +169,9 @@ def _why(definition, value) -> str:
 
 
 class PatchFlowAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set NAME, DISPLAY_NAME, GROUP_ID, OPERATION, HELP and declare parameters."""
+    """Subclasses set NAME, DISPLAY_NAME, GROUP_ID, OPERATION and HELP; the parameters and outputs are
+    the operation's declaration (plugin/declarations.py). A subclass overrides ``job`` or ``process``
+    only for what the declaration cannot say."""
 
     NAME = ""
     DISPLAY_NAME = ""
@@ -101,6 +200,16 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):  # noqa: N802
         return type(self)()
 
+    @property
+    def declaration(self) -> Operation:
+        return OPERATIONS[self.OPERATION]
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        for param in self.declaration.parameters:
+            self.addParameter(qgis_parameter(param))
+        for output in self.declaration.outputs:
+            self.addOutput(qgis_output(output))
+
     # ---- running: inputs are opened without side files -----------------------------------------
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
@@ -109,14 +218,61 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             return self.process(parameters, context, feedback)
 
     def process(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
-        """What the algorithm does: build the job, run it in the worker, style the outputs."""
-        raise NotImplementedError
+        """What the algorithm does: build the job, run it in the worker, style the outputs; the
+        engine's result keys are the output names."""
+        job = self.job(parameters, context, feedback)
+        destinations = [p.name for p in self.declaration.parameters if p.destination]
+        result = self.run_engine(job, [job[name] for name in destinations if job.get(name)], feedback)
+        self.style_outputs(result, context)
+        return {name: result.get(name) for name in self.declaration.results}
 
-    def add_trust_parameter(self) -> None:
-        self.addParameter(QgsProcessingParameterBoolean(TRUST_MODEL, TRUST_LABEL, False))
+    def job(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
+        """The engine's job: each declared parameter's value, by its kind."""
+        return {param.name: self.job_value(param, parameters, context, feedback)
+                for param in self.declaration.parameters}
 
-    def trusted(self, parameters: dict, context: QgsProcessingContext) -> bool:
-        return self.parameterAsBoolean(parameters, TRUST_MODEL, context)
+    def job_value(self, param: Param, parameters: dict, context: QgsProcessingContext,
+                  feedback: QgsProcessingFeedback) -> Any:
+        name, kind = param.name, param.kind
+        if kind in ("integer", "number", "distance", "band"):
+            if parameters.get(name) in (None, "") and param.default is None:
+                return None  # not given: the engine's default
+            if kind in ("number", "distance"):
+                return self.parameterAsDouble(parameters, name, context)
+            value = self.parameterAsInt(parameters, name, context)
+            return value or param.default if kind == "band" else value
+        if kind == "boolean":
+            value = self.parameterAsBoolean(parameters, name, context)
+            return param.values[value] if param.choices else value
+        if kind == "enum":
+            return param.values[self.parameterAsEnum(parameters, name, context)]
+        if kind in ("string", "field"):
+            return self.parameterAsString(parameters, name, context) or None
+        if kind == "file":
+            return self.parameterAsFile(parameters, name, context) or None
+        if kind == "model":
+            return self.model_path(parameters, name, context)
+        if kind == "raster":
+            return self.raster_path(parameters, name, context)
+        if kind == "rasters":
+            return self.raster_paths(parameters, name, context) or None
+        if kind == "files":
+            return self.parameterAsFileList(parameters, name, context) or None
+        if kind == "vector":
+            return self.vector_path(parameters, name, context, feedback)
+        if kind == "extent":
+            return self.extent_text(parameters, context, param.parent, name)
+        if kind in ("raster_destination", "vector_destination"):
+            return self.parameterAsOutputLayer(parameters, name, context) or None
+        if kind in ("file_destination", "folder_destination"):
+            return self.parameterAsFileOutput(parameters, name, context) or None
+        raise ValueError(f"{name}: unknown parameter kind '{kind}'")
+
+    def style_outputs(self, result: dict, context: QgsProcessingContext) -> None:
+        """Load the QML the engine wrote beside each output its declaration says is styled."""
+        for param in self.declaration.parameters:
+            if param.style:
+                self.load_style(result.get(param.name), result.get(param.style), context)
 
     # ---- parameters to paths ----------------------------------------------------------------
 
@@ -143,13 +299,14 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             return os.path.dirname(path)
         return path or None
 
-    def extent_text(self, parameters: dict, context: QgsProcessingContext, layers_parameter: str) -> str | None:
-        """EXTENT as the engine's "xmin,xmax,ymin,ymax", in the CRS of the first layer of ``layers_parameter``."""
-        if parameters.get("EXTENT") in (None, ""):
+    def extent_text(self, parameters: dict, context: QgsProcessingContext, layers_parameter: str,
+                    name: str = "EXTENT") -> str | None:
+        """An extent as the engine's "xmin,xmax,ymin,ymax", in the CRS of the first layer of ``layers_parameter``."""
+        if parameters.get(name) in (None, ""):
             return None
         layers = self.parameterAsLayerList(parameters, layers_parameter, context)
         crs = layers[0].crs() if layers else QgsCoordinateReferenceSystem()
-        rectangle = self.parameterAsExtent(parameters, "EXTENT", context, crs)
+        rectangle = self.parameterAsExtent(parameters, name, context, crs)
         if rectangle.isNull():
             return None
         return f"{rectangle.xMinimum()!r},{rectangle.xMaximum()!r},{rectangle.yMinimum()!r},{rectangle.yMaximum()!r}"
@@ -195,12 +352,8 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         definition = self.parameterDefinition(name) if name else None
         return f"{definition.description()} ({name})" if definition is not None else str(name)
 
-    def style_points(self, path: str | None, qml: str | None, context: QgsProcessingContext) -> None:
-        """Apply a class point output's QML sidecar (the engine wrote it) when Processing loads the output."""
-        self.style_raster(path, qml, context)
-
-    def style_raster(self, path: str | None, qml: str | None, context: QgsProcessingContext) -> None:
-        """Apply a raster output's QML sidecar (the engine wrote it) when Processing loads the output."""
+    def load_style(self, path: str | None, qml: str | None, context: QgsProcessingContext) -> None:
+        """Apply an output's QML sidecar (the engine wrote it) when Processing loads the output."""
         if path and qml and os.path.exists(qml):
             self._load_with_style(path, qml, context)
 
@@ -212,51 +365,3 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             context.layerToLoadOnCompletionDetails(path).setPostProcessor(post)
 
 
-class SamplingAlgorithm(PatchFlowAlgorithm):
-    """Shared parameters and run of the two sample selection algorithms."""
-
-    GROUP_ID = "sampling"
-
-    def add_sampling_parameters(self, distance_parent: str) -> None:
-        from qgis.core import (
-            QgsProcessingOutputNumber,
-            QgsProcessingParameterDistance,
-            QgsProcessingParameterEnum,
-            QgsProcessingParameterNumber,
-            QgsProcessingParameterVectorDestination,
-        )
-
-        from .options import SAMPLING_STRATEGY_LABELS
-
-        integer = QgsProcessingParameterNumber.Integer
-        self.addParameter(QgsProcessingParameterEnum(
-            "STRATEGY", "Sampling strategy", options=list(SAMPLING_STRATEGY_LABELS), defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "NUMBER", "Number of samples (per class for 'constant', in all for 'total')", integer, 100, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "PATCH_SIZE", "Patch size that must fit around each sample (edge padding)", integer, 1, minValue=1))
-        self.addParameter(QgsProcessingParameterDistance(
-            "MIN_DISTANCE", "Minimum distance between samples (0: none)", 0.0, distance_parent, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", integer, 0))
-        output = QgsProcessingParameterVectorDestination(
-            "OUTPUT", "Samples", type=QgsProcessing.TypeVectorPoint)
-        output.setSupportsNonFileBasedOutput(False)
-        self.addParameter(output)
-        self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of samples"))
-
-    def sampling_job(self, parameters: dict, context: QgsProcessingContext) -> dict:
-        from .options import SAMPLING_STRATEGIES
-
-        return {
-            "STRATEGY": SAMPLING_STRATEGIES[self.parameterAsEnum(parameters, "STRATEGY", context)],
-            "NUMBER": self.parameterAsInt(parameters, "NUMBER", context),
-            "PATCH_SIZE": self.parameterAsInt(parameters, "PATCH_SIZE", context),
-            "MIN_DISTANCE": self.parameterAsDouble(parameters, "MIN_DISTANCE", context),
-            "SEED": self.parameterAsInt(parameters, "SEED", context),
-            "OUTPUT": self.parameterAsOutputLayer(parameters, "OUTPUT", context),
-        }
-
-    def run_sampling(self, job: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
-        result = self.run_engine(job, [job["OUTPUT"]], feedback)
-        self.style_points(result["OUTPUT"], result.get("STYLE"), context)
-        return {"OUTPUT": result["OUTPUT"], "COUNT": result["COUNT"]}

@@ -3,15 +3,6 @@ ImageClassifierFromDeepFeatures)."""
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingOutputFile,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterRasterDestination,
-)
-
 from .base import TRUST_HELP, PatchFlowAlgorithm
 
 
@@ -35,30 +26,3 @@ class Classify(PatchFlowAlgorithm):
         "PatchFlow versions) is a pickle, which can run any code: it is refused unless TRUST_MODEL is ticked "
         "(train it again to get a .skops file)." + TRUST_HELP
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "INPUT", "Raster(s) to classify, stacked", QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterFile(
-            "CLASSIFIER", "Classifier (.skops, its .json beside it)",
-            fileFilter="Classifier files (*.skops);;Legacy pickle classifiers, need TRUST_MODEL (*.joblib *.pkl)"))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Class map"))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            "OUTPUT_CONFIDENCE", "Confidence (highest class probability)", optional=True, createByDefault=False))
-        self.add_trust_parameter()
-        self.addOutput(QgsProcessingOutputFile("STYLE", "Class map style (QML)"))
-        self.addOutput(QgsProcessingOutputNumber("COUNT", "Pixels classified"))
-
-    def process(self, parameters, context, feedback) -> dict:
-        confidence = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context)
-        job = {
-            "INPUT": self.raster_paths(parameters, "INPUT", context),
-            "CLASSIFIER": self.parameterAsFile(parameters, "CLASSIFIER", context),
-            "OUTPUT": self.parameterAsOutputLayer(parameters, "OUTPUT", context),
-            "OUTPUT_CONFIDENCE": confidence or None,
-            "TRUST_MODEL": self.trusted(parameters, context),
-        }
-        paths = [job["OUTPUT"]] + ([confidence] if confidence else [])
-        result = self.run_engine(job, paths, feedback)
-        self.style_raster(result["OUTPUT"], result.get("STYLE"), context)
-        return {name: result.get(name) for name in ("OUTPUT", "OUTPUT_CONFIDENCE", "STYLE", "COUNT")}

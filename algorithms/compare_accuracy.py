@@ -2,15 +2,6 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterString,
-)
-
 from .base import PatchFlowAlgorithm
 
 
@@ -26,26 +17,3 @@ class CompareAccuracy(PatchFlowAlgorithm):
         "a bicubic-upsampled, a super-resolved and a high-resolution image.<br>"
         "Names: one per report, separated by ';' (empty: the file names)."
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "REPORTS", "Accuracy reports (CSV from Assess accuracy)", QgsProcessing.TypeFile))
-        self.addParameter(QgsProcessingParameterString(
-            "NAMES", "Names of the maps, separated by ; (empty: the file names)", "", optional=True))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_CSV", "Comparison (CSV)", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_HTML", "Comparison (HTML)", "HTML files (*.html)", optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputString("BEST", "Map with the highest kappa"))
-        self.addOutput(QgsProcessingOutputNumber("BEST_KAPPA", "Its kappa"))
-
-    def process(self, parameters, context, feedback) -> dict:
-        job = {
-            "REPORTS": self.parameterAsFileList(parameters, "REPORTS", context),
-            "NAMES": self.parameterAsString(parameters, "NAMES", context) or None,
-            "OUTPUT_CSV": self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context),
-            "OUTPUT_HTML": self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context) or None,
-        }
-        paths = [p for p in (job["OUTPUT_CSV"], job["OUTPUT_HTML"]) if p]
-        result = self.run_engine(job, paths, feedback)
-        return {name: result.get(name) for name in ("OUTPUT_CSV", "OUTPUT_HTML", "BEST", "BEST_KAPPA")}

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingOutputFile,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
-)
-
+from ..plugin.declarations import ARCHITECTURES as CHOICES
 from .base import PatchFlowAlgorithm
 
-INTEGER = QgsProcessingParameterNumber.Integer
 # the engine's names (plugin/engine/zoo.py ARCHITECTURES), in the order the enum shows them
-ARCHITECTURES = ("patch_cnn", "fcnn", "unet", "sr_generator")
-ARCHITECTURE_LABELS = (
-    "Patch CNN (OTBTF tutorial): 16×16 patch → one class",
-    "FCNN (OTBTF API tutorial, U-Net-like): one class per pixel",
-    "U-Net with batch normalisation: one class per pixel",
-    "Super-resolution generator (SR4RS-style): LR patch → HR patch (a super-resolution dataset)",
-)
-OPTIONAL_NUMBERS = ("BANDS", "PATCH_SIZE", "N_CLASSES", "WIDTH")
+ARCHITECTURES = tuple(value for value, _ in CHOICES)
+ARCHITECTURE_LABELS = tuple(label for _, label in CHOICES)
 
 
 class CreateModel(PatchFlowAlgorithm):
@@ -45,38 +29,3 @@ class CreateModel(PatchFlowAlgorithm):
         "number of classes. <b>Width</b> scales the number of filters (empty: the architecture's default). "
         "An existing model folder is replaced only when <b>Overwrite</b> is ticked."
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterEnum(
-            "ARCHITECTURE", "Architecture", options=list(ARCHITECTURE_LABELS), defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(
-            "DATASET", "Dataset manifest (gives bands, patch size, classes, normalisation)", optional=True,
-            fileFilter="JSON files (*.json)"))
-        self.addParameter(QgsProcessingParameterNumber(
-            "BANDS", "Number of bands (without a dataset)", INTEGER, optional=True, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "PATCH_SIZE", "Patch size (without a dataset)", INTEGER, optional=True, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "N_CLASSES", "Number of classes (without a dataset)", INTEGER, optional=True, minValue=2))
-        self.addParameter(QgsProcessingParameterNumber(
-            "WIDTH", "Width: filters of the first layer (empty: the architecture's default)", INTEGER,
-            optional=True, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed of the weights", INTEGER, 0))
-        self.addParameter(QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing model folder", False))
-        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Model folder (SavedModel)"))
-        self.addOutput(QgsProcessingOutputFile("CARD", "Model card"))
-        self.addOutput(QgsProcessingOutputNumber("PARAMETERS", "Number of parameters"))
-
-    def process(self, parameters, context, feedback) -> dict:
-        job = {
-            "ARCHITECTURE": ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)],
-            "DATASET": self.parameterAsFile(parameters, "DATASET", context) or None,
-            "SEED": self.parameterAsInt(parameters, "SEED", context),
-            "OVERWRITE": self.parameterAsBoolean(parameters, "OVERWRITE", context),
-            "OUTPUT": self.parameterAsFileOutput(parameters, "OUTPUT", context),
-        }
-        for name in OPTIONAL_NUMBERS:
-            given = parameters.get(name) not in (None, "")
-            job[name] = self.parameterAsInt(parameters, name, context) if given else None
-        result = self.run_engine(job, [job["OUTPUT"]], feedback)
-        return {"OUTPUT": result["OUTPUT"], "CARD": result["CARD"], "PARAMETERS": result["PARAMETERS"]}

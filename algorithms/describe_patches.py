@@ -2,15 +2,6 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-)
-
 from .base import PatchFlowAlgorithm
 
 
@@ -24,21 +15,3 @@ class DescribePatches(PatchFlowAlgorithm):
         "patches stacked in rows): their count, bands, data type, per-band statistics and, with a "
         "labels image, the classes and their counts. Training then takes the manifest."
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "PATCHES", "Patches-images, one per source", QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterNumber(
-            "PATCH_SIZE", "Patch size (0: the image width)", QgsProcessingParameterNumber.Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Labels image", optional=True))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Dataset manifest", "JSON files (*.json)"))
-        self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of patches"))
-
-    def process(self, parameters, context, feedback) -> dict:
-        job = {
-            "PATCHES": self.raster_paths(parameters, "PATCHES", context),
-            "PATCH_SIZE": self.parameterAsInt(parameters, "PATCH_SIZE", context),
-            "LABELS": self.raster_path(parameters, "LABELS", context),
-            "OUTPUT": self.parameterAsFileOutput(parameters, "OUTPUT", context),
-        }
-        return self.run_engine(job, [job["OUTPUT"]], feedback)

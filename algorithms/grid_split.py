@@ -2,27 +2,7 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessing,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterField,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorDestination,
-)
-
 from .base import PatchFlowAlgorithm
-from .options import SPLIT_STRATEGIES, SPLIT_STRATEGY_LABELS
-
-INTEGER = QgsProcessingParameterNumber.Integer
-DOUBLE = QgsProcessingParameterNumber.Double
-OUTPUTS = (
-    ("OUTPUT_TRAIN", "Training patches"),
-    ("OUTPUT_VALID", "Validation patches"),
-    ("OUTPUT_TEST", "Test patches"),
-)
 
 
 class GridSplit(PatchFlowAlgorithm):
@@ -40,57 +20,3 @@ class GridSplit(PatchFlowAlgorithm):
         "of another set.<br>With a <b>label raster</b> (or the samples' class field) the points carry "
         "their class; 'balanced' keeps as many patches per class as the rarest class has."
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Image (defines the grid; nodata is avoided)"))
-        self.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)", INTEGER, 32, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "STEP", "Grid step (pixels; default: the patch size)", INTEGER, None, optional=True, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum(
-            "STRATEGY", "Strategy", options=list(SPLIT_STRATEGY_LABELS), defaultValue=0))
-        for name, label, default in (("TRAIN", "Training", 0.7), ("VALID", "Validation", 0.15),
-                                     ("TEST", "Test", 0.15)):
-            self.addParameter(QgsProcessingParameterNumber(
-                name, f"{label} proportion", DOUBLE, default, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "BLOCK_SIZE", "Block size (grid cells per side decided together)", INTEGER, 1, minValue=1))
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            "LABELS", "Label raster (class at each patch centre)", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "SAMPLES", "Existing samples to split instead of grid centres", [QgsProcessing.TypeVectorPoint],
-            optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "CLASS_FIELD", "Class field of the samples", parentLayerParameterName="SAMPLES", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "NODATA", "Nodata value of the image (default: the raster's)", DOUBLE, None, optional=True))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", INTEGER, 0))
-        for name, label in OUTPUTS:
-            output = QgsProcessingParameterVectorDestination(
-                name, label, type=QgsProcessing.TypeVectorPoint, optional=name != "OUTPUT_TRAIN")
-            output.setSupportsNonFileBasedOutput(False)
-            self.addParameter(output)
-            self.addOutput(QgsProcessingOutputNumber(name.replace("OUTPUT", "COUNT"), f"Number of {label.lower()}"))
-
-    def process(self, parameters, context, feedback) -> dict:
-        job = {
-            "INPUT": self.raster_path(parameters, "INPUT", context),
-            "PATCH_SIZE": self.parameterAsInt(parameters, "PATCH_SIZE", context),
-            "STRATEGY": SPLIT_STRATEGIES[self.parameterAsEnum(parameters, "STRATEGY", context)],
-            "BLOCK_SIZE": self.parameterAsInt(parameters, "BLOCK_SIZE", context),
-            "SEED": self.parameterAsInt(parameters, "SEED", context),
-            "LABELS": self.raster_path(parameters, "LABELS", context),
-            "SAMPLES": self.vector_path(parameters, "SAMPLES", context, feedback),
-            "CLASS_FIELD": self.parameterAsString(parameters, "CLASS_FIELD", context) or None,
-        }
-        for name in ("TRAIN", "VALID", "TEST"):
-            job[name] = self.parameterAsDouble(parameters, name, context)
-        for name in ("STEP", "NODATA"):
-            if parameters.get(name) not in (None, ""):
-                job[name] = self.parameterAsDouble(parameters, name, context)
-        outputs = [name for name, _ in OUTPUTS]
-        for name in outputs:
-            job[name] = self.parameterAsOutputLayer(parameters, name, context) or None
-        result = self.run_engine(job, [job[n] for n in outputs if job[n]], feedback)
-        for name in outputs:
-            self.style_points(result.get(name), result.get(name.replace("OUTPUT", "STYLE")), context)
-        return {key: value for key, value in result.items() if key != "CLASSES" and not key.startswith("STYLE")}

@@ -3,23 +3,7 @@ TrainClassifierFromDeepFeatures; without a model, the classic per-pixel classifi
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingOutputFile,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
-)
-
 from .base import TRUST_HELP, PatchFlowAlgorithm
-
-INTEGER = QgsProcessingParameterNumber.Integer
-DOUBLE = QgsProcessingParameterNumber.Double
-# the engine's names (plugin/engine/deepfeatures.py CLASSIFIERS), in the order the enum shows them
-CLASSIFIERS = ("rf", "svm")
-CLASSIFIER_LABELS = ("Random Forest", "SVM (RBF kernel, standardised features, calibrated probabilities)")
 
 
 class TrainClassifier(PatchFlowAlgorithm):
@@ -42,49 +26,3 @@ class TrainClassifier(PatchFlowAlgorithm):
         "without running code) and beside it <i>&lt;classifier&gt;.json</i> (how its features are made, classes, "
         "scores), which Classify reads. The same seed gives the same classifier." + TRUST_HELP
     )
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile(
-            "DATASET", "Training dataset manifest (with a class field)", fileFilter="JSON files (*.json)"))
-        self.addParameter(QgsProcessingParameterFile(
-            "VALID", "Validation dataset manifest", optional=True, fileFilter="JSON files (*.json)"))
-        self.addParameter(QgsProcessingParameterFile(
-            "MODEL", "Model: a .keras file, or a SavedModel's saved_model.pb (empty: classify pixel values)",
-            optional=True, fileFilter="Models (*.keras saved_model.pb);;All files (*)"))
-        self.addParameter(QgsProcessingParameterString(
-            "FEATURE_OUTPUT", "Model output used as features", "features", optional=True))
-        self.addParameter(QgsProcessingParameterEnum(
-            "CLASSIFIER", "Classifier", options=list(CLASSIFIER_LABELS), defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "N_TREES", "Random Forest: number of trees", INTEGER, 100, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            "MAX_DEPTH", "Random Forest: maximum depth (0: unlimited)", INTEGER, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            "SVM_C", "SVM: regularisation C", DOUBLE, 1.0, minValue=1e-9))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", INTEGER, 0))
-        self.add_trust_parameter()
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", "Classifier (.skops)", "Classifier files (*.skops)"))
-        self.addOutput(QgsProcessingOutputFile("DESCRIPTION", "Classifier description (JSON)"))
-        self.addOutput(QgsProcessingOutputFile("VALIDATION_CSV", "Validation scores (CSV)"))
-        for name, label in (("COUNT", "Training samples"), ("N_FEATURES", "Features per sample"),
-                            ("VALID_OA", "Validation overall accuracy"), ("VALID_KAPPA", "Validation kappa")):
-            self.addOutput(QgsProcessingOutputNumber(name, label))
-
-    def process(self, parameters, context, feedback) -> dict:
-        job = {
-            "DATASET": self.parameterAsFile(parameters, "DATASET", context),
-            "VALID": self.parameterAsFile(parameters, "VALID", context) or None,
-            "MODEL": self.model_path(parameters, "MODEL", context),
-            "FEATURE_OUTPUT": self.parameterAsString(parameters, "FEATURE_OUTPUT", context) or "features",
-            "CLASSIFIER": CLASSIFIERS[self.parameterAsEnum(parameters, "CLASSIFIER", context)],
-            "N_TREES": self.parameterAsInt(parameters, "N_TREES", context),
-            "MAX_DEPTH": self.parameterAsInt(parameters, "MAX_DEPTH", context),
-            "SVM_C": self.parameterAsDouble(parameters, "SVM_C", context),
-            "SEED": self.parameterAsInt(parameters, "SEED", context),
-            "TRUST_MODEL": self.trusted(parameters, context),
-            "OUTPUT": self.parameterAsFileOutput(parameters, "OUTPUT", context),
-        }
-        result = self.run_engine(job, [job["OUTPUT"]], feedback)
-        return {name: result.get(name) for name in ("OUTPUT", "DESCRIPTION", "VALIDATION_CSV", "COUNT", "N_FEATURES",
-                                                    "VALID_OA", "VALID_KAPPA")}

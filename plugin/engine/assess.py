@@ -314,7 +314,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
             "give exactly one reference: reference points or polygons (REFERENCE, with CLASS_FIELD) or a "
             "reference label raster (REFERENCE_RASTER)" + (", not both." if vector_uri else "."),
             "REFERENCE" if not vector_uri else "REFERENCE_RASTER")
-    band_index = params.integer("BAND", 1, minimum=1)
+    band_index = params.integer("BAND")
     map_band = MapBand(open_raster(map_path, "INPUT"), band_index, "INPUT", "BAND")
     grid = map_band.grid
     known_map = classes_from_raster(map_path, band_index)
@@ -328,7 +328,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
             context.cancelled)
         reference_parameter, reference_name = "REFERENCE", vector_uri
     else:
-        ref_band_index = params.integer("REFERENCE_BAND", 1, minimum=1)
+        ref_band_index = params.integer("REFERENCE_BAND")
         ref = open_raster(ref_path, "REFERENCE_RASTER")
         known_ref = classes_from_raster(ref_path, ref_band_index) if ref_band_index <= ref.RasterCount else {}
         on_grid, ref_band = reference_on_map_grid(ref, ref_path, ref_band_index, grid)

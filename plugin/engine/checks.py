@@ -426,9 +426,9 @@ def architecture_fits(params: Params, manifest: dict) -> None:
     """The architecture to build (no MODEL) can be built for TRAIN's first source and classes."""
     from .modelcard import InputSpec
     from .srmodel import ARCHITECTURE as SR_ARCHITECTURE
-    from .zoo import ARCHITECTURES, check_build
+    from .zoo import check_build
 
-    architecture = params.choice("ARCHITECTURE", tuple(ARCHITECTURES), "patch_cnn")
+    architecture = params.choice("ARCHITECTURE")
     sources = manifest.get("sources") or []
     if architecture == SR_ARCHITECTURE or not sources or image_target(params, manifest):
         return
@@ -445,7 +445,7 @@ def architecture_fits(params: Params, manifest: dict) -> None:
 
 def resume(params: Params, reporter: Reporter, work: str, signature: str, epochs: int) -> None:
     """Say what RESUME does: nothing to resume, or more epochs done than EPOCHS asks."""
-    if not params.boolean("RESUME", True):
+    if not params.boolean("RESUME"):
         return
     if not os.path.isdir(work):
         output = work[:-len(".training")] if work.endswith(".training") else work

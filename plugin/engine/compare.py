@@ -45,7 +45,7 @@ def run_compare_accuracy(params: Params, context: RunContext) -> dict:
 
     checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML")
     reports = params.paths("REPORTS")
-    names = [n.strip() for n in (params.string("NAMES", "") or "").split(";") if n.strip()]
+    names = [n.strip() for n in (params.string("NAMES") or "").split(";") if n.strip()]
     if names and len(names) != len(reports):
         raise PatchFlowError(f"{len(names)} names for {len(reports)} reports; give one name per report, separated "
                              "by ';' (or none: the file names).", "NAMES")
@@ -59,7 +59,7 @@ def run_compare_accuracy(params: Params, context: RunContext) -> dict:
         rows.append(row)
     columns = list(rows[0])
     output_csv = params.string("OUTPUT_CSV")
-    output_html = params.string("OUTPUT_HTML", None)
+    output_html = params.string("OUTPUT_HTML")
     staged = context.staging.stage(output_csv, "OUTPUT_CSV")
     with open(staged, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)

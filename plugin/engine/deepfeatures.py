@@ -332,19 +332,19 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
 
     import skops.io
 
-    model_path = params.string("MODEL", None)
-    feature_output = params.string("FEATURE_OUTPUT", "features")
-    kind = params.choice("CLASSIFIER", CLASSIFIERS, "rf")
-    n_trees = params.integer("N_TREES", 100, minimum=1)
-    max_depth = params.integer("MAX_DEPTH", 0, minimum=0)
-    svm_c = params.number("SVM_C", 1.0)
+    model_path = params.string("MODEL")
+    feature_output = params.string("FEATURE_OUTPUT")
+    kind = params.choice("CLASSIFIER")
+    n_trees = params.integer("N_TREES")
+    max_depth = params.integer("MAX_DEPTH")
+    svm_c = params.number("SVM_C")
     if svm_c <= 0:
         raise PatchFlowError(f"{svm_c:g} is not positive; the SVM's C must be > 0.", "SVM_C")
-    seed = params.integer("SEED", 0)
+    seed = params.integer("SEED")
     output = _output_path(params, context.reporter)
-    valid_path = params.string("VALID", None)
+    valid_path = params.string("VALID")
 
-    trusted = params.boolean("TRUST_MODEL", False)
+    trusted = params.boolean("TRUST_MODEL")
     extractor = deep_extractor(model_path, feature_output, "MODEL", trusted, context.reporter) if model_path else None
     source_name = extractor.source if extractor else "source1"
     train = load_dataset(params.string("DATASET"), "DATASET", source_name)
@@ -567,11 +567,11 @@ def run_classify(params: Params, context: RunContext) -> dict:
     checks.rasters(params, "INPUT", reporter=context.reporter)
     checks.input_against_classifier(params, checks.classifier_description(params.values.get("CLASSIFIER")))
     classifier_path = params.string("CLASSIFIER")
-    trusted = params.boolean("TRUST_MODEL", False)
+    trusted = params.boolean("TRUST_MODEL")
     classifier, description = load_classifier(classifier_path, "CLASSIFIER", trusted, context.reporter)
     stack = RasterStack(params.paths("INPUT"), "INPUT")
     output = params.string("OUTPUT")
-    confidence_path = params.string("OUTPUT_CONFIDENCE", None)
+    confidence_path = params.string("OUTPUT_CONFIDENCE")
     bands = int(description["bands"])
     if stack.band_count != bands:
         names = ", ".join(description.get("band_descriptions") or [])

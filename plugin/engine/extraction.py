@@ -26,11 +26,11 @@ def _sources_from(params: Params) -> list[Source]:
         paths = params.paths(f"SOURCE{index}", required=index == 1)
         if paths:
             stack = RasterStack(paths, f"SOURCE{index}")
-            size = params.integer(f"PATCH_SIZE{index}", None if index > 1 else 16, minimum=1)
+            size = params.integer(f"PATCH_SIZE{index}")
             if size is None:
                 raise PatchFlowError(f"a patch size is required for SOURCE{index}.", f"PATCH_SIZE{index}")
             sources.append(Source(f"source{index}", f"SOURCE{index}", stack, size))
-    label_raster = params.string("LABEL_RASTER", None)
+    label_raster = params.string("LABEL_RASTER")
     if label_raster:
         stack = RasterStack([label_raster], "LABEL_RASTER")
         for band in stack.bands:
@@ -38,7 +38,7 @@ def _sources_from(params: Params) -> list[Source]:
                 band.nodata = FLOAT_LABEL_NODATA  # what NaN/infinity labels are written as ('unlabelled')
         reference = sources[0]
         default = max(1, round(reference.patch_size * abs(reference.grid.dx) / abs(stack.grid.dx)))
-        size = params.integer("LABEL_PATCH_SIZE", default, minimum=1)
+        size = params.integer("LABEL_PATCH_SIZE", default)
         sources.append(Source("labels_raster", "LABEL_RASTER", stack, size, role="label"))
     return sources
 
@@ -61,7 +61,7 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
     check_sources(sources)
     reference = sources[0]
     points_uri = params.string("INPUT")
-    field = params.string("CLASS_FIELD", None)
+    field = params.string("CLASS_FIELD")
     class_field = None
     if field:
         _, layer = open_layer(points_uri, "INPUT")
@@ -76,7 +76,7 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
     staged_manifest = context.staging.stage(manifest_path, "OUTPUT")
     staged_patches = [context.staging.stage(p, "OUTPUT") for p in patches_paths]
     staged_labels = context.staging.stage(labels_path, "OUTPUT") if class_field else None
-    skip_nodata = params.boolean("SKIP_NODATA", True)
+    skip_nodata = params.boolean("SKIP_NODATA")
 
     result = extract(sources, points.xs, points.ys, points.class_ids, staged_patches, staged_labels,
                      skip_nodata, context.reporter.span(0, 95), context.cancelled)

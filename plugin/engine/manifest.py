@@ -164,8 +164,8 @@ def run_describe_patches(params: Params, context: RunContext) -> dict:
     checks.writable(params, "OUTPUT")
     checks.rasters(params, "PATCHES", "LABELS", labels={"LABELS": None}, crs=False)  # patches carry no CRS
     paths = params.paths("PATCHES")
-    sizes = [params.integer("PATCH_SIZE", 0, minimum=0)] * len(paths)
-    manifest = describe_otbtf(paths, sizes, params.string("LABELS", None))
+    sizes = [params.integer("PATCH_SIZE")] * len(paths)
+    manifest = describe_otbtf(paths, sizes, params.string("LABELS"))
     output = params.string("OUTPUT")
     staged = context.staging.stage(output, "OUTPUT")
     write_manifest(staged, manifest)

@@ -407,7 +407,7 @@ def html_report(facts: dict, rows: list[dict]) -> str:
 
 
 def ergas_scale(params: Params, grid: Grid, low_resolution: OnGrid | None, reporter: Reporter) -> float:
-    scale = params.number("SCALE_FOR_ERGAS", None)
+    scale = params.number("SCALE_FOR_ERGAS")
     if scale is not None:
         if scale <= 0:
             raise PatchFlowError(f"{scale:g} is not a pixel-size ratio; give h/l > 0 (0.25 for x4).",
@@ -439,7 +439,7 @@ def _data_ranges(ref_sums: ReferenceSums, names: list[str]) -> np.ndarray:
 
 
 def _given_range(params: Params) -> float | None:
-    given = params.number("DATA_RANGE", None)
+    given = params.number("DATA_RANGE")
     if given is not None and given <= 0:
         raise PatchFlowError(f"{given:g} is not a data range; give a value above 0, or none for the "
                              "reference's max - min.", "DATA_RANGE")
@@ -448,7 +448,7 @@ def _given_range(params: Params) -> float | None:
 
 def _stage_outputs(params: Params, context: RunContext) -> dict[str, tuple[str | None, str | None]]:
     """{parameter: (final path, staged path)}, both None when the output is not asked for."""
-    table_final = params.string("OUTPUT_TABLE", None)
+    table_final = params.string("OUTPUT_TABLE")
     check_table_format(table_final, "OUTPUT_TABLE")
     outputs = {}
     for name in ("OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE"):
@@ -473,7 +473,7 @@ def open_inputs(params: Params) -> Inputs:
     """REFERENCE, and INPUT and LOW_RESOLUTION on its grid; the compared window (EXTENT)."""
     reference = OnGrid(RasterStack(params.paths("REFERENCE"), "REFERENCE"), None, "")
     grid = reference.stack.grid
-    extent_text = params.string("EXTENT", "") or ""
+    extent_text = params.string("EXTENT") or ""
     window = compare_window(extent_text, grid)
     image = place_on_grid(params.paths("INPUT"), "INPUT", grid, window, "bilinear", bool(extent_text.strip()))
     _check_bands(reference, image, "INPUT")

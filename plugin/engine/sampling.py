@@ -296,11 +296,11 @@ def _report_selection(reporter: Reporter, counts: dict, targets: dict, samples: 
 
 
 def _select_and_write(source: LabelSource, params: Params, context: RunContext, known: dict, input_name: str) -> dict:
-    strategy = params.choice("STRATEGY", STRATEGIES, "constant")
-    number = params.integer("NUMBER", 100, minimum=0)
-    patch_size = params.integer("PATCH_SIZE", 1, minimum=1)
-    seed = params.integer("SEED", 0)
-    min_distance = params.number("MIN_DISTANCE", 0.0, minimum=0.0)
+    strategy = params.choice("STRATEGY")
+    number = params.integer("NUMBER")
+    patch_size = params.integer("PATCH_SIZE")
+    seed = params.integer("SEED")
+    min_distance = params.number("MIN_DISTANCE")
     output = context.staging.stage(params.string("OUTPUT"), "OUTPUT")
     if patch_size > min(source.grid.width, source.grid.height):
         raise PatchFlowError(
@@ -340,7 +340,7 @@ def run_sample_label_raster(params: Params, context: RunContext) -> dict:
 
     path = params.string("INPUT")
     ds = open_raster(path, "INPUT")
-    band = params.integer("BAND", 1, minimum=1)
+    band = params.integer("BAND")
     nodata = params.nodata("NODATA")
     if nodata is None:
         nodata = ds.GetRasterBand(band).GetNoDataValue() if band <= ds.RasterCount else None

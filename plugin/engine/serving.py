@@ -95,7 +95,7 @@ class ServingPlan:
 def load_model(params: Params, reporter: Reporter) -> InferenceModel:
     path = params.string("MODEL")
     kind = model_kind(path, "MODEL")
-    model = InferenceModel.load(path, "MODEL", params.boolean("TRUST_MODEL", False), reporter)
+    model = InferenceModel.load(path, "MODEL", params.boolean("TRUST_MODEL"), reporter)
     if kind != "patchflow" or model.card is None:
         inputs = ", ".join(f"{n} ({model.input_bands.get(n)} bands)" for n in model.input_names)
         reporter.log(f"model inputs: {inputs}; outputs: {', '.join(model.output_names)}")
@@ -107,7 +107,7 @@ def bind_sources(params: Params, model: InferenceModel) -> list[Source]:
     stacks = [(f"SOURCE{i}", params.paths(f"SOURCE{i}", required=(i == 1))) for i in range(1, MAX_SOURCES + 1)]
     stacks = [(name, paths) for name, paths in stacks if paths]
     card = model.card
-    given = [n.strip() for n in (params.string("INPUT_NAMES", "") or "").split(";") if n.strip()]
+    given = [n.strip() for n in (params.string("INPUT_NAMES") or "").split(";") if n.strip()]
     names = given or ([spec.name for spec in card.inputs] if card else list(model.input_names))
     if len(stacks) != len(model.input_names):
         raise PatchFlowError(f"the model has {len(model.input_names)} input(s) ({', '.join(model.input_names)}) but "
@@ -143,7 +143,7 @@ def base_name(output: str) -> str:
 
 
 def choose_outputs(params: Params, model: InferenceModel) -> list[str]:
-    text = params.string("OUTPUTS", "") or ""
+    text = params.string("OUTPUTS") or ""
     names = [n.strip() for n in text.split(";") if n.strip()]
     if not names:
         names = ["class"] if "class" in model.output_names else [model.output_names[0]]
@@ -156,9 +156,9 @@ def choose_outputs(params: Params, model: InferenceModel) -> list[str]:
 
 def declared_geometry(params: Params, card: ModelCard | None, outputs: list[str]) -> tuple[int, int | None, float]:
     """(receptive field, expression field or None to measure, factor) from the parameters, else the card."""
-    receptive = params.integer("RECEPTIVE_FIELD", 0, minimum=0)
-    expression = params.integer("EXPRESSION_FIELD", 0, minimum=0) or None
-    factor = params.number("SCALE_FACTOR", 0.0, minimum=0.0)
+    receptive = params.integer("RECEPTIVE_FIELD")
+    expression = params.integer("EXPRESSION_FIELD") or None
+    factor = params.number("SCALE_FACTOR")
     if card is not None:
         factors = set()
         for name in outputs:
@@ -283,7 +283,7 @@ def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[i
     """EXTENT as input pixels, grown to whole ``align`` steps from the raster's origin and clipped to
     it; the whole raster when empty."""
     grid = stack.grid
-    text = params.string("EXTENT", "") or ""
+    text = params.string("EXTENT") or ""
     if not text.strip():
         return 0, 0, grid.width, grid.height
     xmin, xmax, ymin, ymax = parse_extent(text, grid, "SOURCE1's")
@@ -305,17 +305,17 @@ def make_plan(params: Params, context: RunContext) -> ServingPlan:
     outputs = choose_outputs(params, model)
     receptive, expression, factor = declared_geometry(params, model.card, outputs)
     geometry = measure_geometry(model, sources, outputs, receptive, expression, factor)
-    mode = params.choice("MODE", MODES, "auto")
+    mode = params.choice("MODE")
     convolutional = fully_convolutional(model, sources, outputs, geometry)
     if mode == "auto":
         mode = "patch" if geometry.expression == 1 and receptive > 1 or not convolutional else "fully_convolutional"
     if mode == "fully_convolutional" and not convolutional:
         raise PatchFlowError("the model does not take blocks larger than its receptive field; use MODE patch.", "MODE")
-    stride = params.integer("STRIDE", 1, minimum=1)
+    stride = params.integer("STRIDE")
     if mode == "patch" and geometry.expression != 1:
         raise PatchFlowError(f"patch-based serving needs one output pixel per receptive field; this model gives "
                              f"{geometry.expression}. Use MODE fully_convolutional.", "MODE")
-    tile = params.integer("TILE_SIZE", 0, minimum=0)
+    tile = params.integer("TILE_SIZE")
     margin_units = tile_units = 0
     if mode == "fully_convolutional":
         stride = 1
@@ -324,7 +324,7 @@ def make_plan(params: Params, context: RunContext) -> ServingPlan:
         # input pixels 2048-pixel outputs)
         tile_units = max(1, round(tile / geometry.expression) if tile
                          else round(DEFAULT_TILE / max(geometry.unit, geometry.expression)))
-        margin = params.integer("MARGIN", -1, minimum=-1)
+        margin = params.integer("MARGIN")
         crop = model.card.crop_margin if model.card else 0
         if margin < 0:
             largest = max(2, math.ceil(PROBE_MARGIN / geometry.unit))
@@ -336,7 +336,7 @@ def make_plan(params: Params, context: RunContext) -> ServingPlan:
     else:
         align = stride
     window = processing_window(params, sources[0].stack, align)
-    batch = params.integer("BATCH_SIZE", 0, minimum=0) or default_batch(mode)
+    batch = params.integer("BATCH_SIZE") or default_batch(mode)
     stitch = mode == "patch" and convolutional and geometry.unit % stride == 0
     return ServingPlan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window)
 
@@ -542,7 +542,7 @@ def output_format(params: Params, plan: ServingPlan, channels: int, class_count:
         except KeyError:
             kinds.add("class" if name.startswith("class") else "image")
     kind = kinds.pop() if len(kinds) == 1 else "image"
-    wanted = params.choice("OUTPUT_TYPE", ("auto", "uint8", "uint16", "int16", "int32", "float32"), "auto")
+    wanted = params.choice("OUTPUT_TYPE")
     nodata = params.nodata("NODATA")
     default_nodata: float
     if kind == "class":

@@ -106,13 +106,12 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
 
     checks.writable(params, *OUTPUTS)
     checks.rasters(params, "INPUT", "LABELS", reporter=context.reporter, labels={"LABELS": None})
-    patch_size = params.integer("PATCH_SIZE", 32, minimum=1)
-    step = params.integer("STEP", patch_size, minimum=1)
-    strategy = params.choice("STRATEGY", STRATEGIES, "split")
-    proportions = tuple(params.number(name, default, minimum=0.0)
-                        for name, default in (("TRAIN", 0.7), ("VALID", 0.15), ("TEST", 0.15)))
-    block = params.integer("BLOCK_SIZE", 1, minimum=1)
-    seed = params.integer("SEED", 0)
+    patch_size = params.integer("PATCH_SIZE")
+    step = params.integer("STEP", patch_size)
+    strategy = params.choice("STRATEGY")
+    proportions = tuple(params.number(name) for name in ("TRAIN", "VALID", "TEST"))
+    block = params.integer("BLOCK_SIZE")
+    seed = params.integer("SEED")
     stack = RasterStack(params.paths("INPUT"), "INPUT")
     nodata = params.nodata("NODATA")
     if nodata is not None:
@@ -124,8 +123,8 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
                              "PATCH_SIZE")
     if strategy == "split" and sum(proportions) <= 0:
         raise PatchFlowError("the proportions TRAIN, VALID and TEST add up to 0.", "TRAIN")
-    labels_path = params.string("LABELS", None)
-    samples_uri = params.string("SAMPLES", None)
+    labels_path = params.string("LABELS")
+    samples_uri = params.string("SAMPLES")
     if strategy == "balanced" and not labels_path and not samples_uri:  # samples bring their class field
         raise PatchFlowError("the 'balanced' strategy needs a label raster.", "LABELS")
     outputs = {name: params.string(name, None) for name in OUTPUTS}
@@ -136,7 +135,7 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
     reporter = context.reporter
     if samples_uri:
         return with_styles(context, _split_samples(
-            samples_uri, params.string("CLASS_FIELD", None), grid, patch_size, step * block, strategy, proportions,
+            samples_uri, params.string("CLASS_FIELD"), grid, patch_size, step * block, strategy, proportions,
             seed, staged, outputs, reporter))
     rows0 = grid_starts(grid.height, patch_size, step)
     cols0 = grid_starts(grid.width, patch_size, step)

@@ -531,14 +531,14 @@ def run_build_sr_dataset(params: Params, context: RunContext) -> dict:
 
     checks.writable(params, "OUTPUT_TRAIN", "OUTPUT_VALID", "OUTPUT_LR")
     checks.rasters(params, "HR", "LR", reporter=context.reporter)
-    patch = params.integer("PATCH_SIZE", 32, minimum=1)
-    step = params.integer("STEP", patch, minimum=1)
-    valid = params.number("VALID", 0.3, minimum=0.0)
+    patch = params.integer("PATCH_SIZE")
+    step = params.integer("STEP", patch)
+    valid = params.number("VALID")
     if valid >= 1:
         raise PatchFlowError(f"{valid:g} leaves nothing for training: use a fraction below 1 (e.g. 0.3).", "VALID")
-    block = params.integer("BLOCK_SIZE", 4, minimum=1)
-    seed = params.integer("SEED", 0)
-    radiometric = params.boolean("RADIOMETRIC", False)
+    block = params.integer("BLOCK_SIZE")
+    seed = params.integer("SEED")
+    radiometric = params.boolean("RADIOMETRIC")
     nodata = params.nodata("NODATA")
     train_path, valid_path = read_outputs(params, valid)
     hr = RasterStack(params.paths("HR"), "HR")
@@ -552,7 +552,7 @@ def run_build_sr_dataset(params: Params, context: RunContext) -> dict:
     check_sets(sets, valid, block)
     _log_plan(context.reporter, params, lr, hr, pairing, sets, valid)
 
-    lr_output = params.string("OUTPUT_LR", None)
+    lr_output = params.string("OUTPUT_LR")
     if lr is not None and lr_output:
         context.reporter.warning("OUTPUT_LR is only written when the LR image is made by degrading HR (no LR given).")
         lr_output = None
@@ -581,7 +581,7 @@ def run_build_sr_dataset(params: Params, context: RunContext) -> dict:
 def _pairing(params: Params, hr: RasterStack, patch: int, step: int,
              nodata: float | None) -> tuple[RasterStack | None, Pairing]:
     """The LR stack (None when it is to be degraded from HR) and the patch pairs' geometry."""
-    scale = params.number("SCALE", None)
+    scale = params.number("SCALE")
     lr_paths = params.paths("LR", required=False)
     if not lr_paths:
         factor = degrade_scale(4.0 if scale is None else scale)
@@ -598,7 +598,7 @@ def _pairing(params: Params, hr: RasterStack, patch: int, step: int,
 
 def _log_plan(reporter: Reporter, params: Params, lr: RasterStack | None, hr: RasterStack, pairing: Pairing,
               sets: np.ndarray, valid: float) -> None:
-    if valid == 0 and params.string("OUTPUT_VALID", None):
+    if valid == 0 and params.string("OUTPUT_VALID"):
         reporter.warning("VALID is 0: no validation dataset is written.")
     if lr is None:
         reporter.log(f"degrading HR by {pairing.ratio:g}: Gaussian sigma {gaussian_sigma(pairing.ratio):.3f} HR px "

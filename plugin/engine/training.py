@@ -74,18 +74,18 @@ class Settings:
     @classmethod
     def from_params(cls, params: Params) -> Settings:
         return cls(
-            epochs=params.integer("EPOCHS", 20, minimum=1),
-            batch_size=params.integer("BATCH_SIZE", 32, minimum=1),
-            learning_rate=params.number("LEARNING_RATE", 1e-3, minimum=0.0),
-            optimizer=params.choice("OPTIMIZER", OPTIMIZERS, "adam"),
-            loss=params.choice("LOSS", LOSSES, "auto"),
-            loss_weights=parse_loss_weights(params.string("LOSS_WEIGHTS", None)),
-            pretrain_epochs=params.integer("PRETRAIN_EPOCHS", None, minimum=0),
-            class_weights=params.choice("CLASS_WEIGHTS", CLASS_WEIGHTS, "auto"),
-            augment=params.boolean("AUGMENT", True),
-            patience=params.integer("PATIENCE", 0, minimum=0),
-            seed=params.integer("SEED", 0),
-            device=params.choice("DEVICE", DEVICES, "auto"),
+            epochs=params.integer("EPOCHS"),
+            batch_size=params.integer("BATCH_SIZE"),
+            learning_rate=params.number("LEARNING_RATE"),
+            optimizer=params.choice("OPTIMIZER"),
+            loss=params.choice("LOSS"),
+            loss_weights=parse_loss_weights(params.string("LOSS_WEIGHTS")),
+            pretrain_epochs=params.integer("PRETRAIN_EPOCHS"),
+            class_weights=params.choice("CLASS_WEIGHTS"),
+            augment=params.boolean("AUGMENT"),
+            patience=params.integer("PATIENCE"),
+            seed=params.integer("SEED"),
+            device=params.choice("DEVICE"),
         )
 
 
@@ -183,25 +183,25 @@ def obtain_model(params: Params, dataset: PatchDataset, settings: Settings, repo
     """(model, card or None): the MODEL given (through the safety gate), or ARCHITECTURE built for
     this dataset."""
     from .modelio import load_trainable
-    from .zoo import ARCHITECTURES, build_model
+    from .zoo import build_model
 
-    model_path = params.string("MODEL", None)
+    model_path = params.string("MODEL")
     if model_path:
-        return load_trainable(model_path, "MODEL", params.boolean("TRUST_MODEL", False), reporter)
-    architecture = params.choice("ARCHITECTURE", tuple(ARCHITECTURES), "patch_cnn")
+        return load_trainable(model_path, "MODEL", params.boolean("TRUST_MODEL"), reporter)
+    architecture = params.choice("ARCHITECTURE")
     if architecture == SR_ARCHITECTURE:
         return build_sr_for(params, dataset, settings)
     source = dataset.manifest["sources"][0]
     spec = InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"],
                      Normalization.from_stats(source["bands"]))
-    return build_model(architecture, [spec], dataset.classes, params.integer("WIDTH", None, minimum=1),
+    return build_model(architecture, [spec], dataset.classes, params.integer("WIDTH"),
                        settings.seed)
 
 
 def sr_sources(params: Params, dataset: PatchDataset) -> tuple[dict, dict]:
     """(low-resolution input source, high-resolution target source) of an SR dataset."""
     sources = dataset.manifest["sources"]
-    target_name = params.string("TARGET", None) or next(
+    target_name = params.string("TARGET") or next(
         (s["name"] for s in sources if s.get("role") == "target"), None)
     if target_name is None:
         raise PatchFlowError(f"the dataset {dataset.path} has no high-resolution target source: build it with "
@@ -221,7 +221,7 @@ def build_sr_for(params: Params, dataset: PatchDataset, settings: Settings):
     spec = InputSpec("x1", len(low["bands"]), int(low["patch_size"]), low["name"],
                      Normalization.from_stats(low["bands"]))
     return build_sr_generator(spec, len(high["bands"]), scale, Normalization.from_stats(high["bands"]),
-                              params.integer("WIDTH", None, minimum=1), seed=settings.seed)
+                              params.integer("WIDTH"), seed=settings.seed)
 
 
 def input_names(model) -> list[str]:
@@ -307,7 +307,7 @@ def probe_output(model, feeds: list[Feed]) -> tuple[int, ...]:
 def make_target(params: Params, dataset: PatchDataset, output_shape: tuple[int, ...], classes: list[dict],
                 loss: str, card: ModelCard | None = None) -> Target:
     """What to fit: the labels image (classification), label patches (segmentation) or an image."""
-    name = params.string("TARGET", None)
+    name = params.string("TARGET")
     if card is not None and card.task == SR_TASK or name is None and any(
             s.get("role") == "target" for s in dataset.manifest["sources"]):
         name = name or sr_sources(params, dataset)[1]["name"]
@@ -499,15 +499,15 @@ def run_train_model(params: Params, context: RunContext) -> dict:
     from . import checks
 
     settings = Settings.from_params(params)
-    output = check_output(params.string("OUTPUT"), params.boolean("OVERWRITE", False))
+    output = check_output(params.string("OUTPUT"), params.boolean("OVERWRITE"))
     checks.training(params, context.reporter, settings.batch_size, settings.epochs)  # no TensorFlow yet
     checks.resume(params, context.reporter, output + WORK_SUFFIX, signature_of(params, settings), settings.epochs)
-    if params.string("MODEL", None):  # a model that could run code is refused before TensorFlow reads it
+    if params.string("MODEL"):  # a model that could run code is refused before TensorFlow reads it
         from .modelsafety import check_model
 
-        check_model(params.string("MODEL"), params.boolean("TRUST_MODEL", False), "MODEL")
+        check_model(params.string("MODEL"), params.boolean("TRUST_MODEL"), "MODEL")
     train = PatchDataset(params.string("TRAIN"), "TRAIN")
-    valid_path = params.string("VALID", None)
+    valid_path = params.string("VALID")
     valid = PatchDataset(valid_path, "VALID") if valid_path else None
     try:
         return train_and_export(params, context, settings, output, train, valid)
@@ -526,7 +526,7 @@ def train_and_export(params: Params, context: RunContext, settings: Settings, ou
         model, card = obtain_model(params, train, settings, context.reporter)
         plan = plan_training(params, model, card, train, valid, settings, context.reporter)
         # only now, with every input checked, is anything written
-        state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME", True),
+        state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME"),
                                     context.reporter)
         if state is not None:
             from . import imageloss  # noqa: F401 - registers the image losses and metrics
@@ -537,7 +537,7 @@ def train_and_export(params: Params, context: RunContext, settings: Settings, ou
                 from . import adversarial  # noqa: F401 - registers the trainer
             from .modelio import load_trainable
 
-            model = load_trainable(os.path.join(work, CHECKPOINT), "MODEL", params.boolean("TRUST_MODEL", False),
+            model = load_trainable(os.path.join(work, CHECKPOINT), "MODEL", params.boolean("TRUST_MODEL"),
                                    compile=True)[0]
         else:
             model = with_discriminator(model, plan, settings, context.reporter)
@@ -607,9 +607,8 @@ class TrainingPlan:
 def plan_training(params: Params, model, card: ModelCard | None, train: PatchDataset, valid: PatchDataset | None,
                   settings: Settings, context_reporter) -> TrainingPlan:
     names = input_names(model)
-    mapping = parse_inputs(params.string("INPUTS", None), names, train, card)
-    feeds = make_feeds(model, card, mapping, train, params.choice("NORMALIZATION", ("auto", "dataset", "none"),
-                                                                  "auto"))
+    mapping = parse_inputs(params.string("INPUTS"), names, train, card)
+    feeds = make_feeds(model, card, mapping, train, params.choice("NORMALIZATION"))
     output_shape = probe_output(model, feeds)
     classes = card.classes if card is not None and card.classes else train.classes
     target = make_target(params, train, output_shape, classes, settings.loss, card)
@@ -759,9 +758,9 @@ def finish(params: Params, context: RunContext, model, plan: TrainingPlan, state
     shutil.rmtree(work, ignore_errors=True)
     context.reporter.progress(100)
     return {
-        "OUTPUT": output, "CARD": os.path.join(output, "patchflow_card.json"),
+        "OUTPUT": output, "MODEL_FOLDER": output, "CARD": os.path.join(output, "patchflow_card.json"),
         "REPORT": os.path.join(output, os.path.basename(report)), "HISTORY": os.path.join(output, "history.csv"),
-        "EPOCHS": state.epoch, "BEST_EPOCH": state.best_epoch,
+        "EPOCHS_RUN": state.epoch, "BEST_EPOCH": state.best_epoch,
         "OA": scores.overall_accuracy if scores else None, "KAPPA": scores.kappa if scores else None,
         "PSNR": quality.psnr if quality else None, "SSIM": quality.ssim if quality else None,
         "BICUBIC_PSNR": quality.bicubic_psnr if quality else None,

@@ -19,6 +19,7 @@ import traceback
 from typing import Any, TextIO
 
 from .. import protocol
+from ..declarations import OPERATIONS as DECLARATIONS
 from .errors import Cancelled, PatchFlowError
 from .locks import OutputLocks
 from .overlap import check_outputs_apart, check_outputs_hold_nothing_else, outputs_of
@@ -38,7 +39,7 @@ def run_job(job: protocol.Job, reporter: Reporter, cancel_event: threading.Event
     operation = OPERATIONS.get(job.operation)
     if operation is None:
         raise PatchFlowError(f"unknown operation '{job.operation}'; known: {', '.join(sorted(OPERATIONS))}.")
-    params = Params(job.parameters, job.labels)
+    params = Params(job.parameters, job.labels, DECLARATIONS.get(job.operation))
     check_outputs_apart(job.parameters, params.describe)
     check_outputs_hold_nothing_else(job.parameters)
     context = RunContext(job.job_id, reporter, OutputStaging(job.job_id), cancel_event or threading.Event())

@@ -326,7 +326,7 @@ def _from_dataset(params: Params, path: str, architecture: str, reporter: Report
     spec = InputSpec(source["name"], len(source["bands"]), int(source["patch_size"]), source["name"],
                      Normalization.from_stats(source["bands"]))
     for name, value in (("BANDS", spec.bands), ("PATCH_SIZE", spec.patch_size)):
-        given = params.integer(name, None)
+        given = params.integer(name)
         if given is not None and given != value:
             raise PatchFlowError(f"{given} differs from the dataset's {value}; leave it empty or choose another "
                                  "dataset.", name)
@@ -358,10 +358,10 @@ def _create_sr(params: Params, context: RunContext, dataset: str | None) -> dict
     spec = InputSpec("x1", len(low["bands"]), int(low["patch_size"]), low["name"],
                      Normalization.from_stats(low["bands"]))
     output = os.path.abspath(params.string("OUTPUT"))
-    _check_output(output, params.boolean("OVERWRITE", False))
+    _check_output(output, params.boolean("OVERWRITE"))
     model, card = build_sr_generator(spec, len(high["bands"]), int(high["patch_size"]) / int(low["patch_size"]),
-                                     Normalization.from_stats(high["bands"]), params.integer("WIDTH", None, minimum=1),
-                                     seed=params.integer("SEED", None))
+                                     Normalization.from_stats(high["bands"]), params.integer("WIDTH"),
+                                     seed=params.integer("SEED"))
     staged = context.staging.stage(output, "OUTPUT")
     card.parameters["dataset"] = dataset
     export_model(model, card, staged)
@@ -377,22 +377,22 @@ def run_create_model(params: Params, context: RunContext) -> dict[str, Any]:
     from . import checks
 
     checks.writable(params, "OUTPUT")
-    architecture = params.choice("ARCHITECTURE", list(ARCHITECTURES))
-    dataset = params.string("DATASET", None)
+    architecture = params.choice("ARCHITECTURE")
+    dataset = params.string("DATASET")
     if ARCHITECTURES[architecture].task == "super_resolution":
         return _create_sr(params, context, dataset)
     if dataset:
         spec, classes = _from_dataset(params, dataset, architecture, context.reporter)
     else:
-        spec = InputSpec("source1", params.integer("BANDS"), params.integer("PATCH_SIZE"))
-        n_classes = params.integer("N_CLASSES")
+        spec = InputSpec("source1", params.integer("BANDS", required=True), params.integer("PATCH_SIZE", required=True))
+        n_classes = params.integer("N_CLASSES", required=True)
         if n_classes < 2:
             raise PatchFlowError(f"a classifier needs 2 classes or more, not {n_classes}.", "N_CLASSES")
         classes = _default_classes(n_classes)
-    width = params.integer("WIDTH", None, minimum=1)
-    seed = params.integer("SEED", None)
+    width = params.integer("WIDTH")
+    seed = params.integer("SEED")
     output = os.path.abspath(params.string("OUTPUT"))
-    _check_output(output, params.boolean("OVERWRITE", False))
+    _check_output(output, params.boolean("OVERWRITE"))
     check_build(architecture, [spec], classes)
 
     staged = context.staging.stage(output, "OUTPUT")

@@ -192,7 +192,7 @@ def test_inputs_and_second_outputs_are_checked_before_loading_anything(data, tmp
 def test_good_inputs_pass_the_checks(data, tmp_path):
     """A 5-band model card on the 5-band dataset, a label raster of Float32 class ids: the runs go on."""
     outputs = run("train_model", TRAIN=data["train"], MODEL=data["cnn5"], EPOCHS=1, OUTPUT=str(tmp_path / "m"))
-    assert outputs["EPOCHS"] == 1 and (tmp_path / "m" / "saved_model.pb").exists()
+    assert outputs["EPOCHS_RUN"] == 1 and (tmp_path / "m" / "saved_model.pb").exists()
     outputs = run("sample_label_raster", INPUT=data["labels"], NUMBER=3, OUTPUT=str(tmp_path / "s.gpkg"))
     assert outputs["COUNT"] == 21
 
@@ -319,7 +319,7 @@ def test_training_says_batch_larger_than_the_dataset_valid_without_a_class_and_n
     reporter = Reporter()
     outputs = run("train_model", reporter, TRAIN=data["train"], VALID=str(valid), EPOCHS=1, WIDTH=2,
                   BATCH_SIZE=count + 100, RESUME=True, OUTPUT=str(tmp_path / "m"))
-    assert outputs["EPOCHS"] == 1
+    assert outputs["EPOCHS_RUN"] == 1
     assert f"BATCH_SIZE {count + 100} is larger than TRAIN's {count} patches" in "\n".join(reporter.warnings)
     said = [w for w in reporter.warnings if w.startswith(f"VALID ({valid}) has no sample of class(es) 1 ")]
     assert len(said) == 1, reporter.warnings
@@ -345,7 +345,7 @@ def test_resume_with_fewer_epochs_than_done_says_it_trains_none(data, tmp_path):
     outputs = run("train_model", reporter, **dict(job, EPOCHS=1, RESUME=True))
     said = [w for w in reporter.warnings if w.startswith("RESUME:")]
     assert len(said) == 1 and "has done 2 epochs, more than EPOCHS (1)" in said[0], reporter.warnings
-    assert outputs["EPOCHS"] == 2  # what was exported, as the warning says
+    assert outputs["EPOCHS_RUN"] == 2  # what was exported, as the warning says
     assert not (tmp_path / "m.training").exists()
 
 

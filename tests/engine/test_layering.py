@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "plugin" / "engine"
 ENGINE_FILES = sorted(ENGINE.glob("*.py"))
-MODULES = ["patchflow.plugin.protocol"] + [
+MODULES = ["patchflow.plugin.protocol", "patchflow.plugin.declarations"] + [
     "patchflow.plugin.engine" + ("" if path.stem == "__init__" else f".{path.stem}") for path in ENGINE_FILES]
 FORBIDDEN = ("qgis", "PyQt5", "PyQt6", "processing", "sip")
 
@@ -87,8 +87,9 @@ def test_no_engine_file_imports_qgis(path):
         elif level == 1:
             pass  # a sibling engine module
         else:
-            # above the engine, only the protocol module (standard library only) may be used
-            assert level == 2 and (module == "protocol" or (module == "" and names == ["protocol"])), (
+            # above the engine, only the protocol and declarations modules (standard library only) may be used
+            assert level == 2 and (module in ("protocol", "declarations") or (
+                module == "" and set(names) <= {"protocol", "declarations"})), (
                 f"{path.name} imports {'.' * level}{module} {names}")
     text = path.read_text(encoding="utf-8")
     assert "import qgis" not in text and "from qgis" not in text
@@ -106,9 +107,10 @@ def test_operations_import_only_engine_modules_lazily():
     assert modules and modules <= {p.stem for p in ENGINE_FILES}, modules - {p.stem for p in ENGINE_FILES}
 
 
-def test_protocol_uses_the_standard_library_only():
-    path = ROOT / "plugin" / "protocol.py"
+@pytest.mark.parametrize("name", ["protocol.py", "declarations.py"])
+def test_protocol_uses_the_standard_library_only(name):
+    path = ROOT / "plugin" / name
     for level, module, _ in imports_of(path):
-        assert level == 0, f"protocol.py has a relative import of {module}"
+        assert level == 0, f"{name} has a relative import of {module}"
         top = module.split(".")[0]
-        assert top == "__future__" or top in sys.stdlib_module_names, f"protocol.py imports {module}"
+        assert top == "__future__" or top in sys.stdlib_module_names, f"{name} imports {module}"

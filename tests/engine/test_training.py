@@ -83,7 +83,7 @@ def test_reported_kappa_is_scikit_learns_on_the_saved_models_predictions(trained
 
 def test_outputs_model_card_report_history_and_logs(trained):
     output, outputs = trained
-    assert outputs["OUTPUT"] == str(output) and outputs["EPOCHS"] == 30
+    assert outputs["OUTPUT"] == str(output) and outputs["EPOCHS_RUN"] == 30
     assert {"saved_model.pb", "model.keras", "patchflow_card.json", "report.html", "history.csv",
             "validation.csv", "logs"} <= set(os.listdir(output))
     assert not os.path.exists(str(output) + ".training")  # the work folder goes once the model is out
@@ -142,7 +142,7 @@ def test_cancel_keeps_the_last_epoch_and_resume_ends_where_an_uninterrupted_run_
     reporter = Reporter()
     outputs = run_job(protocol.Job("train_model", dict(job, OUTPUT=str(tmp_path / "resumed")), "r"), reporter)
     assert any("2 epoch(s) already done" in line for line in reporter.logs)
-    assert outputs["EPOCHS"] == 3
+    assert outputs["EPOCHS_RUN"] == 3
     straight = keras.models.load_model(str(tmp_path / "straight" / "model.keras")).get_weights()
     resumed = keras.models.load_model(str(tmp_path / "resumed" / "model.keras")).get_weights()
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(straight, resumed))
@@ -153,7 +153,7 @@ def test_cancel_keeps_the_last_epoch_and_resume_ends_where_an_uninterrupted_run_
 def test_early_stopping_keeps_the_best_epoch(nc_sets, tmp_path):
     outputs = run("train_model", TRAIN=str(nc_sets / "train.json"), VALID=str(nc_sets / "valid.json"), EPOCHS=40,
                   PATIENCE=2, LEARNING_RATE=0.02, SEED=0, OUTPUT=str(tmp_path / "m"))
-    assert outputs["EPOCHS"] < 40 and outputs["EPOCHS"] - outputs["BEST_EPOCH"] == 2
+    assert outputs["EPOCHS_RUN"] < 40 and outputs["EPOCHS_RUN"] - outputs["BEST_EPOCH"] == 2
 
 
 def test_segmentation_with_the_fcnn_on_label_patches(tmp_path):
