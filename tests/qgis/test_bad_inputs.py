@@ -11,7 +11,7 @@ inputs derived from the North Carolina Landsat-7 scene, and asserts that:
 * no output and no staging folder (.patchflow-staging-*) is left;
 * every file of the input folder is byte-identical afterwards, and none was added (sha256 of
   every file before and after: an .aux.xml written beside an input shows);
-* a case that needs no TensorFlow fails within FAST_SECONDS of processing.run.
+* (the time each case takes is printed with -s; no timed assertion).
 
 Each case gets its own copy of the inputs (made once per module: datasets, a tiny trained model, a
 classifier, accuracy reports), so a case cannot pass because an earlier one left something behind.
@@ -34,7 +34,6 @@ import numpy as np
 import pytest
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
-FAST_SECONDS = 2.0  # a case that needs no TensorFlow fails within this (processing.run, worker included)
 UNWRITABLE = "/proc/patchflow-no-such-folder"  # a folder nobody can create, not even root
 TIMINGS: dict[str, float] = {}
 MESSAGES: dict[str, str] = {}
@@ -428,7 +427,7 @@ def test_bad_input_names_the_parameter_and_changes_nothing(case: Case, pristine,
     started = time.monotonic()
     with pytest.raises(QgsProcessingException) as caught:
         processing.run(f"patchflow:{case.algorithm}", parameters, context=QgsProcessingContext(), feedback=feedback)
-    seconds = TIMINGS[case.id] = time.monotonic() - started
+    TIMINGS[case.id] = time.monotonic() - started
 
     message = str(caught.value)
     MESSAGES[case.id] = message.replace("\n", " | ")
@@ -439,5 +438,5 @@ def test_bad_input_names_the_parameter_and_changes_nothing(case: Case, pristine,
     assert listing(outputs) == outputs_before, "an output was left"
     assert not list(tmp_path.rglob(".patchflow-staging-*")), "a staging folder was left"
     assert digests(inputs) == before, "an input file was changed, or a file was added beside the inputs"
-    if not case.tf:
-        assert seconds < FAST_SECONDS, f"{seconds:.2f} s for an error that needs no TensorFlow"
+    # how fast: printed with -s (speed targets live in benchmarks, not in timed tests); that errors needing no
+    # TensorFlow come before it is imported is asserted by tests/engine/test_checks.py
