@@ -21,7 +21,7 @@ from .base import TRUST_HELP, PatchFlowAlgorithm
 
 INTEGER = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
-# the engine's names (plugin/engine/serving.py), in the order the enums show them
+# the engine's names (plugin/engine/serve/serving.py), in the order the enums show them
 MODES = ("auto", "fully_convolutional", "patch")
 MODE_LABELS = ("Auto: patch-based for one pixel per receptive field, else fully convolutional",
                "Fully convolutional: whole blocks, outputs on the model's own grid",

@@ -29,7 +29,7 @@ from ..plugin.styles import LoadSidecarStyle
 GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
           "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
-# every algorithm that loads a model or a classifier: the engine's model gate (plugin/engine/modelsafety.py)
+# every algorithm that loads a model or a classifier: the engine's model gate (plugin/engine/models/modelsafety.py)
 # refuses one that could run code or touch files unless this is ticked
 TRUST_MODEL = "TRUST_MODEL"
 TRUST_LABEL = "I trust this model (allow file, network or Python ops)"

@@ -15,7 +15,7 @@ from qgis.core import (
 from .base import PatchFlowAlgorithm
 
 INTEGER = QgsProcessingParameterNumber.Integer
-# the engine's names (plugin/engine/zoo.py ARCHITECTURES), in the order the enum shows them
+# the engine's names (plugin/engine/models/zoo.py ARCHITECTURES), in the order the enum shows them
 ARCHITECTURES = ("patch_cnn", "fcnn", "unet", "sr_generator")
 ARCHITECTURE_LABELS = (
     "Patch CNN (OTBTF tutorial): 16×16 patch → one class",

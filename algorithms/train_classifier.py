@@ -17,7 +17,7 @@ from .base import TRUST_HELP, PatchFlowAlgorithm
 
 INTEGER = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
-# the engine's names (plugin/engine/deepfeatures.py CLASSIFIERS), in the order the enum shows them
+# the engine's names (plugin/engine/classify/deepfeatures.py CLASSIFIERS), in the order the enum shows them
 CLASSIFIERS = ("rf", "svm")
 CLASSIFIER_LABELS = ("Random Forest", "SVM (RBF kernel, standardised features, calibrated probabilities)")
 
