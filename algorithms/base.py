@@ -52,7 +52,7 @@ GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "acc
           "classification": "Classification"}
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
 # every algorithm that loads a model or a classifier declares TRUST_MODEL: the engine's model gate
-# (plugin/engine/modelsafety.py) refuses one that could run code or touch files unless it is ticked
+# (plugin/engine/models/modelsafety.py) refuses one that could run code or touch files unless it is ticked
 TRUST_HELP = (
     "<br><br><b>Untrusted models are refused</b>: a model that could run code or touch files, the network or "
     "the Python interpreter (a SavedModel with file, network or Python ops; a .keras file with a Lambda "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..plugin.declarations import ARCHITECTURES as CHOICES
 from .base import PatchFlowAlgorithm
 
-# the engine's names (plugin/engine/zoo.py ARCHITECTURES), in the order the enum shows them
+# the engine's names (plugin/engine/models/zoo.py ARCHITECTURES), in the order the enum shows them
 ARCHITECTURES = tuple(value for value, _ in CHOICES)
 ARCHITECTURE_LABELS = tuple(label for _, label in CHOICES)
 

@@ -338,11 +338,11 @@ def child_train(workdir: str, model: str, mode: str) -> dict:  # noqa: ARG001
 
     import keras
 
-    from patchflow.plugin.engine.datasets import LABELS, BatchStream, Feed, PatchDataset, Target, load_in_memory
-    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.data.datasets import LABELS, BatchStream, Feed, PatchDataset, Target, load_in_memory
+    from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.models.zoo import build_model
     from patchflow.plugin.engine.reporting import Reporter
-    from patchflow.plugin.engine.training import Settings, compile_model, seed_everything, training_data
-    from patchflow.plugin.engine.zoo import build_model
+    from patchflow.plugin.engine.train.training import Settings, compile_model, seed_everything, training_data
 
     dataset = PatchDataset(str(train_dataset_path(model)), "TRAIN")
     source = dataset.source("source1")
@@ -452,9 +452,9 @@ def child_serving_data(workdir: str) -> dict:  # noqa: ARG001
     _engine_runner()
     from osgeo import gdal
 
-    from patchflow.plugin.engine.classes import complete
-    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
-    from patchflow.plugin.engine.zoo import build_model, export_model
+    from patchflow.plugin.engine.geodata.classes import complete
+    from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.models.zoo import build_model, export_model
 
     gdal.UseExceptions()
     made = []
@@ -522,8 +522,8 @@ def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
     import tensorflow as tf
 
     from patchflow.plugin import protocol
-    from patchflow.plugin.engine import serving
     from patchflow.plugin.engine.reporting import Reporter
+    from patchflow.plugin.engine.serve import serving
     from patchflow.plugin.engine.worker import run_job
 
     wall = {"read": 0.0, "compute": 0.0, "write": 0.0}

@@ -53,7 +53,7 @@ def write_raster(
     """A GeoTIFF of ``array`` ((rows, cols) or (bands, rows, cols)), its numpy dtype kept."""
     from osgeo import gdal
 
-    from patchflow.plugin.engine.raster import numpy_to_gdal_type
+    from patchflow.plugin.engine.geodata.raster import numpy_to_gdal_type
 
     data = array[np.newaxis] if array.ndim == 2 else array
     bands, rows, cols = data.shape
@@ -81,7 +81,7 @@ def write_points(path, xs, ys, fields: dict[str, list] | None = None, epsg: int 
     the layer is named ``layer_name`` (default: the file's stem)."""
     from osgeo import ogr, osr
 
-    from patchflow.plugin.engine.vector import DRIVERS
+    from patchflow.plugin.engine.geodata.vector import DRIVERS
 
     path = str(path)
     driver = ogr.GetDriverByName(DRIVERS[Path(path).suffix.lower()])

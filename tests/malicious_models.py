@@ -27,8 +27,8 @@ FOUND = {"ReadFile": "ReadFile", "WriteFile": "WriteFile", "PyFunc": "PyFunc", "
 
 
 def _card():
-    from patchflow.plugin.engine.modelcard import InputSpec
-    from patchflow.plugin.engine.zoo import build_model
+    from patchflow.plugin.engine.models.modelcard import InputSpec
+    from patchflow.plugin.engine.models.zoo import build_model
 
     _, card = build_model("fcnn", [InputSpec("x1", BANDS, PATCH, "source1")], CLASSES, width=1, seed=0)
     return card

@@ -98,7 +98,7 @@ def _band_number(value) -> int:
 def readable_raster(path: str, parameter: str):
     """The opened dataset, after checking that the blocks at its end can be read: a truncated or
     damaged file fails here, naming ``parameter``, instead of halfway through a run."""
-    from .raster import open_raster
+    from .geodata.raster import open_raster
 
     ds = open_raster(path, parameter)
     size = os.path.getsize(path) if os.path.isfile(path) else None
@@ -129,7 +129,7 @@ def readable_raster(path: str, parameter: str):
 def integer_valued(ds, path: str, parameter: str, band_index: int = 1) -> None:
     """A label raster holds class ids: an integer type passes at once; a float one passes when
     the blocks sampled hold whole numbers only (nodata and NaN aside)."""
-    from .raster import gdal_array_dtype
+    from .geodata.raster import gdal_array_dtype
 
     if not 1 <= band_index <= ds.RasterCount:
         return  # the operation says which bands exist
@@ -174,7 +174,7 @@ def _spread(count: int, most: int, base: int = 0) -> Iterator[int]:
 def dataset(path: str | None, parameter: str) -> dict | None:
     """The manifest at ``path`` (None when not given, or a .tif that the operation explains), after
     checking its patches-images and labels image can be read."""
-    from .manifest import load_manifest, refuse_nonfinite
+    from .data.manifest import load_manifest, refuse_nonfinite
 
     if not path or str(path).lower().endswith((".tif", ".tiff")):
         return None
@@ -192,7 +192,7 @@ def dataset(path: str | None, parameter: str) -> dict | None:
 def class_counts(manifest: dict, parameter: str = "TRAIN") -> dict[int, int] | None:
     """Samples per class: read from the labels image (one class per patch), else the manifest's
     counts (label patches); None when neither tells."""
-    from .raster import open_raster
+    from .geodata.raster import open_raster
 
     labels = manifest.get("labels")
     if labels and int(labels.get("patch_size") or 1) == 1:
@@ -255,8 +255,8 @@ def model_folder(path: str) -> str:
 
 def card_of(path: str | None, parameter: str = "MODEL"):
     """The model card of MODEL (None without a model or a card); a missing model is an error."""
-    from .modelcard import load_card
-    from .modelio import model_kind
+    from .models.modelcard import load_card
+    from .models.modelio import model_kind
 
     if not path:
         return None
@@ -424,9 +424,9 @@ def training(params: Params, reporter: Reporter, batch_size: int, epochs: int) -
 
 def architecture_fits(params: Params, manifest: dict) -> None:
     """The architecture to build (no MODEL) can be built for TRAIN's first source and classes."""
-    from .modelcard import InputSpec
-    from .srmodel import ARCHITECTURE as SR_ARCHITECTURE
-    from .zoo import check_build
+    from .models.modelcard import InputSpec
+    from .models.srmodel import ARCHITECTURE as SR_ARCHITECTURE
+    from .models.zoo import check_build
 
     architecture = params.choice("ARCHITECTURE")
     sources = manifest.get("sources") or []
@@ -488,7 +488,7 @@ def classifier_training(params: Params) -> None:
 
 def outputs_in_card(path: str | None, card, names: list[str], parameter: str) -> None:
     """The model outputs asked for exist: a SavedModel PatchFlow wrote serves exactly its card's."""
-    from .modelio import model_kind
+    from .models.modelio import model_kind
 
     if not path or card is None or not card.outputs or model_kind(model_folder(str(path))) != "patchflow":
         return
@@ -501,7 +501,7 @@ def outputs_in_card(path: str | None, card, names: list[str], parameter: str) ->
 
 def extent_overlaps(params: Params, name: str = "SOURCE1") -> None:
     """EXTENT overlaps the first raster of ``name``."""
-    from .raster import Grid, open_raster, parse_extent
+    from .geodata.raster import Grid, open_raster, parse_extent
 
     text, paths = str(params.values.get("EXTENT") or ""), raster_paths(params, name)
     if not text.strip() or not paths:

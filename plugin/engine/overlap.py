@@ -16,13 +16,22 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..declarations import OPERATIONS
 from .errors import PatchFlowError
 
 MAX_JSON_BYTES = 16 << 20  # a manifest larger than this is not read for the files it names
 
 
+# every destination is declared (OUTPUT, OUTPUT_CSV, ...); OUTPUT_TYPE and OUTPUTS are not outputs
+_DESTINATIONS = {p.name for op in OPERATIONS.values() for p in op.parameters if p.destination}
+_NOT_DESTINATIONS = {p.name for op in OPERATIONS.values() for p in op.parameters if not p.destination}
+
+
 def is_output(name: str) -> bool:
-    return name == "OUTPUT" or name.startswith("OUTPUT_")
+    """A destination parameter: a declared one, or an undeclared OUTPUT / OUTPUT_<something>."""
+    if name in _DESTINATIONS:
+        return True
+    return name not in _NOT_DESTINATIONS and (name == "OUTPUT" or name.startswith("OUTPUT_"))
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patchflow.plugin.engine.classes import PALETTE, ClassInfo
-from patchflow.plugin.engine.metrics import Scores
-from patchflow.plugin.engine.rasterstyle import class_qml, set_class_table
+from patchflow.plugin.engine.evaluate.metrics import Scores
+from patchflow.plugin.engine.geodata.classes import PALETTE, ClassInfo
+from patchflow.plugin.engine.report.rasterstyle import class_qml, set_class_table
 
 # a name and a colour, a colour only, a name only, neither (the last as sparse as a card's entry can be)
 DICTS = [{"id": 3, "name": "water", "color": "#0000ff", "count": 12}, {"id": 5, "name": "", "color": "#00ff00"},

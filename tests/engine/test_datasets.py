@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from patchflow.plugin.engine.datasets import (
+from patchflow.plugin.engine.data.datasets import (
     LABEL_PATCHES,
     LABELS,
     BatchStream,
@@ -23,9 +23,9 @@ from patchflow.plugin.engine.datasets import (
     label_counts,
     load_in_memory,
 )
+from patchflow.plugin.engine.data.patches import PatchesImageWriter
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import Normalization
-from patchflow.plugin.engine.patches import PatchesImageWriter
+from patchflow.plugin.engine.models.modelcard import Normalization
 
 
 def write_dataset(folder, count: int, size: int = 8, bands: int = 2, classes=(1, 2, 5), label_patches=False,

@@ -22,13 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "plugin" / "engine"
 # the operations each engine module reads the parameters of
 MODULE_OPERATIONS = {
-    "assess": ("assess_accuracy",), "compare": ("compare_accuracy",),
-    "deepfeatures": ("train_classifier", "classify"), "manifest": ("describe_patches",),
-    "extraction": ("extract_patches",),
-    "quality": ("assess_image_quality",), "sampling": ("sample_label_raster", "sample_vector"),
-    "serving": ("apply_model",), "split": ("grid_split",), "srdata": ("build_sr_dataset",),
-    "training": ("train_model",), "zoo": ("create_model",), "checks": tuple(OPERATIONS),
+    "evaluate.assess": ("assess_accuracy",), "evaluate.compare": ("compare_accuracy",),
+    "classify.deepfeatures": ("train_classifier", "classify"), "data.manifest": ("describe_patches",),
+    "data.extraction": ("extract_patches",),
+    "evaluate.quality": ("assess_image_quality",), "data.sampling": ("sample_label_raster", "sample_vector"),
+    "serve.serving": ("apply_model",), "data.split": ("grid_split",), "data.srdata": ("build_sr_dataset",),
+    "train.training": ("train_model",), "models.zoo": ("create_model",), "checks": tuple(OPERATIONS),
 }
+
+
+def module_file(module: str) -> Path:
+    """plugin/engine/data/sampling.py for "data.sampling"."""
+    return ENGINE.joinpath(*module.split(".")).with_suffix(".py")
 ACCESSORS = ("string", "integer", "number", "nodata", "boolean", "choice", "paths")
 
 
@@ -48,7 +53,7 @@ def operations_by_line(module: str, operations: tuple[str, ...]) -> dict[int, tu
     reaches the function holding it (through the module's own functions); all of them otherwise."""
     from patchflow.plugin.engine.operations import OPERATIONS as ENGINE_OPERATIONS
 
-    tree = ast.parse((ENGINE / f"{module}.py").read_text(encoding="utf-8"))
+    tree = ast.parse(module_file(module).read_text(encoding="utf-8"))
     functions = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     callees = {name: {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                       and n.func.id in functions} for name, node in functions.items()}
@@ -81,7 +86,7 @@ def name_pattern(expression: ast.expr) -> re.Pattern | None:
 def engine_calls():
     for module, operations in MODULE_OPERATIONS.items():
         served = operations_by_line(module, operations) if 1 < len(operations) < len(OPERATIONS) else {}
-        for line, accessor, expression, call in params_calls(ENGINE / f"{module}.py"):
+        for line, accessor, expression, call in params_calls(module_file(module)):
             yield module, served.get(line, operations), line, accessor, expression, call
 
 
@@ -89,7 +94,7 @@ def test_the_scan_finds_the_engine_calls():
     calls = list(engine_calls())
     assert len(calls) > 80
     assert {module for module, *_ in calls} == set(MODULE_OPERATIONS)
-    readers = {p.stem for p in ENGINE.glob("*.py") if params_calls(p)}
+    readers = {".".join(p.relative_to(ENGINE).with_suffix("").parts) for p in ENGINE.rglob("*.py") if params_calls(p)}
     assert readers <= set(MODULE_OPERATIONS), f"map {readers - set(MODULE_OPERATIONS)} to their operations"
 
 
@@ -154,7 +159,11 @@ def test_declarations_are_consistent():
 
 
 def test_engine_choice_lists_are_the_declared_ones():
-    from patchflow.plugin.engine import deepfeatures, sampling, serving, split, training, zoo
+    from patchflow.plugin.engine.classify import deepfeatures
+    from patchflow.plugin.engine.data import sampling, split
+    from patchflow.plugin.engine.models import zoo
+    from patchflow.plugin.engine.serve import serving
+    from patchflow.plugin.engine.train import training
 
     def values(operation: str, name: str) -> tuple[str, ...]:
         return OPERATIONS[operation].parameter(name).values

@@ -13,7 +13,7 @@ import pytest
 from osgeo import gdal
 
 from patchflow.plugin import protocol
-from patchflow.plugin.engine import deepfeatures as df
+from patchflow.plugin.engine.classify import deepfeatures as df
 from patchflow.plugin.engine.errors import PatchFlowError
 from patchflow.plugin.engine.reporting import Reporter
 from patchflow.plugin.engine.worker import run_job
@@ -207,7 +207,7 @@ def test_class_map_nodata_grid_and_style(nc_sets, nc_map):
         color = info["color"].lstrip("#")
         assert table.GetColorEntry(info["id"])[:3] == tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))
         assert names[info["id"]] == info["name"]
-    from patchflow.plugin.engine.classes import classes_from_qml
+    from patchflow.plugin.engine.geodata.classes import classes_from_qml
 
     styled = classes_from_qml(nc_map["STYLE"])
     assert nc_map["STYLE"] == str(Path(nc_map["OUTPUT"]).with_suffix(".qml"))
@@ -317,9 +317,9 @@ WIDTH = 8  # patch_cnn width: 16 deep features
 def cnn(nc_sets) -> dict:
     """An untrained (seeded) patch CNN for the NC bands, exported as a SavedModel, and a Random Forest on its
     features."""
-    from patchflow.plugin.engine.manifest import load_manifest
-    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
-    from patchflow.plugin.engine.zoo import build_model, export_model
+    from patchflow.plugin.engine.data.manifest import load_manifest
+    from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.models.zoo import build_model, export_model
 
     manifest = load_manifest(nc_sets["train"])
     spec = InputSpec("x1", 5, 16, "source1", Normalization.from_stats(manifest["sources"][0]["bands"]))
@@ -334,7 +334,7 @@ def cnn(nc_sets) -> dict:
 def test_deep_features_are_the_models_feature_output(nc_sets, cnn):
     from sklearn.metrics import cohen_kappa_score
 
-    from patchflow.plugin.engine.modelio import InferenceModel
+    from patchflow.plugin.engine.models.modelio import InferenceModel
 
     assert cnn["rf"]["N_FEATURES"] == 2 * WIDTH
     description = json.loads(Path(cnn["rf"]["DESCRIPTION"]).read_text(encoding="utf-8"))
@@ -359,7 +359,7 @@ def test_deep_features_are_the_models_feature_output(nc_sets, cnn):
 def test_deep_classification_matches_patch_by_patch_inference(nc_sets, cnn, tmp_path, monkeypatch):
     """Every pixel sees the 16 px patch centred on it (start = pixel - 8), the scene mirrored at its edges,
     nodata neighbours replaced by the band means; blocks, halos and chunks change nothing."""
-    from patchflow.plugin.engine.modelio import InferenceModel
+    from patchflow.plugin.engine.models.modelio import InferenceModel
 
     rng = np.random.default_rng(5)
     image = gdal.Open(nc_sets["raster"]).ReadAsArray(200, 150, 37, 30).astype(np.float32)
@@ -397,9 +397,9 @@ def test_deep_classification_matches_patch_by_patch_inference(nc_sets, cnn, tmp_
 
 
 def test_model_problems_are_refused(nc, nc_sets, cnn, tmp_path):
-    from patchflow.plugin.engine.manifest import load_manifest
-    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
-    from patchflow.plugin.engine.zoo import build_model
+    from patchflow.plugin.engine.data.manifest import load_manifest
+    from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.models.zoo import build_model
 
     classes = load_manifest(nc_sets["train"])["classes"]
     model, card = build_model("patch_cnn", [InputSpec("x1", 4, 16, "source1", Normalization())], classes, width=4)

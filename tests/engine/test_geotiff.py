@@ -7,8 +7,8 @@ import pytest
 from osgeo import gdal
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.geotiff import class_map_encoding, create_geotiff, creation_options
-from patchflow.plugin.engine.rasterstyle import sidecar_path
+from patchflow.plugin.engine.geodata.geotiff import class_map_encoding, create_geotiff, creation_options
+from patchflow.plugin.engine.report.rasterstyle import sidecar_path
 
 
 def structure(path: str) -> dict:
@@ -55,7 +55,8 @@ def test_class_map_encoding_holds_every_id_and_a_nodata_that_is_none(ids):
 
 
 def test_serving_and_classification_share_the_class_map_rule():
-    from patchflow.plugin.engine import deepfeatures, serving
+    from patchflow.plugin.engine.classify import deepfeatures
+    from patchflow.plugin.engine.serve import serving
 
     assert serving.class_map_encoding is deepfeatures.class_map_encoding is class_map_encoding
 

@@ -13,16 +13,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "plugin" / "engine"
-ENGINE_FILES = sorted(ENGINE.glob("*.py"))
+ENGINE_FILES = sorted(ENGINE.rglob("*.py"))  # the engine's top level and its stage sub-packages
+
+
+def module_name(path: Path) -> str:
+    """``engine.data.sampling`` for ``plugin/engine/data/sampling.py``, ``engine.data`` for its ``__init__``."""
+    parts = path.relative_to(ENGINE).with_suffix("").parts
+    return ".".join(("engine",) + (parts[:-1] if parts[-1] == "__init__" else parts))
+
+
+def depth(path: Path) -> int:
+    """How many packages below the engine's top level ``path`` lies (0 for plugin/engine/*.py)."""
+    return len(path.relative_to(ENGINE).parts) - 1
+
+
 MODULES = ["patchflow.plugin.protocol", "patchflow.plugin.declarations"] + [
-    "patchflow.plugin.engine" + ("" if path.stem == "__init__" else f".{path.stem}") for path in ENGINE_FILES]
+    f"patchflow.plugin.{module_name(path)}" for path in ENGINE_FILES]
 FORBIDDEN = ("qgis", "PyQt5", "PyQt6", "processing", "sip")
 
 
 def test_every_engine_module_is_listed():
     assert {p.stem for p in ENGINE_FILES} >= {"errors", "params", "staging", "raster", "classes", "vector",
                                               "sampling", "split", "patches", "manifest", "worker", "operations",
-                                              "__main__", "reporting"}
+                                              "__main__", "reporting", "training", "serving", "assess"}
+    assert {p.parent.name for p in ENGINE_FILES} >= {"engine", "data", "models", "train", "serve", "evaluate"}
+    assert len({p.name for p in ENGINE_FILES if p.name != "__init__.py"}) == len(
+        [p for p in ENGINE_FILES if p.name != "__init__.py"]), "two engine modules share a file name"
 
 
 def test_engine_imports_and_runs_without_qgis(tmp_path):
@@ -77,18 +93,18 @@ def imports_of(path: Path) -> list[tuple[int, str, list[str]]]:
     return found
 
 
-@pytest.mark.parametrize("path", ENGINE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ENGINE_FILES, ids=lambda p: str(p.relative_to(ENGINE)))
 def test_no_engine_file_imports_qgis(path):
     for level, module, names in imports_of(path):
         top = module.split(".")[0]
         if level == 0:
             assert top not in FORBIDDEN, f"{path.name} imports {module}"
             assert top != "patchflow", f"{path.name} imports {module}: use relative imports"
-        elif level == 1:
-            pass  # a sibling engine module
+        elif level <= depth(path) + 1:
+            pass  # an engine module (a sibling, or one of another stage's package)
         else:
             # above the engine, only the protocol and declarations modules (standard library only) may be used
-            assert level == 2 and (module in ("protocol", "declarations") or (
+            assert level == depth(path) + 2 and (module in ("protocol", "declarations") or (
                 module == "" and set(names) <= {"protocol", "declarations"})), (
                 f"{path.name} imports {'.' * level}{module} {names}")
     text = path.read_text(encoding="utf-8")
@@ -103,8 +119,9 @@ def test_operations_import_only_engine_modules_lazily():
 
     text = (ENGINE / "operations.py").read_text(encoding="utf-8")
     assert 'import_module(f"{__package__}.{module}")' in text
-    modules = set(re.findall(r'_lazy\("(\w+)"', text))
-    assert modules and modules <= {p.stem for p in ENGINE_FILES}, modules - {p.stem for p in ENGINE_FILES}
+    modules = set(re.findall(r'_lazy\("([\w.]+)"', text))
+    known = {module_name(p).removeprefix("engine.") for p in ENGINE_FILES}
+    assert modules and modules <= known, modules - known
 
 
 @pytest.mark.parametrize("name", ["protocol.py", "declarations.py"])

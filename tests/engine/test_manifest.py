@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from patchflow.plugin.engine import manifest as manifest_module
+from patchflow.plugin.engine.data import manifest as manifest_module
+from patchflow.plugin.engine.data.patches import PatchesImage
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.patches import PatchesImage
 
 ORIGIN = (600000.0, 5000000.0)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from patchflow.plugin.engine import htmlreport
-from patchflow.plugin.engine.metrics import PairCounter, Scores, confusion_matrix, plot_confusion
+from patchflow.plugin.engine.evaluate.metrics import PairCounter, Scores, confusion_matrix, plot_confusion
+from patchflow.plugin.engine.report import htmlreport
 
 
 def classes_of(ids) -> list[dict]:

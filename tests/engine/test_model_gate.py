@@ -31,12 +31,12 @@ from malicious_models import (
 )
 from osgeo import gdal
 
-from patchflow.plugin.engine import deepfeatures as df
-from patchflow.plugin.engine import modelio
+from patchflow.plugin.engine.classify import deepfeatures as df
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import InputSpec
-from patchflow.plugin.engine.modelio import InferenceModel, load_trainable
-from patchflow.plugin.engine.modelsafety import (
+from patchflow.plugin.engine.models import modelio
+from patchflow.plugin.engine.models.modelcard import InputSpec
+from patchflow.plugin.engine.models.modelio import InferenceModel, load_trainable
+from patchflow.plugin.engine.models.modelsafety import (
     PATCHFLOW_OBJECTS,
     _keras_objects,
     check_model,
@@ -44,7 +44,7 @@ from patchflow.plugin.engine.modelsafety import (
     keras_config,
     keras_findings,
 )
-from patchflow.plugin.engine.zoo import build_model, export_model
+from patchflow.plugin.engine.models.zoo import build_model, export_model
 
 ENGINE = Path(__file__).resolve().parents[2] / "plugin" / "engine"
 
@@ -261,7 +261,7 @@ def layer(class_name, module="keras.layers", registered=None, **config) -> dict:
                                 "registered_name": "function"}), "the function system of module os"),
     (layer("Popen", module="subprocess"), "the class subprocess.Popen"),
     (layer("Dense", registered="other>Dense"), "registered as other>Dense"),
-    (layer("Nope", module="patchflow.plugin.engine.srmodel", registered="patchflow>Nope"), "patchflow>Nope"),
+    (layer("Nope", module="patchflow.plugin.engine.models.srmodel", registered="patchflow>Nope"), "patchflow>Nope"),
     (layer("StringLookup", vocabulary="/etc/passwd"), "vocabulary file /etc/passwd"),
     (layer("TorchModuleWrapper", module="keras.src.utils.torch_utils", module_data="gASV"), "unpickles a PyTorch"),
 ])
@@ -279,7 +279,7 @@ def test_keras_own_and_patchflow_objects_pass(tmp_path):
         layer("Dense", units=2, dtype=dtype, activation="relu",
               kernel_initializer={"module": "keras.initializers", "class_name": "GlorotUniform", "config": {},
                                   "registered_name": None}),
-        layer("PixelShuffle", module="patchflow.plugin.engine.srmodel", registered="patchflow>PixelShuffle"),
+        layer("PixelShuffle", module="patchflow.plugin.engine.models.srmodel", registered="patchflow>PixelShuffle"),
         layer("Softmax", module="keras.layers"),
         {"class_name": "__keras_tensor__", "config": {"shape": [None, 2], "keras_history": ["dense", 0, 0]}},
         {"module": "builtins", "class_name": "function", "config": "relu", "registered_name": "function"},
@@ -313,7 +313,7 @@ def test_a_corrupt_keras_file_is_not_a_valid_keras_file(world, run_op, tmp_path,
 def test_the_keras_check_imports_neither_keras_nor_tensorflow(tmp_path):
     marker = tmp_path / "marker.txt"
     path = malicious_keras(tmp_path / "lambda.keras", marker)
-    code = (f"import sys\nfrom patchflow.plugin.engine.modelsafety import findings\n"
+    code = (f"import sys\nfrom patchflow.plugin.engine.models.modelsafety import findings\n"
             f"print(findings({path!r}))\n"
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))\n")
     plugins = Path(__file__).resolve().parents[2] / ".cache" / "plugins"
@@ -327,8 +327,8 @@ def test_the_keras_check_imports_neither_keras_nor_tensorflow(tmp_path):
 def test_patchflow_objects_are_what_patchflow_registers():
     import keras
 
-    from patchflow.plugin.engine import adversarial, imageloss  # noqa: F401 - they register on import
-    from patchflow.plugin.engine.srmodel import register_layers
+    from patchflow.plugin.engine.models import adversarial, imageloss  # noqa: F401 - they register on import
+    from patchflow.plugin.engine.models.srmodel import register_layers
 
     register_layers()
     modelio._signature_layer_class()
@@ -337,8 +337,8 @@ def test_patchflow_objects_are_what_patchflow_registers():
 
 
 def test_zoo_and_super_resolution_models_pass(tmp_path):
-    from patchflow.plugin.engine.modelcard import Normalization
-    from patchflow.plugin.engine.srmodel import build_sr_generator
+    from patchflow.plugin.engine.models.modelcard import Normalization
+    from patchflow.plugin.engine.models.srmodel import build_sr_generator
 
     for architecture in ("patch_cnn", "fcnn", "unet"):
         model, card = build_model(architecture, [InputSpec("x1", 3, 16, "source1")], CLASSES[:3], width=2, seed=0)
@@ -439,7 +439,7 @@ def _called(node: ast.Call) -> str:
 
 def test_only_the_gate_reaches_the_loaders():
     found = set()
-    for path in sorted(ENGINE.glob("*.py")):
+    for path in sorted(ENGINE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for function in ast.walk(tree):
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):

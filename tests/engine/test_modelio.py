@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import InputSpec
-from patchflow.plugin.engine.modelio import EXPECTED, InferenceModel, load_trainable
-from patchflow.plugin.engine.zoo import build_model, export_model
+from patchflow.plugin.engine.models.modelcard import InputSpec
+from patchflow.plugin.engine.models.modelio import EXPECTED, InferenceModel, load_trainable
+from patchflow.plugin.engine.models.zoo import build_model, export_model
 
 CLASSES = [{"id": i, "name": f"c{i}", "color": "#000000"} for i in (3, 5, 9)]
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import InputSpec
-from patchflow.plugin.engine.modelsafety import (
+from patchflow.plugin.engine.models.modelcard import InputSpec
+from patchflow.plugin.engine.models.modelsafety import (
     HARMLESS,
     UNSAFE_OPS,
     _attr_functions,
@@ -21,8 +21,8 @@ from patchflow.plugin.engine.modelsafety import (
     reachable_ops,
     unsafe_ops,
 )
+from patchflow.plugin.engine.models.zoo import build_model, export_model
 from patchflow.plugin.engine.reporting import Reporter
-from patchflow.plugin.engine.zoo import build_model, export_model
 
 CLASSES = [{"id": i, "name": f"c{i}", "color": "#000000"} for i in (1, 2, 3)]
 

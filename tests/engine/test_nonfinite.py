@@ -124,7 +124,7 @@ def finite(array: np.ndarray) -> bool:
 
 
 def test_nodata_mask_holds_every_non_finite_value_whatever_the_declared_nodata():
-    from patchflow.plugin.engine.raster import nodata_mask
+    from patchflow.plugin.engine.geodata.raster import nodata_mask
 
     values = np.array([1.0, np.nan, np.inf, -np.inf, NODATA, 0.0], np.float32)
     for declared, expected in ((None, [0, 1, 1, 1, 0, 0]), (NODATA, [0, 1, 1, 1, 1, 0]),
@@ -135,7 +135,7 @@ def test_nodata_mask_holds_every_non_finite_value_whatever_the_declared_nodata()
 
 
 def test_a_float_stack_without_nodata_masks_non_finite_values_in_any_band(scene):
-    from patchflow.plugin.engine.raster import RasterStack
+    from patchflow.plugin.engine.geodata.raster import RasterStack
 
     stack = RasterStack([scene.nan], "INPUT")
     assert stack.nodata == [None] * 5 and stack.may_hold_nodata
@@ -249,7 +249,7 @@ def test_a_manifest_without_counts_is_checked_by_scanning_its_patches(datasets, 
     """A manifest written elsewhere, or by a PatchFlow that wrote "mean": NaN and no count."""
     import shutil
 
-    from patchflow.plugin.engine.datasets import PatchDataset
+    from patchflow.plugin.engine.data.datasets import PatchDataset
 
     for name in ("kept_nan", "ref"):
         folder = tmp_path / name
@@ -332,8 +332,8 @@ def test_classify_with_a_per_pixel_classifier_leaves_non_finite_pixels_unclassif
 
 @pytest.fixture(scope="module")
 def models(scene, tmp_path_factory) -> dict:
-    from patchflow.plugin.engine.modelcard import InputSpec, Normalization
-    from patchflow.plugin.engine.zoo import build_model, export_model
+    from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+    from patchflow.plugin.engine.models.zoo import build_model, export_model
 
     folder = tmp_path_factory.mktemp("nonfinite_models")
     image = scene.image.reshape(5, -1)

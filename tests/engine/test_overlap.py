@@ -83,3 +83,11 @@ def test_a_geopackage_output_holding_other_layers_is_refused(tmp_path):
 def test_a_geopackage_patchflow_wrote_may_be_written_again(tmp_path):
     _geopackage(tmp_path / "samples.gpkg", ["samples"])
     check_outputs_hold_nothing_else({"OUTPUT": str(tmp_path / "samples.gpkg"), "INPUT": str(tmp_path / "x.gpkg")})
+
+
+def test_only_destinations_are_outputs(data):
+    """OUTPUT_TYPE (a data type) and OUTPUTS (model output names) are no paths to lock or protect."""
+    from patchflow.plugin.engine.overlap import outputs_of
+
+    values = {"SOURCE1": [f"{data}/img.tif"], "OUTPUT_TYPE": "auto", "OUTPUTS": "class", "OUTPUT": f"{data}/map.tif"}
+    assert [name for name, _ in outputs_of(values)] == ["OUTPUT"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from patchflow.plugin.engine.data.patches import PatchesImage
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
-from patchflow.plugin.engine.patches import PatchesImage
 
 ORIGIN = (400000.0, 6000000.0)
 

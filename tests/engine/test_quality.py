@@ -12,8 +12,8 @@ from osgeo import gdal
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from patchflow.plugin.engine import quality
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
+from patchflow.plugin.engine.evaluate import quality
 
 ORIGIN = (500000.0, 5800000.0)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from test_datasets import stream_of, write_dataset
 
-from patchflow.plugin.engine import records
-from patchflow.plugin.engine.datasets import LABELS, BatchStream, Feed, PatchDataset, Target, dihedral
+from patchflow.plugin.engine.data import records
+from patchflow.plugin.engine.data.datasets import LABELS, BatchStream, Feed, PatchDataset, Target, dihedral
 from patchflow.plugin.engine.errors import Cancelled
-from patchflow.plugin.engine.modelcard import Normalization
+from patchflow.plugin.engine.models.modelcard import Normalization
 from patchflow.plugin.engine.reporting import Reporter
 
 
@@ -146,7 +146,7 @@ def test_cancel_while_writing_leaves_no_cache(tmp_path):
 def test_without_room_for_the_cache_training_streams_the_patches_images(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from patchflow.plugin.engine import training
+    from patchflow.plugin.engine.train import training
 
     monkeypatch.setattr(training, "room_for", lambda stream, folder: False)
     stream = stream_of(write_dataset(tmp_path / "d", 40), batch=40)

@@ -251,7 +251,7 @@ def test_min_distance_too_large_keeps_fewer_and_warns(run_op, gd, tmp_path):
 
 
 def test_rasters_read_in_many_windows_still_give_exact_counts(run_op, gd, tmp_path):
-    from patchflow.plugin.engine.sampling import RasterLabels
+    from patchflow.plugin.engine.data.sampling import RasterLabels
 
     rng = np.random.default_rng(11)
     array = np.zeros((1100, 2100), dtype=np.uint8)
@@ -295,7 +295,7 @@ def test_real_label_raster(run_op, gd, nc, tmp_path):
     assert (cols - 4 + 8 <= array.shape[1]).all() and (rows - 4 + 8 <= array.shape[0]).all()
     _, _, _, wkt = gd.read_points(out["OUTPUT"])
     ds = gdal.Open(path)
-    from patchflow.plugin.engine.raster import same_crs
+    from patchflow.plugin.engine.geodata.raster import same_crs
 
     assert same_crs(wkt, ds.GetProjection())
 
@@ -444,7 +444,7 @@ def test_points_layer_as_input(run_op, gd, nc, tmp_path):
 
 
 def test_layer_in_another_crs_gives_samples_in_the_raster_crs(run_op, gd, nc, tmp_path):
-    from patchflow.plugin.engine.raster import same_crs
+    from patchflow.plugin.engine.geodata.raster import same_crs
 
     polygons = str(nc / "landsat96_polygons.shp")
     raster = str(nc / "landsat_multiband.tif")

@@ -9,15 +9,15 @@ import pytest
 from osgeo import gdal
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import InputSpec, Normalization
-from patchflow.plugin.engine.modelio import InferenceModel
+from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+from patchflow.plugin.engine.models.modelio import InferenceModel
 
 CLASSES = [{"id": 3, "name": "water", "color": "#0000ff"}, {"id": 7, "name": "forest", "color": "#00ff00"},
            {"id": 9, "name": "urban", "color": "#ff0000"}]
 
 
 def export(tmp_path, architecture: str, bands: int, patch: int, name: str, normalization=None) -> str:
-    from patchflow.plugin.engine.zoo import build_model, export_model
+    from patchflow.plugin.engine.models.zoo import build_model, export_model
 
     norm = normalization or Normalization("standard", [100.0] * bands, [30.0] * bands)
     model, card = build_model(architecture, [InputSpec("x1", bands, patch, "source1", norm)], CLASSES, width=8,
@@ -316,7 +316,7 @@ def test_cancel_leaves_no_output(run_cancelled, models, scene, gd, tmp_path):
 
 def test_real_nc_landsat_scene(run_op, nc, tmp_path):
     """A patch CNN for the 5-band NC scene (untrained weights: geometry, classes and style are checked)."""
-    from patchflow.plugin.engine.raster import RasterStack
+    from patchflow.plugin.engine.geodata.raster import RasterStack
 
     stack = RasterStack([str(nc / "landsat_multiband.tif")], "SOURCE1")
     sample = stack.read((0, 0, stack.grid.width, stack.grid.height)).reshape(stack.band_count, -1)

@@ -8,8 +8,8 @@ from itertools import combinations
 import numpy as np
 import pytest
 
+from patchflow.plugin.engine.data.split import OUTPUTS
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
-from patchflow.plugin.engine.split import OUTPUTS
 
 COUNTS = tuple(name.replace("OUTPUT", "COUNT") for name in OUTPUTS)
 

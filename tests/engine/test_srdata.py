@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from patchflow.plugin.engine.datasets import PatchDataset, Target
+from patchflow.plugin.engine.data.datasets import PatchDataset, Target
+from patchflow.plugin.engine.data.patches import PatchesImage
+from patchflow.plugin.engine.data.srdata import area_matrix, degradation_kernel, gaussian_sigma
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
-from patchflow.plugin.engine.modelcard import Normalization
-from patchflow.plugin.engine.patches import PatchesImage
-from patchflow.plugin.engine.srdata import area_matrix, degradation_kernel, gaussian_sigma
+from patchflow.plugin.engine.models.modelcard import Normalization
 
 ORIGIN = (500000.0, 5800000.0)
 

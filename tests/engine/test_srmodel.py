@@ -9,16 +9,16 @@ import json
 import numpy as np
 import pytest
 
+from patchflow.plugin.engine.data.patches import PatchesImageWriter
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import InputSpec, Normalization
-from patchflow.plugin.engine.modelio import InferenceModel
-from patchflow.plugin.engine.patches import PatchesImageWriter
+from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
+from patchflow.plugin.engine.models.modelio import InferenceModel
 
 STATS = Normalization("standard", [100.0, 200.0], [20.0, 40.0])
 
 
 def generator(scale, bands=2, **options):
-    from patchflow.plugin.engine.srmodel import build_sr_generator
+    from patchflow.plugin.engine.models.srmodel import build_sr_generator
 
     spec = InputSpec("x1", bands, 8, "lr", STATS)
     return build_sr_generator(spec, bands, scale, STATS, width=8, blocks=1, seed=0, **options)
@@ -39,7 +39,7 @@ def test_scales_that_are_not_powers_of_two_are_refused():
 
 
 def test_the_savedmodel_serves_the_hr_images_units(tmp_path):
-    from patchflow.plugin.engine.zoo import export_model
+    from patchflow.plugin.engine.models.zoo import export_model
 
     model, card = generator(2)
     export_model(model, card, str(tmp_path / "sr"))
@@ -107,7 +107,7 @@ def test_train_model_fits_a_generator_and_reports_psnr_ssim_against_bicubic(run_
 
 
 def test_an_sr_dataset_with_another_scale_is_refused_for_a_model(run_op, tmp_path):
-    from patchflow.plugin.engine.zoo import export_model
+    from patchflow.plugin.engine.models.zoo import export_model
 
     model, card = generator(4)
     export_model(model, card, str(tmp_path / "x4"))
@@ -129,7 +129,7 @@ def test_bad_loss_weights_name_the_parameter(run_op, tmp_path):
 def test_apply_model_writes_the_sr_output_on_the_finer_grid(run_op, gd, tmp_path):
     from osgeo import gdal
 
-    from patchflow.plugin.engine.zoo import export_model
+    from patchflow.plugin.engine.models.zoo import export_model
 
     model, card = generator(4)
     export_model(model, card, str(tmp_path / "x4"))
@@ -239,13 +239,13 @@ def test_a_x4_generator_serves_the_whole_spot6_scene_seamlessly(run_op, spot6, t
     extent, and tiled serving equal to one block over the whole scene."""
     from osgeo import gdal
 
-    from patchflow.plugin.engine.zoo import export_model
+    from patchflow.plugin.engine.models.zoo import export_model
 
     scene = str(spot6 / "fake_spot6.jp2")
     run_op("build_sr_dataset", HR=[scene], SCALE=4, PATCH_SIZE=16, VALID=0.5, SEED=0,
            OUTPUT_TRAIN=str(tmp_path / "t.json"), OUTPUT_VALID=str(tmp_path / "v.json"),
            OUTPUT_LR=str(tmp_path / "lr.tif"))
-    from patchflow.plugin.engine.srmodel import build_sr_generator
+    from patchflow.plugin.engine.models.srmodel import build_sr_generator
 
     norm = Normalization("standard", [500.0] * 4, [300.0] * 4)
     model, card = build_sr_generator(InputSpec("x1", 4, 16, "lr", norm), 4, 4, norm, width=8, blocks=2, seed=0)
@@ -262,7 +262,7 @@ def test_a_x4_generator_serves_the_whole_spot6_scene_seamlessly(run_op, spot6, t
 
 
 def test_the_peak_value_skips_bands_without_statistics():
-    from patchflow.plugin.engine.srreport import data_range
+    from patchflow.plugin.engine.train.srreport import data_range
 
     assert data_range([{"min": None, "max": None}, {"min": 2, "max": 10}]) == 8.0  # strict JSON: null, not NaN
     assert data_range([{"min": 0, "max": 255}, {"min": 10, "max": 300}]) == 300.0

@@ -8,7 +8,7 @@ import pytest
 from osgeo import ogr
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.tables import check_table_format, write_csv, write_table
+from patchflow.plugin.engine.report.tables import check_table_format, write_csv, write_table
 
 COLUMNS = {"name": ogr.OFTString, "value": ogr.OFTReal, "count": ogr.OFTInteger64}
 ROWS = [{"name": "a", "value": 0.5, "count": 3}, {"name": "b", "value": math.inf, "count": None},

@@ -51,7 +51,7 @@ def trained(nc_sets, tmp_path_factory):
 
 
 def valid_truth(nc_sets):
-    from patchflow.plugin.engine.datasets import PatchDataset
+    from patchflow.plugin.engine.data.datasets import PatchDataset
 
     dataset = PatchDataset(str(nc_sets / "valid.json"), "VALID")
     return dataset.image("source1").read(), dataset.labels()
@@ -69,7 +69,7 @@ def test_patch_cnn_beats_the_per_pixel_random_forest(trained, nc_sets, tmp_path)
 def test_reported_kappa_is_scikit_learns_on_the_saved_models_predictions(trained, nc_sets):
     from sklearn.metrics import accuracy_score, cohen_kappa_score
 
-    from patchflow.plugin.engine.modelio import InferenceModel
+    from patchflow.plugin.engine.models.modelio import InferenceModel
 
     output, outputs = trained
     model = InferenceModel.load(str(output))

@@ -6,7 +6,7 @@ import pytest
 from osgeo import ogr, osr
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.vector import read_points
+from patchflow.plugin.engine.geodata.vector import read_points
 
 
 def test_points_whose_crs_is_wrong_name_the_parameter(nc, tmp_path):

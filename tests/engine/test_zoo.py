@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from patchflow.plugin.engine.errors import PatchFlowError
-from patchflow.plugin.engine.modelcard import InputSpec, ModelCard, load_card
-from patchflow.plugin.engine.modelio import InferenceModel
-from patchflow.plugin.engine.zoo import ARCHITECTURES, build_model, crops_for, export_model
+from patchflow.plugin.engine.models.modelcard import InputSpec, ModelCard, load_card
+from patchflow.plugin.engine.models.modelio import InferenceModel
+from patchflow.plugin.engine.models.zoo import ARCHITECTURES, build_model, crops_for, export_model
 
 CLASSES = [{"id": 1 + i, "name": f"c{1 + i}", "color": "#000000"} for i in range(7)]  # ids 1..7, not 0..6
 SIZES = {"patch_cnn": 16, "fcnn": 32, "unet": 32}
@@ -248,7 +248,7 @@ def test_create_model_from_the_nc_dataset(run_op, nc_manifest, tmp_path):
                                                   "water", "sediment"}
     assert card.output("probabilities").channels == 7
     # the model serves real patches, normalised as the card says
-    from patchflow.plugin.engine.patches import PatchesImage
+    from patchflow.plugin.engine.data.patches import PatchesImage
 
     patches = PatchesImage(manifest["sources"][0]["patches"] if os.path.isabs(manifest["sources"][0]["patches"])
                            else str(nc_manifest.parent / manifest["sources"][0]["patches"])).read(0, 8)

@@ -15,7 +15,7 @@ def card_of(folder: str) -> dict:
 
 def test_architecture_enum_is_the_engines():
     from patchflow.algorithms.create_model import ARCHITECTURE_LABELS, ARCHITECTURES
-    from patchflow.plugin.engine.zoo import ARCHITECTURES as ENGINE
+    from patchflow.plugin.engine.models.zoo import ARCHITECTURES as ENGINE
 
     assert list(ARCHITECTURES) == list(ENGINE) and len(ARCHITECTURE_LABELS) == len(ENGINE)
 

@@ -115,7 +115,7 @@ def test_a_trusted_legacy_pickle_classifies_as_its_skops_twin(run_alg, world, tm
     map the .skops file gives."""
     import joblib
 
-    from patchflow.plugin.engine.deepfeatures import load_estimator
+    from patchflow.plugin.engine.classify.deepfeatures import load_estimator
 
     legacy = tmp_path / "legacy.joblib"
     joblib.dump(load_estimator(world.rf["OUTPUT"]), legacy)

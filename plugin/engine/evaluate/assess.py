@@ -1,0 +1,400 @@
+"""Assess accuracy: a class raster (a classification map) against reference points, polygons or a
+label raster. Pairs (reference class, map class) are counted block by block, so neither raster is
+ever held whole; the counts become a confusion matrix with OA, kappa and per-class P/R/F1, written
+as CSV, a table (GeoPackage/CSV/GeoJSON without geometry) and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from osgeo import gdal, ogr
+
+from ..errors import Cancelled, PatchFlowError
+from ..geodata.classes import ClassInfo, classes_from_raster, complete
+from ..geodata.raster import Grid, Window, block_windows, crs_label, nodata_mask, open_raster
+from ..geodata.vector import ClassField
+from ..params import Params, RunContext
+from ..report.tables import check_table_format, write_table
+from ..reporting import Reporter
+from .metrics import PairCounter, Scores, plot_confusion
+
+
+class MapBand:
+    """The map's class values, window by window, with the mask of pixels that hold a class."""
+
+    def __init__(self, ds: gdal.Dataset, band_index: int, parameter: str, band_parameter: str) -> None:
+        if not 1 <= band_index <= ds.RasterCount:
+            raise PatchFlowError(f"band {band_index} does not exist; the raster has {ds.RasterCount}.",
+                                 band_parameter)
+        self.ds = ds
+        self.band = ds.GetRasterBand(band_index)
+        self.nodata = self.band.GetNoDataValue()
+        self.grid = Grid.of(ds, parameter)
+
+    def windows(self) -> list[Window]:
+        return list(block_windows(self.grid.width, self.grid.height, self.band.GetBlockSize()))
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        return classes_and_mask(self.band.ReadAsArray(*window), self.nodata)
+
+
+def classes_and_mask(values: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer class ids and where they are valid (not nodata, finite)."""
+    valid = ~nodata_mask(values, nodata)
+    if values.dtype.kind == "f":
+        valid &= np.isfinite(values)
+        values = np.where(valid, values, 0)
+    return values.astype(np.int64), valid
+
+
+@dataclass
+class Tally:
+    """The pairs counted, and the reference samples that gave none."""
+
+    counter: PairCounter = field(default_factory=PairCounter)
+    map_nodata: int = 0  # reference samples on a map pixel without a class
+    outside: int = 0  # reference points outside the map
+
+    def add(self, reference: np.ndarray, predicted: np.ndarray, map_valid: np.ndarray) -> None:
+        self.counter.add(reference[map_valid], predicted[map_valid])
+        self.map_nodata += int((~map_valid).sum())
+
+
+def _check_cancel(cancelled: Callable[[], bool]) -> None:
+    if cancelled():
+        raise Cancelled()
+
+
+# ---- points ---------------------------------------------------------------------------------
+
+
+def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes: np.ndarray, reporter: Reporter,
+                 cancelled: Callable[[], bool]) -> Tally:
+    """Map values at pixel (cols, rows), reading only the windows that hold points."""
+    tally = Tally()
+    grid = map_band.grid
+    inside = (cols >= 0) & (cols < grid.width) & (rows >= 0) & (rows < grid.height)
+    tally.outside = int((~inside).sum())
+    cols, rows, classes = cols[inside], rows[inside], classes[inside]
+    windows = map_band.windows()
+    if not len(cols) or not windows:
+        return tally
+    bx, by = windows[0][2], windows[0][3]
+    keys = (rows // by) * (grid.width // bx + 1) + cols // bx
+    order = np.argsort(keys, kind="stable")
+    unique_keys, starts = np.unique(keys[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    for index, (start, end) in enumerate(zip(starts, ends)):
+        _check_cancel(cancelled)
+        chosen = order[start:end]
+        x0, y0 = int(cols[chosen[0]] // bx * bx), int(rows[chosen[0]] // by * by)
+        window = (x0, y0, min(bx, grid.width - x0), min(by, grid.height - y0))
+        values, valid = map_band.read(window)
+        r, c = rows[chosen] - y0, cols[chosen] - x0
+        tally.add(classes[chosen], values[r, c], valid[r, c])
+        reporter.progress(100.0 * (index + 1) / len(unique_keys))
+    return tally
+
+
+# ---- polygons -------------------------------------------------------------------------------
+
+
+def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Callable[[], bool]) -> Tally:
+    """Every map pixel whose centre is inside a reference polygon (burnt window by window)."""
+    from ..data.sampling import NO_CLASS
+
+    tally = Tally()
+    windows = labels.windows()
+    for index, window in enumerate(windows):
+        _check_cancel(cancelled)
+        reference = labels.read(window)
+        labelled = reference != NO_CLASS
+        if labelled.any():
+            values, valid = map_band.read(window)
+            tally.add(reference[labelled], values[labelled], valid[labelled])
+        reporter.progress(100.0 * (index + 1) / len(windows))
+    return tally
+
+
+# ---- label raster ---------------------------------------------------------------------------
+
+
+def reference_on_map_grid(ref: gdal.Dataset, ref_path: str, band_index: int,
+                          grid: Grid) -> tuple[gdal.Dataset, gdal.Band]:
+    """The reference band on the map's pixel grid, with the dataset that owns it (keep it while reading):
+    the reference itself when the grids are the same, else a nearest-neighbour warped VRT, read lazily
+    window by window (NaN outside the reference). The caller keeps ``ref`` open too."""
+    ref_grid = Grid.of(ref, "REFERENCE_RASTER")
+    if not grid.same_crs_as(ref_grid):
+        raise PatchFlowError(
+            f"{ref_path} is in {crs_label(ref_grid.crs_wkt)} but the map is in {crs_label(grid.crs_wkt)}. "
+            "Reproject the reference onto the map's grid first (gdalwarp -t_srs, nearest neighbour).",
+            "REFERENCE_RASTER")
+    same_size = all(math.isclose(abs(a), abs(b), rel_tol=1e-6) for a, b in
+                    ((grid.dx, ref_grid.dx), (grid.dy, ref_grid.dy)))
+    if not same_size:
+        raise PatchFlowError(
+            f"the reference's pixels ({abs(ref_grid.dx):g} x {abs(ref_grid.dy):g}) differ from the map's "
+            f"({abs(grid.dx):g} x {abs(grid.dy):g}). Resample the reference onto the map's grid first "
+            "(gdalwarp -tr with nearest neighbour, -tap), or the map onto the reference's.",
+            "REFERENCE_RASTER")
+    if not 1 <= band_index <= ref.RasterCount:
+        raise PatchFlowError(f"band {band_index} does not exist; the reference has {ref.RasterCount}.",
+                             "REFERENCE_BAND")
+    if ref_grid.same_as(grid):
+        return ref, ref.GetRasterBand(band_index)
+    xmin, ymin, xmax, ymax = grid.extent
+    source_nodata = ref.GetRasterBand(band_index).GetNoDataValue()
+    options = gdal.WarpOptions(
+        format="VRT", outputBounds=(xmin, ymin, xmax, ymax), xRes=abs(grid.dx), yRes=abs(grid.dy),
+        dstSRS=grid.crs_wkt or None, resampleAlg="near", outputType=gdal.GDT_Float64, dstNodata=float("nan"),
+        srcNodata=source_nodata)
+    warped = gdal.Warp("", ref, options=options)
+    if (warped.RasterXSize, warped.RasterYSize) != (grid.width, grid.height):
+        raise PatchFlowError("the reference could not be resampled onto the map's grid. Resample it first "
+                             "(gdalwarp, nearest neighbour, the map's extent and pixel size).", "REFERENCE_RASTER")
+    return warped, warped.GetRasterBand(band_index)
+
+
+def reference_nodata(band: gdal.Band, override: float | None, named: dict[int, ClassInfo]) -> list[float]:
+    """Values of the reference that are 'no label': the override, else its nodata; and 0 unless the
+    reference names 0 as a class."""
+    values = [override if override is not None else band.GetNoDataValue()]
+    if 0 not in named:
+        values.append(0.0)
+    return [v for v in values if v is not None]
+
+
+def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float], reporter: Reporter,
+                  cancelled: Callable[[], bool]) -> Tally:
+    tally = Tally()
+    windows = map_band.windows()
+    for index, window in enumerate(windows):
+        _check_cancel(cancelled)
+        raw = ref_band.ReadAsArray(*window)
+        labelled = np.ones(raw.shape, dtype=bool)
+        for value in no_label:
+            labelled &= ~nodata_mask(raw, value)
+        reference, ref_valid = classes_and_mask(raw, None)
+        labelled &= ref_valid
+        if labelled.any():
+            values, valid = map_band.read(window)
+            tally.add(reference[labelled], values[labelled], valid[labelled])
+        reporter.progress(100.0 * (index + 1) / len(windows))
+    return tally
+
+
+# ---- vector references ----------------------------------------------------------------------
+
+
+def map_text_classes(class_field: ClassField, known: dict[int, ClassInfo], map_path: str) -> ClassField:
+    """A text class field's values as the map's class ids, matched on the map's class names."""
+    by_name = {info.name.strip().lower(): class_id for class_id, info in known.items() if info.name.strip()}
+    if not by_name:
+        raise PatchFlowError(
+            f"field '{class_field.name}' holds text, but the map {os.path.basename(map_path)} carries no class "
+            "names (colour table, category names or a .qml style) to match it with. Choose an integer field "
+            "holding the map's class ids.", "CLASS_FIELD")
+    unknown = sorted(str(v) for v in class_field.ids if str(v).strip().lower() not in by_name)
+    if unknown:
+        raise PatchFlowError(
+            f"the class names {', '.join(unknown)} of field '{class_field.name}' are not classes of the map "
+            f"(its classes: {', '.join(sorted(by_name))}). Choose an integer field holding the map's class ids.",
+            "CLASS_FIELD")
+    ids = {value: by_name[str(value).strip().lower()] for value in class_field.ids}
+    return ClassField(class_field.name, ids, {i: known[i] for i in set(ids.values())}, is_text=True)
+
+
+def _geometry_kind(layer: ogr.Layer) -> str:
+    flat = ogr.GT_Flatten(layer.GetGeomType())
+    if flat == ogr.wkbUnknown:
+        layer.ResetReading()
+        for feature in layer:
+            geometry = feature.GetGeometryRef()
+            if geometry is not None and not geometry.IsEmpty():
+                flat = ogr.GT_Flatten(geometry.GetGeometryType())
+                break
+        layer.ResetReading()
+    if flat in (ogr.wkbPoint, ogr.wkbMultiPoint):
+        return "points"
+    if flat in (ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface):
+        return "polygons"
+    raise PatchFlowError(
+        f"the layer holds {ogr.GeometryTypeToName(layer.GetGeomType())} geometries; use points or polygons.",
+        "REFERENCE")
+
+
+def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map: dict[int, ClassInfo],
+                 map_path: str, reporter: Reporter,
+                 cancelled: Callable[[], bool]) -> tuple[Tally, dict[int, ClassInfo], tuple, str]:
+    """Pairs from reference points or polygons; also their class names and extent (map CRS)."""
+    from ..data.sampling import VectorLabels, _class_id_layer
+    from ..geodata.vector import layer_crs_wkt, open_layer, read_points, resolve_class_field, transformer
+
+    if not field_name:
+        raise PatchFlowError("a class field is needed with reference points or polygons: choose the field "
+                             "holding each feature's class.", "CLASS_FIELD")
+    owner, layer = open_layer(uri, "REFERENCE")
+    kind = _geometry_kind(layer)
+    class_field = resolve_class_field(layer, field_name, "CLASS_FIELD")
+    if class_field.is_text:
+        class_field = map_text_classes(class_field, known_map, map_path)
+    grid = map_band.grid
+    if kind == "points":
+        points = read_points(uri, "REFERENCE", grid.crs_wkt, class_field)
+        if not len(points.xs):
+            raise PatchFlowError("the layer has no point with a class value.", "REFERENCE")
+        fcols, frows = grid.fractional_pixel(points.xs, points.ys)
+        cols, rows = np.floor(fcols).astype(np.int64), np.floor(frows).astype(np.int64)
+        assert points.class_ids is not None  # read with a class field
+        tally = tally_points(map_band, cols, rows, points.class_ids, reporter, cancelled)
+        extent = (points.xs.min(), points.ys.min(), points.xs.max(), points.ys.max())
+        return tally, class_field.classes, extent, f"{len(points.xs)} points"
+    memory, burn_layer = _class_id_layer(layer, class_field, grid.crs_wkt,
+                                         transformer(layer_crs_wkt(layer), grid.crs_wkt))
+    xmin, xmax, ymin, ymax = burn_layer.GetExtent() if burn_layer.GetFeatureCount() else (0, 0, 0, 0)
+    labels = VectorLabels(burn_layer, grid, memory)
+    tally = tally_polygons(map_band, labels, reporter, cancelled)
+    return tally, class_field.classes, (xmin, ymin, xmax, ymax), f"{burn_layer.GetFeatureCount()} polygons"
+
+
+# ---- outputs --------------------------------------------------------------------------------
+
+
+def table_columns(rows: list[dict]) -> dict[str, int]:
+    """The score table's field types: names and colours as text, scores as reals, counts as integers."""
+    return {column: ogr.OFTString if column in ("name", "color") else (
+        ogr.OFTReal if column in ("precision", "recall", "f1", "value") else ogr.OFTInteger64) for column in rows[0]}
+
+
+def html_report(scores: Scores, facts: dict, png_path: str) -> str:
+    from ..report import htmlreport
+
+    sections = [
+        ("Summary", htmlreport.table([{"": key, "value": value} for key, value in facts.items()])),
+        ("Scores", scores.html_table()),
+        ("Confusion matrix", htmlreport.image_tag(png_path, "confusion matrix") + scores.html_matrix()),
+        ("Reading the numbers", htmlreport.paragraph(
+            "Rows are reference classes, columns map classes. Precision (user's accuracy) is the share of "
+            "the pixels mapped as a class that the reference confirms; recall (producer's accuracy) the "
+            "share of a class's reference samples that the map got right; F1 their harmonic mean. Kappa "
+            "is Cohen's. Macro F1 averages classes equally, weighted F1 by their reference counts. A ratio "
+            "with nothing to divide by is 0.")),
+    ]
+    return htmlreport.page(f"Accuracy assessment: {facts['map']}", sections)
+
+
+def _format_extent(extent) -> str:
+    xmin, ymin, xmax, ymax = extent
+    return f"x {xmin:.1f} to {xmax:.1f}, y {ymin:.1f} to {ymax:.1f}"
+
+
+def _staged(params: Params, context: RunContext, name: str) -> tuple[str | None, str | None]:
+    final = params.string(name, None)
+    return final, (context.staging.stage(final, name) if final else None)
+
+
+def run_assess_accuracy(params: Params, context: RunContext) -> dict:
+    """Confusion matrix, OA, kappa and per-class scores of a class raster against references."""
+    from .. import checks
+
+    checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")
+    checks.rasters(params, "INPUT", "REFERENCE_RASTER", reporter=context.reporter,
+                   labels={"INPUT": "BAND", "REFERENCE_RASTER": "REFERENCE_BAND"})
+    map_path = params.string("INPUT")
+    vector_uri = params.string("REFERENCE", None)
+    ref_path = params.string("REFERENCE_RASTER", None)
+    if bool(vector_uri) == bool(ref_path):
+        raise PatchFlowError(
+            "give exactly one reference: reference points or polygons (REFERENCE, with CLASS_FIELD) or a "
+            "reference label raster (REFERENCE_RASTER)" + (", not both." if vector_uri else "."),
+            "REFERENCE" if not vector_uri else "REFERENCE_RASTER")
+    band_index = params.integer("BAND")
+    map_band = MapBand(open_raster(map_path, "INPUT"), band_index, "INPUT", "BAND")
+    grid = map_band.grid
+    known_map = classes_from_raster(map_path, band_index)
+    outputs = {name: _staged(params, context, name) for name in ("OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")}
+    table_final = outputs["OUTPUT_TABLE"][0]
+    check_table_format(table_final, "OUTPUT_TABLE")
+    reporter = context.reporter.span(0, 90)
+    if vector_uri:
+        tally, known_ref, ref_extent, described = vector_tally(
+            map_band, vector_uri, params.string("CLASS_FIELD", None), known_map, map_path, reporter,
+            context.cancelled)
+        reference_parameter, reference_name = "REFERENCE", vector_uri
+    else:
+        ref_band_index = params.integer("REFERENCE_BAND")
+        ref = open_raster(ref_path, "REFERENCE_RASTER")
+        known_ref = classes_from_raster(ref_path, ref_band_index) if ref_band_index <= ref.RasterCount else {}
+        on_grid, ref_band = reference_on_map_grid(ref, ref_path, ref_band_index, grid)
+        no_label = reference_nodata(ref.GetRasterBand(ref_band_index), params.nodata("REFERENCE_NODATA"),
+                                    known_ref)
+        ref_extent = Grid.of(ref, "REFERENCE_RASTER").extent
+        tally = tally_rasters(map_band, ref_band, no_label, reporter, context.cancelled)
+        del on_grid  # held until here: a band does not keep its dataset alive
+        reference_parameter, reference_name = "REFERENCE_RASTER", ref_path
+        described = "label raster (no label: " + ", ".join(f"{v:g}" for v in no_label) + ")"
+    if tally.counter.total == 0:
+        raise PatchFlowError(
+            f"no reference sample falls on a classified pixel of the map ({tally.outside} outside it, "
+            f"{tally.map_nodata} on its nodata). The map covers {_format_extent(grid.extent)}, the reference "
+            f"{_format_extent(ref_extent)} ({crs_label(grid.crs_wkt)}). Check both cover the same area.",
+            reference_parameter)
+    class_ids = tally.counter.class_ids
+    known = {**known_ref, **{k: v for k, v in known_map.items() if v.name}}
+    infos = complete(class_ids, known)
+    scores = Scores.from_matrix(tally.counter.matrix(class_ids), infos)
+    _report(context.reporter, scores, tally)
+    checks.classes_missing_from_reference(context.reporter, scores.rows(), known_map, reference_parameter)
+    facts = {
+        "map": os.path.basename(map_path), "band": band_index, "reference": os.path.basename(reference_name),
+        "reference kind": described, "pairs": scores.total,
+        "skipped: reference on map nodata": tally.map_nodata, "skipped: reference outside the map": tally.outside,
+        "overall accuracy": scores.overall_accuracy, "kappa": scores.kappa,
+        "macro F1": scores.macro_f1, "weighted F1": scores.weighted_f1,
+    }
+    _write_outputs(scores, facts, outputs, context)
+    context.reporter.progress(100)
+    return {
+        "OA": scores.overall_accuracy, "KAPPA": scores.kappa, "N": scores.total,
+        "MACRO_F1": scores.macro_f1, "WEIGHTED_F1": scores.weighted_f1,
+        "SKIPPED_NODATA": tally.map_nodata, "SKIPPED_OUTSIDE": tally.outside,
+        "OUTPUT_CSV": outputs["OUTPUT_CSV"][0], "OUTPUT_HTML": outputs["OUTPUT_HTML"][0],
+        "OUTPUT_TABLE": table_final, "CLASSES": scores.rows(), "MATRIX": scores.matrix.tolist(),
+    }
+
+
+def _report(reporter: Reporter, scores: Scores, tally: Tally) -> None:
+    reporter.log(f"{scores.total} pairs: overall accuracy {scores.overall_accuracy:.4f}, kappa {scores.kappa:.4f}, "
+                 f"macro F1 {scores.macro_f1:.4f}")
+    for row in scores.rows():
+        reporter.log(f"  {row['id']} {row['name']}: reference {row['reference']}, mapped {row['predicted']}, "
+                     f"precision {row['precision']:.3f}, recall {row['recall']:.3f}, F1 {row['f1']:.3f}")
+    if tally.map_nodata:
+        reporter.warning(f"{tally.map_nodata} reference samples fall on the map's nodata: skipped.")
+    if tally.outside:
+        reporter.warning(f"{tally.outside} reference points fall outside the map: skipped.")
+
+
+def _write_outputs(scores: Scores, facts: dict, outputs: dict, context: RunContext) -> None:
+    _, csv_path = outputs["OUTPUT_CSV"]
+    _, html_path = outputs["OUTPUT_HTML"]
+    _, table_path = outputs["OUTPUT_TABLE"]
+    if csv_path:
+        scores.write_csv(csv_path)
+    if table_path:
+        rows = scores.table_rows()
+        write_table(table_path, rows, table_columns(rows), "OUTPUT_TABLE")
+    if html_path:
+        from ..report import htmlreport
+
+        with tempfile.TemporaryDirectory(prefix="patchflow-") as folder:
+            png = os.path.join(folder, "confusion.png")
+            plot_confusion(scores, png)
+            htmlreport.write(html_path, html_report(scores, facts, png))
+    _check_cancel(context.cancelled)

@@ -1,0 +1,75 @@
+"""The training report: one HTML page (opens in a browser, images embedded) with the settings,
+the loss and metric curves per epoch, and the validation scores with the confusion heat map."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from ..evaluate.metrics import Scores, plot_confusion
+from ..report import htmlreport
+
+
+def write_history_csv(path: str, history: dict[str, list[float]]) -> None:
+    keys = list(history)
+    epochs = max((len(v) for v in history.values()), default=0)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", *keys])
+        for epoch in range(epochs):
+            writer.writerow([epoch + 1, *(f"{history[k][epoch]:.6g}" if epoch < len(history[k]) else ""
+                                          for k in keys)])
+
+
+def plot_curves(history: dict[str, list[float]], metric: str, png_path: str, best_epoch: int = 0) -> bool:
+    """Training and validation ``metric`` per epoch; False when the history has no such metric."""
+    if metric not in history:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(6.4, 3.6), dpi=100)
+    for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
+        if key in history:
+            epochs = range(1, len(history[key]) + 1)
+            axis.plot(epochs, history[key], marker="o", markersize=3, label=label)
+    if best_epoch:
+        axis.axvline(best_epoch, color="#999999", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(metric)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(png_path)
+    pyplot.close(figure)
+    return True
+
+
+def write_training_report(folder: str, title: str, summary: list[dict], history: dict[str, list[float]],
+                          scores: Scores | None, scores_label: str, best_epoch: int,
+                          extra_sections: list[tuple[str, str]] | None = None) -> str:
+    """report.html in ``folder`` (PNG figures beside it in report_files/); returns its path."""
+    figures = os.path.join(folder, "report_files")
+    os.makedirs(figures, exist_ok=True)
+    sections: list[tuple[str, str]] = [("Summary", htmlreport.table(summary, ["item", "value"]))]
+    curves = []
+    for metric in ("loss", "accuracy", "psnr", "ssim"):
+        png = os.path.join(figures, f"{metric}.png")
+        if plot_curves(history, metric, png, best_epoch):
+            curves.append(htmlreport.image_tag(png, f"{metric} per epoch"))
+    sections.append(("Curves per epoch", "\n".join(curves) or htmlreport.paragraph("no epoch was run.")))
+    if scores is not None:
+        png = os.path.join(figures, "confusion.png")
+        plot_confusion(scores, png)
+        sections.append((f"Accuracy on the {scores_label}", scores.html_table()))
+        sections.append(("Confusion matrix (rows: reference, columns: predicted)",
+                         htmlreport.image_tag(png, "confusion matrix")))
+    sections.extend(extra_sections or [])
+    sections.append(("Files", htmlreport.paragraph(
+        "history.csv (metrics per epoch), validation.csv (scores per class), logs/ (TensorBoard: "
+        "tensorboard --logdir logs), patchflow_card.json (the model card), saved_model.pb (the model).")))
+    path = os.path.join(folder, "report.html")
+    htmlreport.write(path, htmlreport.page(title, sections))
+    return path
