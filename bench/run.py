@@ -514,16 +514,16 @@ def child_serve(workdir: str, model: str, size: str, mode: str) -> dict:
 
 
 def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
-    """apply_model as in child_serve, but with serving.serve's reader thread and writer thread
-    replaced by plain calls: tile after tile is read (the next item of serving.tiles: GDAL read +
-    standardisation), inferred (serving.infer_group, or serving.infer: the model alone) and written
+    """apply_model as in child_serve, but with pipeline.serve's reader thread and writer thread
+    replaced by plain calls: tile after tile is read (the next item of pipeline.tiles: GDAL read +
+    standardisation), inferred (pipeline.infer_group: the model alone) and written
     (GDAL WriteArray into the engine's output, then its flush), each on its own clock."""
     _engine_runner()
     import tensorflow as tf
 
     from patchflow.plugin import protocol
     from patchflow.plugin.engine.reporting import Reporter
-    from patchflow.plugin.engine.serve import serving
+    from patchflow.plugin.engine.serve import pipeline
     from patchflow.plugin.engine.worker import run_job
 
     wall = {"read": 0.0, "compute": 0.0, "write": 0.0}
@@ -537,12 +537,14 @@ def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
         cpu[part] += cpu_seconds() - started_cpu
         return result
 
-    missing = [name for name in ("tiles", "threaded", "Writer", "infer", "write_tile") if not hasattr(serving, name)]
+    missing = [name for name in ("tiles", "threaded", "Writer", "infer_group", "write_tile")
+               if not hasattr(pipeline, name)]
     if missing:
-        raise RuntimeError(f"bench: serving.py has no {', '.join(missing)} any more; update child_serving_bounds")
-    engine_tiles = serving.tiles
-    compute_name = "infer_group" if hasattr(serving, "infer_group") else "infer"
-    engine_compute = getattr(serving, compute_name)
+        raise RuntimeError(f"bench: serve/pipeline.py has no {', '.join(missing)} any more; "
+                           "update child_serving_bounds")
+    engine_tiles = pipeline.tiles
+    compute_name = "infer_group" if hasattr(pipeline, "infer_group") else "infer"
+    engine_compute = getattr(pipeline, compute_name)
 
     def read_tiles(plan):
         items = engine_tiles(plan)
@@ -560,7 +562,7 @@ def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
             clocked("write", self.write, tile, result)
 
         def write(self, tile, result) -> None:
-            serving.write_tile(self.ds, self.fmt, tile, result, self.counts)  # encode, count, write
+            pipeline.write_tile(self.ds, self.fmt, tile, result, self.counts)  # encode, count, write
             # Compressed and written now: GDAL would otherwise compress the blocks later, in its own
             # threads (NUM_THREADS), on the read and compute clocks.
             self.ds.FlushCache()
@@ -568,10 +570,10 @@ def child_serving_bounds(workdir: str, model: str, size: str) -> dict:
         def close(self) -> None:
             clocked("write", self.ds.FlushCache)
 
-    serving.tiles = read_tiles
-    serving.threaded = lambda producer, stop: producer  # noqa: ARG005
-    serving.Writer = Writer
-    setattr(serving, compute_name, lambda *args: clocked("compute", engine_compute, *args))
+    pipeline.tiles = read_tiles
+    pipeline.threaded = lambda producer, stop: producer  # noqa: ARG005
+    pipeline.Writer = Writer
+    setattr(pipeline, compute_name, lambda *args: clocked("compute", engine_compute, *args))
     output = os.path.join(workdir, f"bounds_{model}_{size}.tif")
     run_job(protocol.Job("apply_model", serving_params(model, int(size), output), "bench"), Reporter())
     os.remove(output)

@@ -27,6 +27,8 @@ MODULE_OPERATIONS = {
     "data.extraction": ("extract_patches",),
     "evaluate.quality": ("assess_image_quality",), "data.sampling": ("sample_label_raster", "sample_vector"),
     "serve.serving": ("apply_model",), "data.split": ("grid_split",), "data.srdata": ("build_sr_dataset",),
+    "serve.binding": ("apply_model",), "serve.geometry": ("apply_model",), "serve.plan": ("apply_model",),
+    "serve.outputs": ("apply_model",),
     "train.training": ("train_model",), "models.zoo": ("create_model",), "checks": tuple(OPERATIONS),
 }
 
@@ -162,13 +164,13 @@ def test_engine_choice_lists_are_the_declared_ones():
     from patchflow.plugin.engine.classify import deepfeatures
     from patchflow.plugin.engine.data import sampling, split
     from patchflow.plugin.engine.models import zoo
-    from patchflow.plugin.engine.serve import serving
+    from patchflow.plugin.engine.serve import plan
     from patchflow.plugin.engine.train import training
 
     def values(operation: str, name: str) -> tuple[str, ...]:
         return OPERATIONS[operation].parameter(name).values
 
-    assert values("apply_model", "MODE") == serving.MODES
+    assert values("apply_model", "MODE") == plan.MODES
     assert values("sample_label_raster", "STRATEGY") == values("sample_vector", "STRATEGY") == sampling.STRATEGIES
     assert values("grid_split", "STRATEGY") == split.STRATEGIES
     assert values("train_model", "OPTIMIZER") == training.OPTIMIZERS

@@ -56,9 +56,9 @@ def test_class_map_encoding_holds_every_id_and_a_nodata_that_is_none(ids):
 
 def test_serving_and_classification_share_the_class_map_rule():
     from patchflow.plugin.engine.classify import deepfeatures
-    from patchflow.plugin.engine.serve import serving
+    from patchflow.plugin.engine.serve import outputs
 
-    assert serving.class_map_encoding is deepfeatures.class_map_encoding is class_map_encoding
+    assert outputs.class_map_encoding is deepfeatures.class_map_encoding is class_map_encoding
 
 
 def test_sidecar_path_drops_a_layer_name(tmp_path):

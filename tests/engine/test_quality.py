@@ -13,7 +13,7 @@ from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
-from patchflow.plugin.engine.evaluate import quality
+from patchflow.plugin.engine.evaluate import qualityscores
 
 ORIGIN = (500000.0, 5800000.0)
 
@@ -101,7 +101,7 @@ def test_default_data_range_is_the_reference_bands_range(run_op, tmp_path, gd):
 def test_ssim_in_strips_equals_the_whole_image(run_op, pair, monkeypatch, strip_pixels):
     ref_path, reference, image_path, image = pair
     whole, _ = run_op("assess_image_quality", INPUT=image_path, REFERENCE=ref_path)
-    monkeypatch.setattr(quality, "STRIP_PIXELS", strip_pixels)
+    monkeypatch.setattr(qualityscores, "STRIP_PIXELS", strip_pixels)
     stripped, reporter = run_op("assess_image_quality", INPUT=image_path, REFERENCE=ref_path)
     assert whole["STRIPS"] == 1 and stripped["STRIPS"] == math.ceil(50 / max(1, strip_pixels // 61)) > 3
     assert any(f"({stripped['STRIPS']} strips)" in line for line in reporter.logs)
@@ -279,7 +279,7 @@ def test_constant_reference_needs_a_data_range(run_op, tmp_path, gd):
 
 def test_cancel_writes_nothing(run_cancelled, pair, tmp_path, monkeypatch):
     ref_path, _, image_path, _ = pair
-    monkeypatch.setattr(quality, "STRIP_PIXELS", 61 * 5)
+    monkeypatch.setattr(qualityscores, "STRIP_PIXELS", 61 * 5)
     error = run_cancelled("assess_image_quality", after=2, INPUT=image_path, REFERENCE=ref_path,
                           **outputs(tmp_path))
     assert isinstance(error, Cancelled)
