@@ -342,7 +342,8 @@ def child_train(workdir: str, model: str, mode: str) -> dict:  # noqa: ARG001
     from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
     from patchflow.plugin.engine.models.zoo import build_model
     from patchflow.plugin.engine.reporting import Reporter
-    from patchflow.plugin.engine.train.training import Settings, compile_model, seed_everything, training_data
+    from patchflow.plugin.engine.train.fitting import compile_model, training_data
+    from patchflow.plugin.engine.train.trainsettings import Settings, seed_everything
 
     dataset = PatchDataset(str(train_dataset_path(model)), "TRAIN")
     source = dataset.source("source1")

@@ -29,7 +29,8 @@ MODULE_OPERATIONS = {
     "serve.serving": ("apply_model",), "data.split": ("grid_split",), "data.srdata": ("build_sr_dataset",),
     "serve.binding": ("apply_model",), "serve.geometry": ("apply_model",), "serve.plan": ("apply_model",),
     "serve.outputs": ("apply_model",),
-    "train.training": ("train_model",), "models.zoo": ("create_model",), "checks": tuple(OPERATIONS),
+    "train.training": ("train_model",), "train.trainsettings": ("train_model",), "train.trainsetup": ("train_model",),
+    "models.zoo": ("create_model",), "checks": tuple(OPERATIONS),
 }
 
 
@@ -165,7 +166,7 @@ def test_engine_choice_lists_are_the_declared_ones():
     from patchflow.plugin.engine.data import sampling, split
     from patchflow.plugin.engine.models import zoo
     from patchflow.plugin.engine.serve import plan
-    from patchflow.plugin.engine.train import training
+    from patchflow.plugin.engine.train import trainsettings
 
     def values(operation: str, name: str) -> tuple[str, ...]:
         return OPERATIONS[operation].parameter(name).values
@@ -173,10 +174,10 @@ def test_engine_choice_lists_are_the_declared_ones():
     assert values("apply_model", "MODE") == plan.MODES
     assert values("sample_label_raster", "STRATEGY") == values("sample_vector", "STRATEGY") == sampling.STRATEGIES
     assert values("grid_split", "STRATEGY") == split.STRATEGIES
-    assert values("train_model", "OPTIMIZER") == training.OPTIMIZERS
-    assert values("train_model", "LOSS") == training.LOSSES
-    assert values("train_model", "DEVICE") == training.DEVICES
-    assert values("train_model", "CLASS_WEIGHTS") == training.CLASS_WEIGHTS
+    assert values("train_model", "OPTIMIZER") == trainsettings.OPTIMIZERS
+    assert values("train_model", "LOSS") == trainsettings.LOSSES
+    assert values("train_model", "DEVICE") == trainsettings.DEVICES
+    assert values("train_model", "CLASS_WEIGHTS") == trainsettings.CLASS_WEIGHTS
     assert values("train_classifier", "CLASSIFIER") == deepfeatures.CLASSIFIERS
     assert values("create_model", "ARCHITECTURE") == values("train_model", "ARCHITECTURE") == tuple(zoo.ARCHITECTURES)
 

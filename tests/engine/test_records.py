@@ -146,12 +146,12 @@ def test_cancel_while_writing_leaves_no_cache(tmp_path):
 def test_without_room_for_the_cache_training_streams_the_patches_images(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from patchflow.plugin.engine.train import training
+    from patchflow.plugin.engine.train import fitting
 
-    monkeypatch.setattr(training, "room_for", lambda stream, folder: False)
+    monkeypatch.setattr(fitting, "room_for", lambda stream, folder: False)
     stream = stream_of(write_dataset(tmp_path / "d", 40), batch=40)
     context = SimpleNamespace(reporter=Reporter(), cancelled=lambda: False)
-    batch = next(iter(training.training_data(stream, str(tmp_path / "c"), context).take(1)))
+    batch = next(iter(fitting.training_data(stream, str(tmp_path / "c"), context).take(1)))
     stream.dataset.close()
     assert sorted(batch[0].numpy()[:, 0, 0, 0]) == list(range(40))
     assert any("straight from its patches-images" in line for line in context.reporter.logs)

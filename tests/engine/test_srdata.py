@@ -12,7 +12,8 @@ from osgeo import gdal
 
 from patchflow.plugin.engine.data.datasets import PatchDataset, Target
 from patchflow.plugin.engine.data.patches import PatchesImage
-from patchflow.plugin.engine.data.srdata import area_matrix, degradation_kernel, gaussian_sigma
+from patchflow.plugin.engine.data.srdegrade import degradation_kernel, gaussian_sigma
+from patchflow.plugin.engine.data.srradiometry import area_matrix
 from patchflow.plugin.engine.errors import Cancelled, PatchFlowError
 from patchflow.plugin.engine.models.modelcard import Normalization
 
