@@ -39,7 +39,7 @@ OPERATIONS: dict[str, Operation] = {
         "Train a model on patches datasets streamed from disk; SavedModel, card and report."),
     "assess_accuracy": _lazy("evaluate.assess", "run_assess_accuracy",
         "Confusion matrix, OA, kappa, per-class P/R/F1 of a class raster against references."),
-    "train_classifier": _lazy("classify.deepfeatures", "run_train_classifier",
+    "train_classifier": _lazy("classify.trainclassifier", "run_train_classifier",
         "Fit a Random Forest/SVM on a network's deep features or on pixel values."),
     "classify": _lazy("classify.deepfeatures", "run_classify",
         "Classify a raster with a classifier on deep features or pixel values."),

@@ -1,4 +1,4 @@
-"""Cheap checks first (checks.py): bad inputs fail in seconds, before TensorFlow or scikit-learn
+"""Cheap checks first (the checks package): bad inputs fail in seconds, before TensorFlow or scikit-learn
 load, naming their parameter; and the warnings that say what a run did with a surprising input.
 Real data: the North Carolina Landsat-7 scene (a Float32 reflectance derived from it stands for
 "an image given as labels")."""

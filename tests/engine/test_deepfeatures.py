@@ -14,6 +14,8 @@ from osgeo import gdal
 
 from patchflow.plugin import protocol
 from patchflow.plugin.engine.classify import deepfeatures as df
+from patchflow.plugin.engine.classify import labelled
+from patchflow.plugin.engine.data.patches import PatchesImage
 from patchflow.plugin.engine.errors import PatchFlowError
 from patchflow.plugin.engine.reporting import Reporter
 from patchflow.plugin.engine.worker import run_job
@@ -95,7 +97,7 @@ def test_chunked_features_equal_one_pass(nc_sets, monkeypatch):
     dataset = df.load_dataset(nc_sets["train"], "DATASET")
     extractor = df.FeatureExtractor(df.PIXELS, 5)
     whole = df.dataset_features(dataset, extractor, Reporter())
-    monkeypatch.setattr(df, "CHUNK_BYTES", 16 * 16 * 5 * 4 * 7)  # 7 patches a chunk
+    monkeypatch.setattr(labelled, "CHUNK_BYTES", 16 * 16 * 5 * 4 * 7)  # 7 patches a chunk
     assert np.array_equal(df.dataset_features(dataset, extractor, Reporter()), whole)
 
 
@@ -345,7 +347,7 @@ def test_deep_features_are_the_models_feature_output(nc_sets, cnn):
     model = InferenceModel.load(cnn["path"])
     for name in ("train", "valid"):
         dataset = df.load_dataset(nc_sets[name], "DATASET")
-        patches = df.PatchesImage(dataset.source["patches"], 16).read()
+        patches = PatchesImage(dataset.source["patches"], 16).read()
         expected = model.predict({"x1": cnn["spec"].normalization.apply(patches)}, ["features"])["features"]
         assert expected.shape == (len(patches), 1, 1, 2 * WIDTH)
         extractor = df.deep_extractor(cnn["path"], "features")

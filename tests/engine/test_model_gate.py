@@ -421,7 +421,7 @@ ALLOWED = {
     ("modelio.py", "open_trainable", "_load_keras"), ("modelio.py", "open_trainable", "_wrap_saved_model"),
     ("modelio.py", "open", "_load_keras"), ("modelio.py", "_from_saved_model", "_load_saved_model"),
     ("modelsafety.py", "open_model", "open_trainable"), ("modelsafety.py", "open_model", "InferenceModel.open"),
-    ("deepfeatures.py", "load_estimator", "skops.io.load"), ("deepfeatures.py", "load_estimator", "joblib.load"),
+    ("classifierfile.py", "load_estimator", "skops.io.load"), ("classifierfile.py", "load_estimator", "joblib.load"),
 }
 
 
