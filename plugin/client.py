@@ -49,6 +49,8 @@ def worker_command(python: str) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGIN_ROOT.parent), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
+    if env.pop("PATCHFLOW_QGIS_PAM_OFF", None):  # PAM was turned off for QGIS alone (scripts/qgis_process.sh)
+        env.pop("GDAL_PAM_ENABLED", None)
     return [python, "-m", f"{PLUGIN_ROOT.name}.plugin.engine", "worker"], env
 
 

@@ -18,4 +18,8 @@ if [ ! -f "${QGIS_CUSTOM_CONFIG_PATH:-$HOME/.local/share/QGIS/QGIS3}/profiles/de
   mkdir -p "${QGIS_CUSTOM_CONFIG_PATH:-$HOME/.local/share/QGIS/QGIS3}/profiles/default"
   touch "${QGIS_CUSTOM_CONFIG_PATH:-$HOME/.local/share/QGIS/QGIS3}/profiles/default/.patchflow-enabled"
 fi
+# QGIS computes statistics of every raster layer it loads (a model's raster inputs too, outside
+# PatchFlow's algorithms) and GDAL would save them as an .aux.xml beside the user's file: this one-shot
+# QGIS keeps them to itself. The worker gets PAM back (it reads, and never writes, the inputs' .aux.xml).
+export GDAL_PAM_ENABLED=NO PATCHFLOW_QGIS_PAM_OFF=1
 exec "$binary" "$@"

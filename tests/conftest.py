@@ -29,6 +29,29 @@ SHARED = ROOT.parent / "shared" / "data"
 _PROVIDERS: list = []
 
 
+def _data_state() -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file in the real-data folders the tests read."""
+    state = {}
+    for folder in (SHARED, ROOT / ".cache" / "demo-data"):
+        if folder.is_dir():
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    info = path.stat()
+                    state[str(path)] = (info.st_size, info.st_mtime_ns)
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_data_left_as_it_was():
+    """Nothing in the whole run writes beside the real data it reads (no .aux.xml, no changed file)."""
+    before = _data_state()
+    yield
+    after = _data_state()
+    added = sorted(set(after) - set(before))
+    changed = sorted(path for path in set(after) & set(before) if after[path] != before[path])
+    assert not added and not changed, f"written beside the inputs: added {added}, changed {changed}"
+
+
 @pytest.fixture(scope="session")
 def nc() -> Path:
     """North Carolina Landsat-7 scene, labelled points, polygons and label raster."""

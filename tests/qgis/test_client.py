@@ -104,3 +104,16 @@ def test_interpreter_choice_order(monkeypatch, tmp_path):
     monkeypatch.setattr(settings, "_venv_python", lambda: None)
     python, source = settings.worker_python()
     assert source.startswith("QGIS's own Python") and Path(python).name.startswith("python")
+
+
+def test_the_worker_gets_pam_back_when_only_qgis_had_it_off(monkeypatch):
+    """scripts/qgis_process.sh turns GDAL's .aux.xml off for QGIS; the worker reads the inputs' own."""
+    from patchflow.plugin.client import worker_command
+
+    monkeypatch.setenv("GDAL_PAM_ENABLED", "NO")
+    monkeypatch.setenv("PATCHFLOW_QGIS_PAM_OFF", "1")
+    _, env = worker_command("python")
+    assert "GDAL_PAM_ENABLED" not in env and "PATCHFLOW_QGIS_PAM_OFF" not in env
+    monkeypatch.delenv("PATCHFLOW_QGIS_PAM_OFF")
+    _, env = worker_command("python")
+    assert env["GDAL_PAM_ENABLED"] == "NO"  # the user's own setting is kept
