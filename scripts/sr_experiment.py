@@ -116,9 +116,13 @@ def run_processing(algorithm, parameters: dict, log: Path) -> dict:
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingException
 
+    from patchflow.algorithms.base import inputs_without_side_files
+
     with open(log, "a", encoding="utf-8") as stream:
         try:
-            return processing.run(algorithm, parameters, context=QgsProcessingContext(), feedback=feedback(stream))
+            with inputs_without_side_files():  # a model loads its raster inputs itself: no .aux.xml beside them
+                return processing.run(algorithm, parameters, context=QgsProcessingContext(),
+                                      feedback=feedback(stream))
         except QgsProcessingException as exc:
             name = algorithm if isinstance(algorithm, str) else "the model"
             raise SystemExit(f"sr_experiment: {name} failed: {exc} (log: {log})") from exc
