@@ -259,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     demo, image, output = args.demo.resolve(), args.image.resolve(), args.output.resolve()
     if not (demo / "summary.json").exists() or not image.exists():
         sys.exit(f"screenshots: {shown(demo)}/summary.json or {shown(image)} missing: run 'make demo' first.")
+    from osgeo import gdal
+
+    # rendering the input makes QGIS compute its statistics: keep them out of an .aux.xml beside it (every
+    # thread, the map renderer's too; this process only takes screenshots)
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
     os.chdir(ROOT)  # the dialogs show paths relative to the checkout, as the README's commands use them
     app = start_qgis(gui=True)
     try:
