@@ -67,8 +67,11 @@ def test_model_chains_samples_split_and_patches(provider, nc, tmp_path):
     loaded.initAlgorithm({})
     manifest_path = str(tmp_path / "train.json")
     inputs = {"polygons": str(nc / "landsat96_polygons.shp"), "image": str(nc / "landsat_multiband.tif")}
-    results, ok = loaded.run({**inputs,
-                              "patches:manifest": manifest_path}, QgsProcessingContext(), QgsProcessingFeedback())
+    from patchflow.algorithms.base import inputs_without_side_files
+
+    with inputs_without_side_files():  # the model loads its raster input itself: no .aux.xml beside it
+        results, ok = loaded.run({**inputs, "patches:manifest": manifest_path}, QgsProcessingContext(),
+                                 QgsProcessingFeedback())
     assert ok
     manifest = json.loads(open(results["patches:manifest"]).read())
     assert manifest["n_patches"] > 100
