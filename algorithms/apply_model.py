@@ -35,5 +35,8 @@ class ApplyModel(PatchFlowAlgorithm):
         "carries the card's class names and colours (a colour table and a <i>&lt;output&gt;.qml</i> style); "
         "probabilities are styled as a 0–1 pseudocolour, images and features as an RGB or grey stretch. "
         "EXTENT limits the run to part of the scene. Pixels that are nodata in any source stay nodata "
-        "(NODATA; default 0 for classes when no class is 0, else 255, and -9999 for float outputs)." + TRUST_HELP
+        "(NODATA; default 0 for classes when no class is 0, else 255, and -9999 for float outputs). "
+        "<b>Clip</b> (on by default) bounds image outputs to the per-band range of the training target that "
+        "the model card records (a super-resolved image to the HR training data's range); the log says how "
+        "many values were clipped. Models without that range are written as they are." + TRUST_HELP
     )

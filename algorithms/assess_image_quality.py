@@ -1,5 +1,6 @@
 """Image quality of a produced image (a super-resolved one, say) against a reference: PSNR, SSIM, SAM and
-ERGAS, with a bicubic upsampling of the low-resolution input as the baseline."""
+ERGAS, with bicubic and Lanczos upsamplings of the low-resolution input and a sharpened bicubic as the
+baselines."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ class AssessImageQuality(PatchFlowAlgorithm):
     HELP = (
         "Scores a produced image (a super-resolved one, say) against a reference image of the same area and "
         "bands: PSNR, SSIM, SAM (spectral angle) and ERGAS, per band and overall. Given the low-resolution "
-        "input too, the same scores of its bicubic upsampling are reported as the baseline to beat.<br><br>"
+        "input too, the same scores of three baselines to beat: its bicubic (cubic convolution) and Lanczos "
+        "upsamplings, and a sharpened bicubic, an unsharp mask on the bicubic image whose Gaussian sigma and "
+        "amount are fitted on a training part (the <i>fit extent</i>, by default the reference outside the "
+        "compared extent; with neither, the compared pixels themselves, which the report then says) and applied "
+        "unchanged on the compared pixels. A sentence says how the image compares to the best baseline for each "
+        "score.<br><br>"
         "<b>Grid</b>: the reference's. An image on another grid (same CRS) is resampled to it with bilinear "
         "interpolation (placed without interpolation when its pixels are the reference's); the "
         "low-resolution input is upsampled with GDAL's cubic convolution (bicubic). The log and the report "

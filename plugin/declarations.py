@@ -377,6 +377,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("OUTPUT_TYPE", "enum", "Output data type", "auto", choices=OUTPUT_TYPES),
         Param("NODATA", "number", "Output nodata value (empty: 0 or 255 for classes, -9999 otherwise)",
               optional=True),
+        Param("CLIP", "boolean", "Clip image outputs to the range of the training target (a super-resolved image "
+              "to the HR training data's; only models whose card records it)", True),
         trust(),
         Param("INPUT_NAMES", "string", "Model inputs fed by the sources, in order, e.g. x1;x2 (empty: the model "
               "card's)", optional=True, advanced=True),
@@ -430,10 +432,19 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("SCALE_FOR_ERGAS", "number", "ERGAS ratio h/l, high- over low-resolution pixel size (empty: from the "
               "pixel sizes, else 1)", optional=True, minimum=0.0),
         Param("EXTENT", "extent", "Compared extent (empty: the whole reference)", optional=True, parent="REFERENCE"),
+        Param("FIT_EXTENT", "extent", "Training part the sharpened bicubic baseline is fitted on, outside the compared "
+              "extent (empty: the reference outside EXTENT; without EXTENT, the compared pixels)", optional=True,
+              parent="REFERENCE"),
         *_table("Image quality report (HTML)"),
     ), (
         *(output for name, label in _QUALITY_SCORES for output in (
-            Output(name, "number", label), Output(f"BASELINE_{name}", "number", f"Bicubic baseline {label}"))),
+            Output(name, "number", label), Output(f"BASELINE_{name}", "number", f"Bicubic baseline {label}"),
+            Output(f"LANCZOS_{name}", "number", f"Lanczos baseline {label}"),
+            Output(f"SHARPENED_{name}", "number", f"Sharpened bicubic baseline {label}"))),
+        Output("SHARPEN_SIGMA", "number", "Sharpened bicubic: fitted Gaussian sigma (reference pixels)"),
+        Output("SHARPEN_AMOUNT", "number", "Sharpened bicubic: fitted amount"),
+        Output("FIT_PIXELS", "number", "Pixels the sharpened bicubic was fitted on"),
+        Output("COMPARISON", "string", "The produced image against the best baseline, per score"),
         Output("PIXELS", "number", "Pixels compared"),
     )),
     Operation("compare_accuracy", (

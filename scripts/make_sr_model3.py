@@ -90,7 +90,7 @@ def build_model():
         460, 440,
         {"sr_image": ("OUTPUT", "SR image")})
     chain.add_child("gdal:warpreproject", "bicubic", "Bicubic upsampling of the LR image", {
-        "INPUT": ("child", "degrade", "OUTPUT_LR"), "RESAMPLING": 3,
+        "INPUT": ("child", "degrade", "OUTPUT_LR"), "RESAMPLING": 2,  # cubic convolution (3 is cubic spline)
         "TARGET_RESOLUTION": ("input", "hr_pixel_size")}, 120, 440)
     chain.add_child("patchflow:samplefromlabelraster", "samples", "Training pixels", {
         "INPUT": ("input", "train_labels"), "STRATEGY": 0, "NUMBER": ("input", "samples_per_class"),

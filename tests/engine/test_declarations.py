@@ -28,7 +28,7 @@ MODULE_OPERATIONS = {
     "evaluate.quality": ("assess_image_quality",), "data.sampling": ("sample_label_raster", "sample_vector"),
     "serve.serving": ("apply_model",), "data.split": ("grid_split",), "data.srdata": ("build_sr_dataset",),
     "serve.binding": ("apply_model",), "serve.geometry": ("apply_model",), "serve.plan": ("apply_model",),
-    "serve.outputs": ("apply_model",),
+    "serve.outputs": ("apply_model",), "serve.clipping": ("apply_model",),
     "train.training": ("train_model",), "train.trainsettings": ("train_model",), "train.trainsetup": ("train_model",),
     "models.zoo": ("create_model",), "checks.trainingchecks": ("train_model",),
 }

@@ -197,7 +197,8 @@ def test_bicubic_baseline_of_the_low_resolution_input(run_op, tmp_path, gd):
     assert result["BASELINE_SSIM"] == pytest.approx(
         structural_similarity(reference, expected, data_range=200, channel_axis=0), rel=1e-4)
     table = read_csv(result["OUTPUT_CSV"])
-    assert [r["image"] for r in table] == ["input"] * 4 + ["bicubic baseline"] * 4
+    assert [r["image"] for r in table] == [image for image in ("input", "bicubic baseline", "Lanczos baseline",
+                                                               "sharpened bicubic baseline") for _ in range(4)]
     assert "bicubic baseline" in open(result["OUTPUT_HTML"], encoding="utf-8").read()
 
 

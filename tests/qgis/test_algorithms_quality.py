@@ -61,20 +61,23 @@ def test_quality_outputs_match_the_engine(run_alg, scene, tmp_path):
                      LOW_RESOLUTION=[scene["low"]], OUTPUT_CSV=str(tmp_path / "q.csv"),
                      OUTPUT_HTML=str(tmp_path / "q.html"), OUTPUT_TABLE=str(tmp_path / "q.gpkg"))
     engine = engine_result(INPUT=[scene["blurred"]], REFERENCE=[scene["reference"]], LOW_RESOLUTION=[scene["low"]])
-    for name in ("PSNR", "SSIM", "SAM", "ERGAS", "BASELINE_PSNR", "BASELINE_SSIM", "BASELINE_SAM", "BASELINE_ERGAS"):
+    for name in [f"{prefix}{score}" for prefix in ("", "BASELINE_", "LANCZOS_", "SHARPENED_")
+                 for score in ("PSNR", "SSIM", "SAM", "ERGAS")] + ["SHARPEN_SIGMA", "SHARPEN_AMOUNT", "FIT_PIXELS"]:
         assert result[name] == pytest.approx(engine[name], rel=1e-9) and math.isfinite(result[name])
+    assert result["COMPARISON"] == engine["COMPARISON"] and result["COMPARISON"].startswith("PSNR ")
     assert result["PIXELS"] == engine["PIXELS"] > 150_000
     assert 0 < result["SSIM"] < 1 and 0 < result["BASELINE_SSIM"] < 1
     with open(result["OUTPUT_CSV"], newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 12 and rows[5]["band"] == "all" and rows[11]["image"] == "bicubic baseline"
+    assert len(rows) == 24 and rows[5]["band"] == "all" and rows[11]["image"] == "bicubic baseline"
+    assert rows[17]["image"] == "Lanczos baseline" and rows[23]["image"] == "sharpened bicubic baseline"
     assert float(rows[5]["ergas"]) == pytest.approx(engine["ERGAS"], rel=1e-12)
     page = open(result["OUTPUT_HTML"], encoding="utf-8").read()
     assert f"{engine['PSNR']:.4f}" in page and "bicubic" in page and "0.5000" in page  # ERGAS h/l
     table = QgsVectorLayer(result["OUTPUT_TABLE"], "scores", "ogr")
-    assert table.isValid() and not table.isSpatial() and table.featureCount() == 12
+    assert table.isValid() and not table.isSpatial() and table.featureCount() == 24
     last = list(table.getFeatures())[-1]
-    assert last["image"] == "bicubic baseline" and last["psnr"] == pytest.approx(engine["BASELINE_PSNR"])
+    assert last["image"] == "sharpened bicubic baseline" and last["psnr"] == pytest.approx(engine["SHARPENED_PSNR"])
 
 
 def test_extent_and_html_output(run_alg, provider, scene, tmp_path):
@@ -91,6 +94,16 @@ def test_extent_and_html_output(run_alg, provider, scene, tmp_path):
                            EXTENT=f"{xmin},{xmin + 120 * gt[1]},{ymax + 80 * gt[5]},{ymax}")
     assert result["PIXELS"] == engine["PIXELS"] <= 120 * 80
     assert result["PSNR"] == pytest.approx(engine["PSNR"]) and result["BASELINE_PSNR"] is None
+    # the sharpened bicubic fitted on FIT_EXTENT (another CRS's coordinates too), outside the compared extent
+    fit = f"{gt[0] + 300 * gt[1]},{gt[0] + 420 * gt[1]},{ymax + 80 * gt[5]},{ymax}"
+    result = run_alg("assessimagequality", INPUT=[scene["blurred"]], REFERENCE=[scene["reference"]], EXTENT=extent,
+                     LOW_RESOLUTION=[scene["low"]], FIT_EXTENT=f"{fit} [EPSG:3358]",
+                     OUTPUT_CSV=str(tmp_path / "f.csv"), OUTPUT_HTML=str(tmp_path / "f.html"))
+    engine = engine_result(INPUT=[scene["blurred"]], REFERENCE=[scene["reference"]], LOW_RESOLUTION=[scene["low"]],
+                           EXTENT=f"{xmin},{xmin + 120 * gt[1]},{ymax + 80 * gt[5]},{ymax}", FIT_EXTENT=fit)
+    assert result["SHARPEN_AMOUNT"] == pytest.approx(engine["SHARPEN_AMOUNT"], rel=1e-9)
+    assert result["FIT_PIXELS"] == engine["FIT_PIXELS"] <= 120 * 80
+    assert "FIT_EXTENT" in open(result["OUTPUT_HTML"], encoding="utf-8").read()
 
 
 def test_band_count_mismatch_is_refused(run_alg, scene, tmp_path):

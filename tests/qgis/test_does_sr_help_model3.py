@@ -44,6 +44,8 @@ def test_does_sr_help_model3_loads_and_wires_the_four_images(provider):
     assert model.dependsOnChildAlgorithms("compare") >= {f"assess_{k}" for k in IMAGES}  # one table at the end
     sources = children["sr_apply"].parameterSources()
     assert sources["OUTPUTS"][0].staticValue() == "image"  # the algorithm's default, class, fails on an SR model
+    resampling = children["bicubic"].algorithm().parameterDefinition("RESAMPLING")
+    assert resampling.options()[children["bicubic"].parameterSources()["RESAMPLING"][0].staticValue()] == "Cubic"
     outputs = {output.name() for output in model.outputDefinitions()}
     assert outputs == {"degrade:lr_image", "sr_apply:sr_image", *(f"assess_{k}:scores" for k in IMAGES),
                        *(f"assess_{k}:report" for k in IMAGES), "compare:comparison", "compare:comparison_report"}

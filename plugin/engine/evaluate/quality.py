@@ -1,8 +1,9 @@
 """Assess image quality: a produced image (a super-resolved one, say) against a reference image on the
 same grid, with PSNR, SSIM, SAM and ERGAS per band and overall; given the low-resolution input too, the
-same scores of its bicubic upsampling, the baseline a super-resolution model has to beat. The images on the
-reference grid (referencegrid), the scores (qualityscores) and the outputs (qualityreport) have their modules;
-this one runs the operation.
+same scores of its bicubic and Lanczos upsamplings and of a sharpened bicubic (an unsharp mask fitted on a
+training part), the baselines a super-resolution model has to beat. The images on the reference grid
+(referencegrid), the scores (qualityscores), the other baselines (qualitybaselines) and the outputs
+(qualityreport) have their modules; this one runs the operation.
 """
 
 # Conventions (documented in the algorithm's help and the HTML report):
@@ -10,9 +11,12 @@ this one runs the operation.
 # - Grid: the reference's. An INPUT on another grid of the same CRS is resampled to it with bilinear
 #   interpolation (GDAL warp); one whose pixels are the reference's (same size, whole-pixel offset) is placed
 #   on it without interpolation. The LOW_RESOLUTION input is upsampled to it with GDAL warp's cubic
-#   (Keys cubic convolution, a = -0.5): the bicubic baseline. A different CRS is refused.
+#   (Keys cubic convolution, a = -0.5): the bicubic baseline; and with GDAL warp's lanczos (3 lobes): the Lanczos
+#   baseline. The sharpened bicubic is an unsharp mask on the bicubic image, fitted on FIT_EXTENT less the
+#   compared pixels, by default on the reference outside EXTENT, else (nothing to fit on) on the compared pixels,
+#   which the report says (qualitybaselines). A different CRS is refused.
 # - Valid pixels: finite and not nodata in any band of every image compared (reference, input, baseline),
-#   so every row of the table is scored on the same pixels.
+#   so every row of the table is scored on the same pixels (the baselines' too).
 # - Data range R_b: DATA_RANGE for every band, else the reference band's max - min over the valid pixels.
 # - PSNR_b = 10 log10(R_b^2 / MSE_b); overall PSNR = 10 log10(1 / mean_b(MSE_b / R_b^2)): the PSNR of all bands
 #   together once each is divided by its range (with one DATA_RANGE: scikit-image's PSNR of the band stack).
@@ -45,6 +49,7 @@ from ..geodata.raster import Grid, RasterStack, Window, crs_label
 from ..params import Params, RunContext
 from ..report.tables import check_table_format
 from ..reporting import Reporter
+from .qualitybaselines import Fit, Sharpened, comparison, fit_part, fit_sharpening, sharpened_note
 from .qualityreport import table_rows, write_outputs
 from .qualityscores import WIN_SIZE, ReferenceSums, Scores, Sums, scan, scores_of
 from .referencegrid import OnGrid, compare_window, format_extent, place_on_grid, window_extent
@@ -107,10 +112,19 @@ class Inputs:
     image: OnGrid
     baseline: OnGrid | None
     window: Window
+    lanczos: OnGrid | None = None
+    sharpened: Sharpened | None = None
+    fit: Fit | None = None
 
     @property
     def compared(self) -> list[OnGrid]:
-        return [self.image] + ([self.baseline] if self.baseline else [])
+        return [self.image] + [b for b in (self.baseline, self.lanczos, self.sharpened) if b is not None]
+
+    @property
+    def labels(self) -> list[str]:
+        return ["input"] + [label for b, label in ((self.baseline, "bicubic baseline"),
+                                                    (self.lanczos, "Lanczos baseline"),
+                                                    (self.sharpened, "sharpened bicubic baseline")) if b is not None]
 
 
 def open_inputs(params: Params) -> Inputs:
@@ -122,11 +136,30 @@ def open_inputs(params: Params) -> Inputs:
     image = place_on_grid(params.paths("INPUT"), "INPUT", grid, window, "bilinear", bool(extent_text.strip()))
     _check_bands(reference, image, "INPUT")
     low_paths = params.paths("LOW_RESOLUTION", required=False)
-    baseline = None
+    baseline = lanczos = None
     if low_paths:
         baseline = place_on_grid(low_paths, "LOW_RESOLUTION", grid, window, "cubic", bool(extent_text.strip()))
         _check_bands(reference, baseline, "LOW_RESOLUTION")
-    return Inputs(reference, image, baseline, window)
+        lanczos = place_on_grid(low_paths, "LOW_RESOLUTION", grid, window, "lanczos", bool(extent_text.strip()))
+    return Inputs(reference, image, baseline, window, lanczos)
+
+
+def add_sharpened(params: Params, inputs: Inputs, given_range: float | None, context: RunContext) -> None:
+    """The sharpened bicubic baseline, its unsharp mask fitted on the training part (FIT_EXTENT)."""
+    if inputs.baseline is None:
+        if (params.string("FIT_EXTENT") or "").strip():
+            context.reporter.warning("FIT_EXTENT is only used with LOW_RESOLUTION (the sharpened bicubic): ignored.")
+        return
+    grid = inputs.reference.stack.grid
+    part = fit_part(params.string("FIT_EXTENT") or "", bool((params.string("EXTENT") or "").strip()),
+                    inputs.window, grid, context.reporter)
+    fit = fit_sharpening(inputs.reference, inputs.baseline, grid, part, given_range, context.reporter,
+                         context.cancelled)
+    if fit.evaluated and part.evaluated:  # (a fit part without valid pixels warned already)
+        context.reporter.warning("the sharpened bicubic was fitted on the evaluated pixels (no separate training "
+                                 "part): give EXTENT (and FIT_EXTENT) to fit it elsewhere.")
+    inputs.sharpened = Sharpened(inputs.baseline, grid, fit.sigma, fit.amount, sharpened_note(fit))
+    inputs.fit = fit
 
 
 def measure(inputs: Inputs, given_range: float | None,
@@ -161,11 +194,14 @@ def run_assess_image_quality(params: Params, context: RunContext) -> dict:
     given_range = _given_range(params)
     scale = ergas_scale(params, inputs.reference.stack.grid, inputs.baseline, reporter)
     outputs = _stage_outputs(params, context)
+    add_sharpened(params, inputs, given_range, context)
     for image in inputs.compared:
         reporter.log(image.note + ".")
     ref_sums, sums, ranges, strip_count = measure(inputs, given_range, context)
-    labels = ["input", "bicubic baseline"]
-    all_scores = [scores_of(label, s, ref_sums, ranges, scale) for label, s in zip(labels, sums)]
+    all_scores = [scores_of(label, s, ref_sums, ranges, scale) for label, s in zip(inputs.labels, sums)]
+    against = comparison(all_scores[0], all_scores[1:])
+    if against:
+        reporter.log(f"against the baselines: {against}")
     _warn_undefined(reporter, all_scores[0], sums[0], inputs.reference.band_count)
     window = inputs.window
     reporter.log(f"compared {ref_sums.pixels} pixels of {window[2]}x{window[3]} ({strip_count} strips); "
@@ -174,13 +210,20 @@ def run_assess_image_quality(params: Params, context: RunContext) -> dict:
         reporter.log(f"{scores.label}: PSNR {_text(scores.overall_psnr)} dB, SSIM {_text(scores.overall_ssim)}, "
                      f"SAM {_text(scores.sam)} degrees, ERGAS {_text(scores.ergas)}")
     rows = table_rows(all_scores, [b.description for b in inputs.reference.stack.bands], ranges, ref_sums.pixels)
-    write_outputs(outputs, rows, _facts(params, inputs, ref_sums.pixels, given_range, scale), context)
+    write_outputs(outputs, rows, _facts(params, inputs, ref_sums.pixels, given_range, scale), context, against)
     reporter.progress(100)
     result = {"PIXELS": ref_sums.pixels, "DATA_RANGE": [float(r) for r in ranges], "SCALE_FOR_ERGAS": scale,
               "STRIPS": strip_count, "RESAMPLED": inputs.image.warped is not None,
               "NOTES": [image.note for image in inputs.compared], "BANDS": rows}
     result.update(_score_outputs("", all_scores[0]))
-    result.update(_score_outputs("BASELINE_", all_scores[1] if inputs.baseline else None))
+    by_label = dict(zip(inputs.labels, all_scores))
+    for prefix, label in (("BASELINE_", "bicubic baseline"), ("LANCZOS_", "Lanczos baseline"),
+                          ("SHARPENED_", "sharpened bicubic baseline")):
+        result.update(_score_outputs(prefix, by_label.get(label)))
+    fit = inputs.fit
+    result.update({"SHARPEN_SIGMA": fit.sigma if fit else None, "SHARPEN_AMOUNT": fit.amount if fit else None,
+                   "FIT_PIXELS": fit.pixels if fit else None, "FIT_ON_EVALUATED": fit.evaluated if fit else None,
+                   "COMPARISON": against})
     result.update({name: final for name, (final, _) in outputs.items()})
     return result
 
@@ -217,6 +260,8 @@ def _facts(params: Params, inputs: Inputs, pixels: int, given_range: float | Non
                            f"({format_extent(window_extent(grid, window))})",
         "image on the grid": image.note,
         **({"baseline on the grid": baseline.note} if baseline else {}),
+        **({"Lanczos baseline": inputs.lanczos.note} if inputs.lanczos else {}),
+        **({"sharpened bicubic baseline": inputs.sharpened.note} if inputs.sharpened else {}),
         "valid pixels compared": pixels,
         "data range": f"{given_range:g} (DATA_RANGE)" if given_range is not None
         else "per band, the reference's max - min over the compared pixels",

@@ -18,7 +18,8 @@ from ..geodata.raster import parse_extent as raster_extent
 from .qualityscores import WIN_SIZE
 
 FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64, gdal.GDT_CFloat32, gdal.GDT_CFloat64)
-RESAMPLING_NAMES = {"near": "no", "bilinear": "bilinear", "cubic": "bicubic (cubic convolution)"}
+RESAMPLING_NAMES = {"near": "no", "bilinear": "bilinear", "cubic": "bicubic (cubic convolution)",
+                    "lanczos": "Lanczos (windowed sinc, 3 lobes)"}
 
 
 class OnGrid:
@@ -126,21 +127,26 @@ def parse_extent(text: str, grid: Grid) -> tuple[float, float, float, float]:
     return raster_extent(text, grid, "the reference's")
 
 
+def extent_window(text: str, grid: Grid, parameter: str = "EXTENT") -> Window:
+    """The reference pixels of an extent (``parameter``'s), grown to whole pixels and clipped."""
+    try:
+        xmin, xmax, ymin, ymax = parse_extent(text, grid)
+    except PatchFlowError as error:
+        raise PatchFlowError(error.message, parameter) from None
+    cols, rows = grid.fractional_pixel(np.array([xmin, xmax]), np.array([ymax, ymin]))
+    cols, rows = np.round(cols, 6), np.round(rows, 6)  # a millionth of a pixel is rounding
+    c0, c1 = max(0, math.floor(cols.min())), min(grid.width, math.ceil(cols.max()))
+    r0, r1 = max(0, math.floor(rows.min())), min(grid.height, math.ceil(rows.max()))
+    if c1 <= c0 or r1 <= r0:
+        raise PatchFlowError(
+            f"the extent {xmin:g},{xmax:g},{ymin:g},{ymax:g} lies outside the reference "
+            f"({format_extent(grid.extent)}). Choose an extent that overlaps it.", parameter)
+    return c0, r0, c1 - c0, r1 - r0
+
+
 def compare_window(text: str, grid: Grid) -> Window:
     """The reference pixels to compare: EXTENT grown to whole pixels and clipped, else the whole grid."""
-    if not text.strip():
-        window = (0, 0, grid.width, grid.height)
-    else:
-        xmin, xmax, ymin, ymax = parse_extent(text, grid)
-        cols, rows = grid.fractional_pixel(np.array([xmin, xmax]), np.array([ymax, ymin]))
-        cols, rows = np.round(cols, 6), np.round(rows, 6)  # a millionth of a pixel is rounding
-        c0, c1 = max(0, math.floor(cols.min())), min(grid.width, math.ceil(cols.max()))
-        r0, r1 = max(0, math.floor(rows.min())), min(grid.height, math.ceil(rows.max()))
-        if c1 <= c0 or r1 <= r0:
-            raise PatchFlowError(
-                f"the extent {xmin:g},{xmax:g},{ymin:g},{ymax:g} lies outside the reference "
-                f"({format_extent(grid.extent)}). Choose an extent that overlaps it.", "EXTENT")
-        window = (c0, r0, c1 - c0, r1 - r0)
+    window = extent_window(text, grid) if text.strip() else (0, 0, grid.width, grid.height)
     if min(window[2], window[3]) < WIN_SIZE:
         raise PatchFlowError(
             f"the compared area is {window[2]}x{window[3]} px; SSIM needs at least {WIN_SIZE}x{WIN_SIZE}. "

@@ -82,6 +82,7 @@ class OutputSpec:
     stride: int = 1  # input pixels per output pixel when the model runs fully convolutionally
     scale_factor: float = 1.0  # output pixels per input pixel along an axis (super-resolution: > 1)
     description: str = ""
+    value_range: list[list[float]] | None = None  # images: per band [min, max] of the training target
 
 
 @dataclass

@@ -164,6 +164,18 @@ def output_normalization(card: ModelCard) -> Normalization:
     return Normalization("standard", [float(v) for v in values["mean"]], [float(v) for v in values["std"]])
 
 
+def record_target_range(card: ModelCard, bands: list[dict]) -> ModelCard:
+    """The training target's per-band [min, max] (a dataset manifest's statistics) on the card's image
+    outputs, so Apply model can clip what the model writes to the range it was trained on (CLIP)."""
+    if any(b.get("min") is None or b.get("max") is None for b in bands):
+        return card  # a band without data: no range known
+    value_range = [[float(b["min"]), float(b["max"])] for b in bands]
+    for spec in card.outputs_of_kind("image"):
+        if spec.channels in (0, len(bands)):
+            spec.value_range = value_range
+    return card
+
+
 def export_sr_model(model: keras.Model, card: ModelCard, path: str) -> None:
     """SavedModel serving "image" in the HR image's units (the output de-standardised), plus
     model.keras and the card."""

@@ -15,6 +15,7 @@ from osgeo import gdal
 
 from ..errors import Cancelled
 from ..params import RunContext
+from .clipping import Clip
 from .inference import infer_group
 from .outputs import OutputFormat, write_tile
 from .plan import ServingPlan, output_size
@@ -124,8 +125,10 @@ def batches(plan: ServingPlan, stream: Iterator[Tile]) -> Iterator[list[Tile]]:
         yield pending
 
 
-def serve(plan: ServingPlan, ds: gdal.Dataset, fmt: OutputFormat, context: RunContext) -> dict[int, int]:
-    """Every tile read, run and written; returns per-class pixel counts for class maps (else empty)."""
+def serve(plan: ServingPlan, ds: gdal.Dataset, fmt: OutputFormat, context: RunContext,
+          clip: Clip | None = None) -> dict[int, int]:
+    """Every tile read, run (its values bounded by ``clip``) and written; returns per-class pixel counts for
+    class maps (else empty)."""
     out_w, out_h = output_size(plan)
     total = out_w * out_h
     done = 0
@@ -137,6 +140,8 @@ def serve(plan: ServingPlan, ds: gdal.Dataset, fmt: OutputFormat, context: RunCo
                 raise Cancelled()
             results = [None] if group[0].inputs is None else infer_group(plan, group)
             for tile, result in zip(group, results):
+                if clip is not None and result is not None:
+                    result = clip.apply(result, tile.invalid)
                 writer.put(tile, result)
                 done += tile.out_w * tile.out_h
             context.reporter.progress(2 + 95 * done / total)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..params import Params, RunContext
 from ..report.rasterstyle import sidecar_path
 from .binding import ARGMAX, MAX_SOURCES, base_name
+from .clipping import clip_for
 from .geometry import probe
 from .outputs import create_output, output_format, style
 from .pipeline import serve
@@ -45,7 +46,10 @@ def run_apply_model(params: Params, context: RunContext) -> dict:
     staged = context.staging.stage(output, "OUTPUT")
     staged_style = context.staging.stage(sidecar_path(output), "OUTPUT")
     ds = create_output(staged, plan, fmt)
-    counts = serve(plan, ds, fmt, context)
+    clip = clip_for(params, plan, {name: v.shape[-1] for name, v in probe_values.items()}, context.reporter)
+    counts = serve(plan, ds, fmt, context, clip)
+    if clip is not None:
+        clip.report(context.reporter)
     classes = style(ds, staged_style, plan, fmt, sorted(counts))
     ds = None
     for info in classes:
@@ -53,4 +57,4 @@ def run_apply_model(params: Params, context: RunContext) -> dict:
         context.reporter.log(f"{info['id']} {info.get('name', '')}: {count} px")
     context.reporter.progress(100)
     return {"OUTPUT": output, "STYLE": sidecar_path(output), "KIND": fmt.kind, "WIDTH": out_w, "HEIGHT": out_h,
-            "CLASSES": classes}
+            "CLASSES": classes, "CLIPPED": None if clip is None else clip.below + clip.above}

@@ -23,7 +23,7 @@ from ..errors import PatchFlowError
 from ..models.modelcard import InputSpec, ModelCard, Normalization, OutputSpec
 from ..models.srmodel import ARCHITECTURE as SR_ARCHITECTURE
 from ..models.srmodel import TASK as SR_TASK
-from ..models.srmodel import output_normalization
+from ..models.srmodel import output_normalization, record_target_range
 from ..params import Params
 from ..reporting import Reporter
 from .trainsettings import IMAGE_LOSSES, Settings
@@ -276,8 +276,10 @@ def plan_training(params: Params, model, card: ModelCard | None, train: PatchDat
                                seed=settings.seed)
     architecture = card.architecture if card is not None else "user"
     model_classes = classes[:len(target.class_ids)] if target.kind == "classes" else classes
-    return TrainingPlan(card_for(model, card, feeds, target, model_classes, architecture), train_stream, valid_stream,
-                target, classes, architecture)
+    plan_card = card_for(model, card, feeds, target, model_classes, architecture)
+    if target.kind == "image":  # the HR range, for Apply model's CLIP
+        record_target_range(plan_card, train.source(target.source)["bands"])
+    return TrainingPlan(plan_card, train_stream, valid_stream, target, classes, architecture)
 
 
 def validation_only_classes(valid: PatchDataset, target: Target, classes: list[dict], reporter: Reporter) -> list[dict]:
