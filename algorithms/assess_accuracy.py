@@ -25,7 +25,9 @@ class AssessAccuracy(PatchFlowAlgorithm):
         "the map carries (colour table, category names or a .qml style). Pairs where the map is nodata, "
         "and points outside the map, are skipped and counted in the log.<br>"
         "Outputs: a CSV (one row per class with its confusion matrix row, then OA, kappa, macro and "
-        "weighted F1), an HTML report with the confusion matrix heat map (shown in the Results Viewer) and "
+        "weighted F1) and beside it <i>&lt;CSV&gt;_pairs.csv</i>, every reference sample (x, y in the map's CRS, "
+        "reference class, map class; empty where the map has none), which Compare accuracy uses to test whether "
+        "two maps differ; an HTML report with the confusion matrix heat map (shown in the Results Viewer) and "
         "optionally the same table as a layer without geometry."
     )
 

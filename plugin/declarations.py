@@ -152,6 +152,9 @@ NORMALIZATIONS = (
     ("dataset", "The training set's per-band mean/std"),
     ("none", "None: raw pixel values"),
 )
+# plugin/engine/classify/features.py PIXELS, CONTEXT
+PIXEL_FEATURES = (("pixels", "Pixel values"),
+                  ("pixels_neighbourhood", "Pixel values + neighbourhood mean and std (per band, N x N pixels)"))
 CLASSIFIERS = (("rf", "Random Forest"), ("svm", "SVM (RBF kernel, standardised features, calibrated probabilities)"))
 
 
@@ -328,13 +331,17 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         *_table("Accuracy report (HTML)"),
     ), tuple(Output(name, "number", label) for name, label in (
         ("OA", "Overall accuracy"), ("KAPPA", "Kappa"), ("N", "Number of pairs"), ("MACRO_F1", "Macro F1"),
-        ("WEIGHTED_F1", "Weighted F1")))),
+        ("WEIGHTED_F1", "Weighted F1"))) + (
+        Output("PAIRS", "file", "Samples scored (CSV beside the scores: x, y, reference, predicted)"),)),
     Operation("train_classifier", (
         Param("DATASET", "file", "Training dataset manifest (with a class field)", file_filter=JSON_FILES),
         Param("VALID", "file", "Validation dataset manifest", optional=True, file_filter=JSON_FILES),
         Param("MODEL", "model", "Model: a .keras file, or a SavedModel's saved_model.pb (empty: classify pixel "
               "values)", optional=True, file_filter=MODEL_FILES),
         Param("FEATURE_OUTPUT", "string", "Model output used as features", "features", optional=True),
+        Param("FEATURES", "enum", "Features without a model", "pixels", choices=PIXEL_FEATURES),
+        Param("NEIGHBOURHOOD", "integer", "Neighbourhood: N x N pixels around each pixel (0: the dataset's patch "
+              "size)", 3, minimum=0),
         Param("CLASSIFIER", "enum", "Classifier", "rf", choices=CLASSIFIERS),
         Param("N_TREES", "integer", "Random Forest: number of trees", 100, minimum=1),
         Param("MAX_DEPTH", "integer", "Random Forest: maximum depth (0: unlimited)", 0, minimum=0),
@@ -450,8 +457,20 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("compare_accuracy", (
         Param("REPORTS", "files", "Accuracy reports (CSV from Assess accuracy)", layers=("file",)),
         Param("NAMES", "string", "Names of the maps, separated by ; (empty: the file names)", "", optional=True),
+        Param("PAIRS", "files", "Samples scored, one file per report (empty: the <report>_pairs.csv beside each)",
+              optional=True, layers=("file",)),
+        Param("RESAMPLES", "integer", "Bootstrap resamples (95 % intervals)", 2000, minimum=100,
+              why="fewer resamples give unstable 95 % intervals"),
+        Param("SEED", "integer", "Bootstrap random seed", 0),
         Param("OUTPUT_CSV", "file_destination", "Comparison (CSV)", file_filter="CSV files (*.csv)"),
         Param("OUTPUT_HTML", "file_destination", "Comparison (HTML)", optional=True,
               file_filter="HTML files (*.html)"),
-    ), (Output("BEST", "string", "Map with the highest kappa"), Output("BEST_KAPPA", "number", "Its kappa"))),
+    ), (
+        Output("BEST", "string", "Map with the highest kappa"), Output("BEST_KAPPA", "number", "Its kappa"),
+        Output("BEST_KAPPA_LOW", "number", "Its kappa: bootstrap 95 % interval, low"),
+        Output("BEST_KAPPA_HIGH", "number", "Its kappa: bootstrap 95 % interval, high"),
+        Output("MCNEMAR_P", "number", "McNemar p-value, the best map against the runner-up"),
+        Output("SIGNIFICANCE", "string", "Whether the best map is significantly better than the runner-up"),
+        Output("SIGNIFICANCE_CSV", "file", "Every two maps tested (CSV)"),
+    )),
 )}

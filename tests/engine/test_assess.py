@@ -307,3 +307,55 @@ def test_cancel_midway_leaves_no_files(run_cancelled, tmp_path, gd):
     error = run_cancelled("assess_accuracy", after=2, INPUT=scene, REFERENCE_RASTER=labels, **outputs(tmp_path))
     assert type(error).__name__ == "Cancelled"
     assert gd.folder_entries(tmp_path) == before
+
+
+def test_pairs_file_holds_every_sample_scored_or_skipped(run_op, scene, tmp_path, gd):
+    cols = np.array([1, 2, 12, 25, 1, 100])
+    rows = np.array([10, 11, 5, 7, 1, 5])
+    truth = np.array([1, 2, 2, 3, 1, 2])  # (1,1) is nodata, (100,5) outside
+    xs, ys = pixel_xy(cols, rows)
+    xs = xs + 0.25  # a point, not its pixel's centre
+    points = gd.write_points(tmp_path / "points.gpkg", xs, ys, {"class": truth.tolist()})
+    out, _ = run_op("assess_accuracy", INPUT=scene, REFERENCE=points, CLASS_FIELD="class", **outputs(tmp_path))
+    assert out["PAIRS"] == str(tmp_path / "out" / "scores_pairs.csv")
+    rows_read = list(csv.DictReader(open(out["PAIRS"], encoding="utf-8")))
+    found = {(float(r["x"]), float(r["y"])): (int(r["reference"]), r["predicted"]) for r in rows_read}
+    mapped = class_map()
+    expected = {(x, y): (int(t), "" if c >= 30 or mapped[r, c] == 255 else str(mapped[r, c]))
+                for x, y, t, c, r in zip(xs.tolist(), ys.tolist(), truth, cols, rows)}
+    assert found == expected and len(rows_read) == 6
+    reference = np.array([int(r["reference"]) for r in rows_read if r["predicted"]])
+    predicted = np.array([int(r["predicted"]) for r in rows_read if r["predicted"]])
+    assert out["KAPPA"] == pytest.approx(sk.cohen_kappa_score(reference, predicted))
+
+
+def test_pairs_of_a_label_raster_are_at_the_pixel_centres(run_op, scene, tmp_path, gd):
+    labels = np.zeros((20, 30), dtype=np.int16)
+    labels[2, 5], labels[15, 25], labels[1, 1] = 1, 3, 2  # (1, 1) on the map's nodata
+    reference = gd.write_raster(tmp_path / "labels.tif", labels, nodata=-1, origin=ORIGIN)
+    out, _ = run_op("assess_accuracy", INPUT=scene, REFERENCE_RASTER=reference, OUTPUT_CSV=str(tmp_path / "s.csv"))
+    rows_read = list(csv.DictReader(open(out["PAIRS"], encoding="utf-8")))
+    centres = [pixel_xy(c, r) for c, r in ((5, 2), (25, 15), (1, 1))]
+    assert sorted((float(r["x"]), float(r["y"]), r["reference"], r["predicted"]) for r in rows_read) == sorted(
+        [(float(x), float(y), ref, pred) for (x, y), ref, pred in zip(centres, ("1", "3", "2"), ("1", "3", ""))])
+    out, _ = run_op("assess_accuracy", INPUT=scene, REFERENCE_RASTER=reference)
+    assert out["PAIRS"] is None  # no scores CSV, no pairs
+
+
+def test_too_many_samples_leave_an_empty_pairs_file_and_say_so(run_op, scene, tmp_path, gd, monkeypatch):
+    from patchflow.plugin.engine.evaluate import pairs
+
+    labels = np.tile(np.array([1, 2, 3], dtype=np.int16), (20, 10))
+    reference = gd.write_raster(tmp_path / "labels.tif", labels, nodata=-1, origin=ORIGIN)
+    stale = tmp_path / "s_pairs.csv"
+    stale.write_text("x,y,reference,predicted\n0.5,0.5,1,1\n")  # another map's, left from an older run
+    monkeypatch.setattr(pairs, "LIMIT", 100)
+    out, reporter = run_op("assess_accuracy", INPUT=scene, REFERENCE_RASTER=reference,
+                           OUTPUT_CSV=str(tmp_path / "s.csv"))
+    assert out["PAIRS"] is None and out["N"] > 100
+    assert any(f"{out['N'] + out['SKIPPED_NODATA']} reference samples: more than 100" in w and "no pairs file" in w
+               for w in reporter.warnings)
+    assert stale.read_text() == "x,y,reference,predicted\n"
+    compared, reporter = run_op("compare_accuracy", REPORTS=[str(tmp_path / "s.csv")] * 2, NAMES="a;b",
+                                OUTPUT_CSV=str(tmp_path / "c.csv"))
+    assert compared["MCNEMAR_P"] is None and any("more than 100 samples" in w for w in reporter.warnings)

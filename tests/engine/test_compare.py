@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -55,4 +57,46 @@ def test_bad_inputs_name_the_parameter(run_op, two_reports, tmp_path):
     with pytest.raises(PatchFlowError) as error:
         run_op("compare_accuracy", REPORTS=[str(tmp_path / "not.csv")], OUTPUT_CSV=str(tmp_path / "o" / "c.csv"))
     assert error.value.parameter == "REPORTS"
+    assert not (tmp_path / "o").exists()
+
+
+def test_reports_without_pairs_compare_as_before_with_a_note(run_op, two_reports, tmp_path):
+    old = []
+    for path, _ in two_reports:  # CSVs written before Assess accuracy wrote pairs: none beside them
+        copy = tmp_path / "old" / os.path.basename(path)
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(path, copy)
+        old.append(str(copy))
+    out, reporter = run_op("compare_accuracy", REPORTS=old, OUTPUT_CSV=str(tmp_path / "c.csv"),
+                           OUTPUT_HTML=str(tmp_path / "c.html"))
+    assert out["MCNEMAR_P"] is None and out["SIGNIFICANCE"] is None and out["SIGNIFICANCE_CSV"] is None
+    assert out["BEST_KAPPA_LOW"] is None
+    assert any("significance" in w and "_pairs.csv" in w for w in reporter.warnings)
+    assert "No pairs for constant, random" in (tmp_path / "c.html").read_text(encoding="utf-8")
+    assert not (tmp_path / "c_significance.csv").exists()
+    with_pairs, _ = run_op("compare_accuracy", REPORTS=[p for p, _ in two_reports], OUTPUT_CSV=str(tmp_path / "d.csv"))
+    assert 0 <= with_pairs["MCNEMAR_P"] < 0.05  # a constant 'forest' map beats a random one
+    assert (tmp_path / "d_significance.csv").exists()
+
+
+def test_maps_assessed_at_other_points_or_with_other_pairs_are_refused(run_op, nc, gd, two_reports, tmp_path):
+    from osgeo import gdal
+
+    half = tmp_path / "half.gpkg"  # the first 500 of the 1000 points
+    assert gdal.VectorTranslate(str(half), str(nc / "landsat96_points.shp"), where="FID < 500") is not None
+    map_path = str(tmp_path / "constant.tif")
+    run_op("assess_accuracy", INPUT=map_path, REFERENCE=str(half), CLASS_FIELD="id",
+           OUTPUT_CSV=str(tmp_path / "half" / "constant.csv"))
+    reports = [two_reports[1][0], str(tmp_path / "half" / "constant.csv")]
+    with pytest.raises(PatchFlowError, match="assessed at different places") as caught:
+        run_op("compare_accuracy", REPORTS=reports, OUTPUT_CSV=str(tmp_path / "o" / "c.csv"))
+    assert caught.value.parameter == "REPORTS" and "same REFERENCE" in caught.value.message
+    paths = [path for path, _ in two_reports]
+    swapped = [paths[1][:-4] + "_pairs.csv", paths[0][:-4] + "_pairs.csv"]
+    with pytest.raises(PatchFlowError, match="does not hold the samples") as caught:
+        run_op("compare_accuracy", REPORTS=paths, PAIRS=swapped, OUTPUT_CSV=str(tmp_path / "o" / "c.csv"))
+    assert caught.value.parameter == "PAIRS"
+    with pytest.raises(PatchFlowError, match="one per report") as caught:
+        run_op("compare_accuracy", REPORTS=paths, PAIRS=swapped[:1], OUTPUT_CSV=str(tmp_path / "o" / "c.csv"))
+    assert caught.value.parameter == "PAIRS"
     assert not (tmp_path / "o").exists()

@@ -67,3 +67,26 @@ def test_classify_with_other_bands_names_the_input(run_alg, nc, datasets, tmp_pa
         run_alg("classify", INPUT=[str(nc / "lsat7_2000_10.tif")], CLASSIFIER=trained["OUTPUT"],
                 OUTPUT=str(tmp_path / "out" / "map.tif"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_contextual_rf_against_the_pixel_rf_through_processing(run_alg, nc, datasets, tmp_path):
+    points = str(nc / "landsat96_points.shp")
+    reports = []
+    for name, features in (("pixels", 0), ("context", 1)):  # FEATURES: the enum's index
+        trained = run_alg("trainclassifier", DATASET=datasets["train"], FEATURES=features, NEIGHBOURHOOD=3,
+                          N_TREES=20, SEED=0, OUTPUT=str(tmp_path / f"{name}.skops"))
+        description = json.loads((tmp_path / f"{name}.json").read_text())
+        assert description["kind"] == ("pixels", "pixels_neighbourhood")[features]
+        assert trained["N_FEATURES"] == (5, 15)[features]
+        mapped = run_alg("classify", INPUT=[datasets["image"]], CLASSIFIER=trained["OUTPUT"],
+                         OUTPUT=str(tmp_path / f"{name}.tif"))
+        assessed = run_alg("assessaccuracy", INPUT=mapped["OUTPUT"], REFERENCE=points, CLASS_FIELD="id",
+                           OUTPUT_CSV=str(tmp_path / f"{name}.csv"), OUTPUT_HTML=str(tmp_path / f"{name}.html"))
+        assert assessed["PAIRS"] == str(tmp_path / f"{name}_pairs.csv")
+        reports.append(assessed["OUTPUT_CSV"])
+    compared = run_alg("compareaccuracy", REPORTS=reports, NAMES="pixel RF;contextual RF", RESAMPLES=200,
+                       OUTPUT_CSV=str(tmp_path / "c.csv"), OUTPUT_HTML=str(tmp_path / "c.html"))
+    assert 0 <= compared["MCNEMAR_P"] <= 1 and "McNemar p" in compared["SIGNIFICANCE"]
+    assert compared["BEST_KAPPA_LOW"] < compared["BEST_KAPPA"] < compared["BEST_KAPPA_HIGH"]
+    assert compared["SIGNIFICANCE_CSV"] == str(tmp_path / "c_significance.csv")

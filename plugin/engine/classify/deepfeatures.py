@@ -1,7 +1,8 @@
 """OTBTF's ImageClassifierFromDeepFeatures and the per-pixel baseline (``classify``): a raster
 classified with a classifier ``train_classifier`` wrote, block by block. Every output pixel gets
 the features of the patch centred on it (start = pixel - p // 2, as extraction does), the scene
-edges padded by reflection; nodata neighbours are filled with the band means. The features
+edges padded by reflection; nodata neighbours are filled with the band means (NaN for the
+contextual features: left out of their neighbourhood means and deviations). The features
 (features.py), the labelled datasets (labelled.py), the classifier file (classifierfile.py) and
 the training (trainclassifier.py) have their own modules; their names used from here are kept.
 """

@@ -1,7 +1,9 @@
 """The features a classifier of ``train_classifier`` and ``classify`` is fitted on and applied to:
 a ``FeatureExtractor`` turns raw patches centred on the pixels to classify into feature vectors,
 either a trained network's feature output (``features`` by default, one vector per patch) or,
-without a model, the band values of each patch's centre pixel (the per-pixel baseline). The
+without a model, the band values of each patch's centre pixel (the per-pixel baseline), with, for
+the contextual baseline (``CONTEXT``), each band's mean and standard deviation over the N x N
+pixels around it (the patch's centred N x N sub-patch; nodata pixels left out, as NaN). The
 network goes through the model gate (``modelsafety.open_model``) when it is loaded.
 """
 
@@ -14,17 +16,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import PatchFlowError
+from ..geodata.raster import nodata_mask
 from ..models.modelcard import Normalization, load_card
 from ..reporting import Reporter
 
-PIXELS, DEEP = "pixels", "deep_features"
+PIXELS, DEEP, CONTEXT = "pixels", "deep_features", "pixels_neighbourhood"
 
 
 @dataclass
 class FeatureExtractor:
     """Turns raw patches (n, p, p, bands), centred on the pixels to classify, into feature vectors.
 
-    ``patch_size`` is 1 for the per-pixel classifier (the features are the band values)."""
+    ``patch_size`` is 1 for the per-pixel classifier (the features are the band values), N for the
+    contextual one (``nodata``: each band's, the pixels left out of the neighbourhood)."""
 
     kind: str
     bands: int
@@ -36,16 +40,28 @@ class FeatureExtractor:
     normalization: Normalization = field(default_factory=Normalization)
     card_summary: dict | None = None
     model: Any = None
+    nodata: tuple[float | None, ...] = ()
 
     def from_dataset_patches(self, patches: np.ndarray) -> np.ndarray:
         """Features of dataset patches (n, P, P, bands), P >= patch_size: the model sees the centred
         sub-patch (same centre pixel P // 2)."""
         offset = patches.shape[1] // 2 - self.patch_size // 2
-        return self.from_patches(patches[:, offset:offset + self.patch_size, offset:offset + self.patch_size, :])
+        patches = patches[:, offset:offset + self.patch_size, offset:offset + self.patch_size, :]
+        if self.kind == CONTEXT:  # nodata pixels become NaN, as Classify fills them (fill_value)
+            missing = np.zeros(patches.shape[:3], dtype=bool)
+            for index, nodata in enumerate(self.nodata):
+                missing |= nodata_mask(patches[..., index], nodata)
+            if patches.dtype.kind == "f":
+                missing |= ~np.isfinite(patches).all(axis=-1)
+            if missing.any():
+                patches = np.where(missing[..., None], np.float32(np.nan), patches.astype(np.float32))
+        return self.from_patches(patches)
 
     def from_patches(self, patches: np.ndarray) -> np.ndarray:
         if self.kind == PIXELS:
             return patches[:, 0, 0, :].astype(np.float32)
+        if self.kind == CONTEXT:
+            return neighbourhood_features(patches)
         inputs = {self.input_name: self.normalization.apply(patches)}
         values = self.model.predict(inputs, outputs=[self.feature_output])[self.feature_output]
         values = np.asarray(values)
@@ -56,6 +72,8 @@ class FeatureExtractor:
     def fill_value(self) -> np.ndarray:
         """What nodata pixels around a valid pixel are replaced with: the band means (0 once
         standardised), so a neighbour's nodata value does not reach the network."""
+        if self.kind == CONTEXT:  # left out of the means and deviations
+            return np.full(self.bands, np.nan, dtype=np.float32)
         norm = self.normalization
         if norm.kind == "standard" and norm.mean:
             return np.asarray(norm.mean, dtype=np.float32)
@@ -64,7 +82,40 @@ class FeatureExtractor:
     def describe(self) -> dict:
         return {"kind": self.kind, "model": self.model_path, "model_card": self.card_summary,
                 "feature_output": self.feature_output, "input_name": self.input_name, "source": self.source,
-                "bands": self.bands, "patch_size": self.patch_size, "normalization": asdict(self.normalization)}
+                "bands": self.bands, "patch_size": self.patch_size, "normalization": asdict(self.normalization),
+                **({"neighbourhood": self.patch_size, "nodata": list(self.nodata)} if self.kind == CONTEXT else {})}
+
+
+def neighbourhood_features(patches: np.ndarray) -> np.ndarray:
+    """(n, 3 x bands): the centre pixel's band values, then each band's mean, then its standard
+    deviation (population) over the patch's pixels that are not NaN (nodata). Computed in float64
+    from the float32 values, the same way for the dataset's patches and for Classify's."""
+    values = np.asarray(patches, dtype=np.float32).astype(np.float64)
+    n, rows, cols, bands = values.shape
+    flat = values.reshape(n, rows * cols, bands)
+    valid = np.isfinite(flat)
+    count = valid.sum(axis=1)
+    safe = np.maximum(count, 1)
+    mean = np.where(valid, flat, 0.0).sum(axis=1) / safe
+    spread = np.where(valid, flat - mean[:, None, :], 0.0)
+    std = np.sqrt((spread * spread).sum(axis=1) / safe)
+    centre = values[:, rows // 2, cols // 2, :]
+    features = np.concatenate([centre, np.where(count > 0, mean, centre), std], axis=1)
+    return np.where(np.isfinite(features), features, 0.0).astype(np.float32)
+
+
+def pixel_extractor(choice: str, neighbourhood: int, bands: int, dataset_patch_size: int,
+                    nodata: list[float | None], source: str = "source1") -> FeatureExtractor:
+    """The extractor of a classifier without a model: pixel values, or with their N x N
+    neighbourhood's mean and std (N = ``neighbourhood``, 0: the dataset's patch size)."""
+    if choice == PIXELS:
+        return FeatureExtractor(PIXELS, bands, 1, source)
+    size = neighbourhood or dataset_patch_size
+    if size > dataset_patch_size:
+        raise PatchFlowError(f"a {size} x {size} neighbourhood does not fit in the dataset's {dataset_patch_size} px "
+                             f"patches. Choose NEIGHBOURHOOD {dataset_patch_size} or less (0: the patch size), or "
+                             f"extract patches of {size} px or more.", "NEIGHBOURHOOD")
+    return FeatureExtractor(CONTEXT, bands, size, source, nodata=tuple(nodata))
 
 
 def model_folder(path: str) -> str:
@@ -112,6 +163,9 @@ def reload_extractor(description: dict, parameter: str = "CLASSIFIER", trusted: 
     """The extractor a classifier's json describes (its model loaded again, through the safety gate)."""
     if description["kind"] == PIXELS:
         return FeatureExtractor(PIXELS, int(description["bands"]), 1, description.get("source", "source1"))
+    if description["kind"] == CONTEXT:
+        return FeatureExtractor(CONTEXT, int(description["bands"]), int(description["patch_size"]),
+                                description.get("source", "source1"), nodata=tuple(description.get("nodata") or ()))
     model_path = description["model"]
     if not os.path.exists(model_path):
         raise PatchFlowError(f"the classifier's model {model_path} is gone. Put it back, or train the classifier "

@@ -15,7 +15,7 @@ from ..data.patches import PatchesImage
 from ..errors import Cancelled, PatchFlowError
 from ..geodata.raster import open_raster
 from ..reporting import Reporter
-from .features import DEEP, FeatureExtractor
+from .features import CONTEXT, DEEP, FeatureExtractor
 
 CHUNK_BYTES = 32 << 20  # raw patches per features pass chunk
 
@@ -81,7 +81,10 @@ def check_compatible(dataset: LabelledPatches, extractor: FeatureExtractor) -> N
         raise PatchFlowError(f"the model takes {extractor.bands} bands but {dataset.path} has {dataset.bands}. "
                              "Use a dataset extracted from the bands the model was trained on.", parameter)
     if extractor.patch_size > dataset.patch_size:
-        raise PatchFlowError(f"the model takes {extractor.patch_size} px patches but {dataset.path} holds "
+        needs = (f"a {extractor.patch_size} x {extractor.patch_size} neighbourhood (NEIGHBOURHOOD) needs "
+                 f"{extractor.patch_size} px patches" if extractor.kind == CONTEXT else
+                 f"the model takes {extractor.patch_size} px patches")
+        raise PatchFlowError(f"{needs} but {dataset.path} holds "
                              f"{dataset.patch_size} px patches. Extract patches of {extractor.patch_size} px or "
                              "more.", parameter)
 

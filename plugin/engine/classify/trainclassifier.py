@@ -19,7 +19,7 @@ from ..geodata.classes import ClassLike
 from ..params import Params, RunContext
 from ..reporting import Reporter
 from .classifierfile import EXTENSION, FORMAT, LEGACY_EXTENSIONS, VERSION
-from .features import PIXELS, FeatureExtractor, deep_extractor
+from .features import PIXELS, deep_extractor, pixel_extractor
 from .labelled import check_compatible, check_validation, dataset_features, load_dataset
 
 if TYPE_CHECKING:
@@ -87,12 +87,17 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
     output = _output_path(params, context.reporter)
     valid_path = params.string("VALID")
 
+    features_choice = params.choice("FEATURES")
+    if model_path and features_choice != PIXELS:
+        raise PatchFlowError("FEATURES chooses the features of a classifier without a model; with a MODEL they are "
+                             "its feature output. Set FEATURES to 'pixel values', or clear MODEL.", "FEATURES")
     trusted = params.boolean("TRUST_MODEL")
     extractor = deep_extractor(model_path, feature_output, "MODEL", trusted, context.reporter) if model_path else None
     source_name = extractor.source if extractor else "source1"
     train = load_dataset(params.string("DATASET"), "DATASET", source_name)
     if extractor is None:
-        extractor = FeatureExtractor(PIXELS, train.bands, 1, source_name)
+        extractor = pixel_extractor(features_choice, params.integer("NEIGHBOURHOOD"), train.bands, train.patch_size,
+                                    [b.get("nodata") for b in train.source["bands"]], source_name)
     check_compatible(train, extractor)
     valid = load_dataset(valid_path, "VALID", source_name) if valid_path else None
     if valid is not None:
@@ -105,7 +110,9 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
 
     reporter = context.reporter
     what = "band values of each patch's centre pixel" if extractor.kind == PIXELS else (
-        f"output '{feature_output}' of {extractor.model_path}")
+        f"output '{feature_output}' of {extractor.model_path}" if extractor.model_path else
+        f"band values of each patch's centre pixel, and their mean and std over its {extractor.patch_size} x "
+        f"{extractor.patch_size} neighbourhood")
     reporter.log(f"features: {what}")
     features = dataset_features(train, extractor, reporter.span(0, 40 if valid else 60), context.cancelled)
     valid_features = (dataset_features(valid, extractor, reporter.span(40, 60), context.cancelled)

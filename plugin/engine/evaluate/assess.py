@@ -22,6 +22,7 @@ from ..params import Params, RunContext
 from ..report.tables import check_table_format, write_table
 from ..reporting import Reporter
 from .metrics import PairCounter, Scores, plot_confusion
+from .pairs import PairLog, pairs_path
 
 
 class MapBand:
@@ -59,10 +60,20 @@ class Tally:
     counter: PairCounter = field(default_factory=PairCounter)
     map_nodata: int = 0  # reference samples on a map pixel without a class
     outside: int = 0  # reference points outside the map
+    pairs: PairLog | None = None  # every sample, where the pairs are written
 
-    def add(self, reference: np.ndarray, predicted: np.ndarray, map_valid: np.ndarray) -> None:
+    def add(self, reference: np.ndarray, predicted: np.ndarray, map_valid: np.ndarray,
+            xy: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.counter.add(reference[map_valid], predicted[map_valid])
         self.map_nodata += int((~map_valid).sum())
+        if self.pairs is not None and xy is not None:
+            self.pairs.add(xy[0], xy[1], reference, predicted, map_valid)
+
+
+def _centres(grid: Grid, window: Window, labelled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map coordinates of the centres of a window's labelled pixels (in boolean-index order)."""
+    rows, cols = np.nonzero(labelled)
+    return grid.pixel_centres(cols + window[0], rows + window[1])
 
 
 def _check_cancel(cancelled: Callable[[], bool]) -> None:
@@ -74,13 +85,18 @@ def _check_cancel(cancelled: Callable[[], bool]) -> None:
 
 
 def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes: np.ndarray, reporter: Reporter,
-                 cancelled: Callable[[], bool]) -> Tally:
-    """Map values at pixel (cols, rows), reading only the windows that hold points."""
-    tally = Tally()
+                 cancelled: Callable[[], bool], tally: Tally | None = None,
+                 xy: tuple[np.ndarray, np.ndarray] | None = None) -> Tally:
+    """Map values at pixel (cols, rows), reading only the windows that hold points (at ``xy``)."""
+    tally = tally or Tally()
     grid = map_band.grid
     inside = (cols >= 0) & (cols < grid.width) & (rows >= 0) & (rows < grid.height)
     tally.outside = int((~inside).sum())
-    cols, rows, classes = cols[inside], rows[inside], classes[inside]
+    xs, ys = xy if xy is not None else (cols.astype(np.float64), rows.astype(np.float64))
+    if tally.pairs is not None and xy is not None:
+        none = np.zeros(tally.outside, dtype=bool)
+        tally.pairs.add(xs[~inside], ys[~inside], classes[~inside], none.astype(np.int64), none)
+    cols, rows, classes, xs, ys = cols[inside], rows[inside], classes[inside], xs[inside], ys[inside]
     windows = map_band.windows()
     if not len(cols) or not windows:
         return tally
@@ -96,7 +112,7 @@ def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes:
         window = (x0, y0, min(bx, grid.width - x0), min(by, grid.height - y0))
         values, valid = map_band.read(window)
         r, c = rows[chosen] - y0, cols[chosen] - x0
-        tally.add(classes[chosen], values[r, c], valid[r, c])
+        tally.add(classes[chosen], values[r, c], valid[r, c], (xs[chosen], ys[chosen]) if xy is not None else None)
         reporter.progress(100.0 * (index + 1) / len(unique_keys))
     return tally
 
@@ -104,11 +120,12 @@ def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes:
 # ---- polygons -------------------------------------------------------------------------------
 
 
-def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Callable[[], bool]) -> Tally:
+def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Callable[[], bool],
+                   tally: Tally | None = None) -> Tally:
     """Every map pixel whose centre is inside a reference polygon (burnt window by window)."""
     from ..data.sampling import NO_CLASS
 
-    tally = Tally()
+    tally = tally or Tally()
     windows = labels.windows()
     for index, window in enumerate(windows):
         _check_cancel(cancelled)
@@ -116,7 +133,8 @@ def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Cal
         labelled = reference != NO_CLASS
         if labelled.any():
             values, valid = map_band.read(window)
-            tally.add(reference[labelled], values[labelled], valid[labelled])
+            tally.add(reference[labelled], values[labelled], valid[labelled],
+                      _centres(map_band.grid, window, labelled))
         reporter.progress(100.0 * (index + 1) / len(windows))
     return tally
 
@@ -171,8 +189,8 @@ def reference_nodata(band: gdal.Band, override: float | None, named: dict[int, C
 
 
 def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float], reporter: Reporter,
-                  cancelled: Callable[[], bool]) -> Tally:
-    tally = Tally()
+                  cancelled: Callable[[], bool], tally: Tally | None = None) -> Tally:
+    tally = tally or Tally()
     windows = map_band.windows()
     for index, window in enumerate(windows):
         _check_cancel(cancelled)
@@ -184,7 +202,8 @@ def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float],
         labelled &= ref_valid
         if labelled.any():
             values, valid = map_band.read(window)
-            tally.add(reference[labelled], values[labelled], valid[labelled])
+            tally.add(reference[labelled], values[labelled], valid[labelled],
+                      _centres(map_band.grid, window, labelled))
         reporter.progress(100.0 * (index + 1) / len(windows))
     return tally
 
@@ -230,8 +249,8 @@ def _geometry_kind(layer: ogr.Layer) -> str:
 
 
 def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map: dict[int, ClassInfo],
-                 map_path: str, reporter: Reporter,
-                 cancelled: Callable[[], bool]) -> tuple[Tally, dict[int, ClassInfo], tuple, str]:
+                 map_path: str, reporter: Reporter, cancelled: Callable[[], bool],
+                 tally: Tally | None = None) -> tuple[Tally, dict[int, ClassInfo], tuple, str]:
     """Pairs from reference points or polygons; also their class names and extent (map CRS)."""
     from ..data.sampling import VectorLabels, _class_id_layer
     from ..geodata.vector import layer_crs_wkt, open_layer, read_points, resolve_class_field, transformer
@@ -252,14 +271,15 @@ def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map:
         fcols, frows = grid.fractional_pixel(points.xs, points.ys)
         cols, rows = np.floor(fcols).astype(np.int64), np.floor(frows).astype(np.int64)
         assert points.class_ids is not None  # read with a class field
-        tally = tally_points(map_band, cols, rows, points.class_ids, reporter, cancelled)
+        tally = tally_points(map_band, cols, rows, points.class_ids, reporter, cancelled, tally,
+                             (np.asarray(points.xs, np.float64), np.asarray(points.ys, np.float64)))
         extent = (points.xs.min(), points.ys.min(), points.xs.max(), points.ys.max())
         return tally, class_field.classes, extent, f"{len(points.xs)} points"
     memory, burn_layer = _class_id_layer(layer, class_field, grid.crs_wkt,
                                          transformer(layer_crs_wkt(layer), grid.crs_wkt))
     xmin, xmax, ymin, ymax = burn_layer.GetExtent() if burn_layer.GetFeatureCount() else (0, 0, 0, 0)
     labels = VectorLabels(burn_layer, grid, memory)
-    tally = tally_polygons(map_band, labels, reporter, cancelled)
+    tally = tally_polygons(map_band, labels, reporter, cancelled, tally)
     return tally, class_field.classes, (xmin, ymin, xmax, ymax), f"{burn_layer.GetFeatureCount()} polygons"
 
 
@@ -322,10 +342,14 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     table_final = outputs["OUTPUT_TABLE"][0]
     check_table_format(table_final, "OUTPUT_TABLE")
     reporter = context.reporter.span(0, 90)
+    csv_final = outputs["OUTPUT_CSV"][0]
+    pairs_final = pairs_path(csv_final) if csv_final else None
+    pairs_file = (pairs_final, context.staging.stage(pairs_final, "OUTPUT_CSV")) if pairs_final else None
+    tally = Tally(pairs=PairLog() if pairs_file else None)
     if vector_uri:
         tally, known_ref, ref_extent, described = vector_tally(
             map_band, vector_uri, params.string("CLASS_FIELD", None), known_map, map_path, reporter,
-            context.cancelled)
+            context.cancelled, tally)
         reference_parameter, reference_name = "REFERENCE", vector_uri
     else:
         ref_band_index = params.integer("REFERENCE_BAND")
@@ -335,7 +359,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
         no_label = reference_nodata(ref.GetRasterBand(ref_band_index), params.nodata("REFERENCE_NODATA"),
                                     known_ref)
         ref_extent = Grid.of(ref, "REFERENCE_RASTER").extent
-        tally = tally_rasters(map_band, ref_band, no_label, reporter, context.cancelled)
+        tally = tally_rasters(map_band, ref_band, no_label, reporter, context.cancelled, tally)
         del on_grid  # held until here: a band does not keep its dataset alive
         reference_parameter, reference_name = "REFERENCE_RASTER", ref_path
         described = "label raster (no label: " + ", ".join(f"{v:g}" for v in no_label) + ")"
@@ -359,13 +383,14 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
         "macro F1": scores.macro_f1, "weighted F1": scores.weighted_f1,
     }
     _write_outputs(scores, facts, outputs, context)
+    pairs_final = _write_pairs(tally, pairs_file, context.reporter)
     context.reporter.progress(100)
     return {
         "OA": scores.overall_accuracy, "KAPPA": scores.kappa, "N": scores.total,
         "MACRO_F1": scores.macro_f1, "WEIGHTED_F1": scores.weighted_f1,
         "SKIPPED_NODATA": tally.map_nodata, "SKIPPED_OUTSIDE": tally.outside,
         "OUTPUT_CSV": outputs["OUTPUT_CSV"][0], "OUTPUT_HTML": outputs["OUTPUT_HTML"][0],
-        "OUTPUT_TABLE": table_final, "CLASSES": scores.rows(), "MATRIX": scores.matrix.tolist(),
+        "OUTPUT_TABLE": table_final, "PAIRS": pairs_final, "CLASSES": scores.rows(), "MATRIX": scores.matrix.tolist(),
     }
 
 
@@ -379,6 +404,19 @@ def _report(reporter: Reporter, scores: Scores, tally: Tally) -> None:
         reporter.warning(f"{tally.map_nodata} reference samples fall on the map's nodata: skipped.")
     if tally.outside:
         reporter.warning(f"{tally.outside} reference points fall outside the map: skipped.")
+
+
+def _write_pairs(tally: Tally, pairs_file: tuple[str, str] | None, reporter: Reporter) -> str | None:
+    """Every sample (coordinates, reference, map class) beside the CSV, for Compare accuracy's tests."""
+    if pairs_file is None or tally.pairs is None:
+        return None
+    if tally.pairs.overflow:
+        reporter.warning(f"{tally.pairs.count} reference samples: more than {tally.pairs.limit}, so no pairs file "
+                         "(Compare accuracy cannot test significance). To compare maps, assess them at sample points "
+                         "(e.g. Sample from label raster) instead.")
+        tally.pairs.parts = []
+    tally.pairs.write(pairs_file[1])  # header only when too many: no stale pairs left beside the CSV
+    return None if tally.pairs.overflow else pairs_file[0]
 
 
 def _write_outputs(scores: Scores, facts: dict, outputs: dict, context: RunContext) -> None:
