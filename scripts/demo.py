@@ -326,8 +326,10 @@ def learning_steps(image: str, test_points: Path, manifests: dict[str, Path], in
     train, valid, test = manifests["train"], manifests["valid"], manifests["test"]
     cases = [MapCase("cnn", "CNN map", out / "map" / "cnn_map.tif"),
              MapCase("rf-pixels", "per-pixel RF map", out / "map" / "rf_pixels_map.tif"),
+             MapCase("rf-context", "contextual RF map", out / "map" / "rf_context_map.tif"),
              MapCase("rf-deep", "deep-features RF map", out / "map" / "rf_deep_map.tif")]
     classifiers = {"rf-pixels": out / "classifiers" / "rf_pixels.skops",
+                   "rf-context": out / "classifiers" / "rf_context.skops",
                    "rf-deep": out / "classifiers" / "rf_deep.skops"}
 
     def summarize_training(step: Step, run: Run, runs: dict[str, Run]) -> Summary:
@@ -383,12 +385,15 @@ def learning_steps(image: str, test_points: Path, manifests: dict[str, Path], in
         r = run.results
         text = Path(r["OUTPUT_HTML"]) if r.get("OUTPUT_HTML") else comparison_html
         verdicts = [line for line in run.log.get("info", []) if "McNemar" in line]
+        best = (f"{r.get('BEST')} (kappa {r['BEST_KAPPA']:.3f}, 95 % interval {r['BEST_KAPPA_LOW']:.3f} to "
+                f"{r['BEST_KAPPA_HIGH']:.3f})")
         return Summary(
-            facts=[("best map", f"{r.get('BEST')} (kappa {r.get('BEST_KAPPA', float('nan')):.3f})")],
+            facts=[("best map at the independent points", best)],
             outputs=[("comparison", text), ("comparison (CSV)", comparison_csv)],
             notes=verdicts,
             key_outputs=[("map comparison", text)],
-            closing=[("maps compared", f"{shown(text)}" + (f": {verdicts[0]}" if verdicts else ""), text)],
+            closing=[("maps compared", shown(text), text),
+                     ("best map", f"{best}: {r.get('SIGNIFICANCE') or 'no significance test (no pairs)'}", None)],
         )
 
     datasets = [("DATASET", str(train)), ("VALID", str(valid)), ("TEST", str(test))]
@@ -408,6 +413,11 @@ def learning_steps(image: str, test_points: Path, manifests: dict[str, Path], in
         Step("rf-pixels", "Per-pixel Random Forest (baseline)", "patchflow:trainclassifier",
              [*datasets, ("SEED", "0"), ("OUTPUT", str(classifiers["rf-pixels"]))],
              summarize_classifier("Per-pixel Random Forest (5 band values)"), [classifiers["rf-pixels"]]),
+        Step("rf-context", "Random Forest with spatial context (baseline)", "patchflow:trainclassifier",
+             [*datasets, ("FEATURES", "1"), ("NEIGHBOURHOOD", "3"), ("SEED", "0"),
+              ("OUTPUT", str(classifiers["rf-context"]))],
+             summarize_classifier("Contextual Random Forest (5 bands + their 3 x 3 mean and std)"),
+             [classifiers["rf-context"]]),
         Step("rf-deep", "Random Forest on the CNN's deep features", "patchflow:trainclassifier",
              [*datasets, ("MODEL", str(model / "saved_model.pb")), ("SEED", "0"),
               ("OUTPUT", str(classifiers["rf-deep"]))],
@@ -420,7 +430,7 @@ def learning_steps(image: str, test_points: Path, manifests: dict[str, Path], in
             summarize_map(case, classifiers[case.key]), [case.path, case.path.with_suffix(".qml")]))
         steps += assessment_steps(case, test_points, independent, out)
     steps.append(Step(
-        "compare", "Compare the three maps at the independent points", "patchflow:compareaccuracy",
+        "compare", "Compare the maps at the independent points", "patchflow:compareaccuracy",
         [*(("REPORTS", str(out / "map" / f"{case.key}_independent_accuracy.csv")) for case in cases),
          ("NAMES", ";".join(case.name for case in cases)), ("OUTPUT_CSV", str(comparison_csv)),
          ("OUTPUT_HTML", str(comparison_html))],
