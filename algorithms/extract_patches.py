@@ -18,6 +18,8 @@ class ExtractPatches(PatchFlowAlgorithm):
         "entirely inside every source, or touches nodata in any, are dropped and counted.<br>Outputs, "
         "next to the manifest: one OTBTF patches-image per source (patches stacked in rows, data type "
         "kept), the labels image when a class field is given (one pixel per patch), the label raster's "
-        "patches when one is given (segmentation), and the manifest (JSON: sources, bands, sizes, "
-        "statistics, classes, counts) that training reads."
+        "patches when one is given (segmentation), or, instead of a label raster, labelled polygons and their "
+        "class field (integer or text) burnt on source 1's grid (a pixel whose centre lies in a polygon gets "
+        "its class, every other pixel no label; class names and a QML's colours kept), and the manifest "
+        "(JSON: sources, bands, sizes, statistics, classes, counts) that training reads."
     )

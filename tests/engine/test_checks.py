@@ -274,7 +274,7 @@ def test_a_raster_without_crs_is_said(data, tmp_path, operation, keys):
 def test_grid_split_says_which_classes_the_validation_and_test_sets_lack(data, tmp_path):
     reporter = Reporter()
     run("grid_split", reporter, INPUT=data["image"], SAMPLES=data["points"], CLASS_FIELD="id", PATCH_SIZE=16,
-        BLOCK_SIZE=8, TRAIN=0.6, VALID=0.2, TEST=0.2, SEED=1, OUTPUT_TRAIN=str(tmp_path / "train.gpkg"),
+        BLOCK_SIZE=8, TRAIN=0.6, VALID=0.2, TEST=0.2, SEED=1, STRATIFY=False, OUTPUT_TRAIN=str(tmp_path / "train.gpkg"),
         OUTPUT_VALID=str(tmp_path / "valid.gpkg"), OUTPUT_TEST=str(tmp_path / "test.gpkg"))
 
     def classes(name):

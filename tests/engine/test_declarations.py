@@ -25,6 +25,7 @@ MODULE_OPERATIONS = {
     "evaluate.assess": ("assess_accuracy",), "evaluate.compare": ("compare_accuracy",),
     "classify.deepfeatures": ("classify",), "classify.trainclassifier": ("train_classifier",),
     "data.manifest": ("describe_patches",), "data.extraction": ("extract_patches",),
+    "data.polygonlabels": ("extract_patches",),
     "evaluate.quality": ("assess_image_quality",), "data.sampling": ("sample_label_raster", "sample_vector"),
     "serve.serving": ("apply_model",), "data.split": ("grid_split",), "data.srdata": ("build_sr_dataset",),
     "serve.binding": ("apply_model",), "serve.geometry": ("apply_model",), "serve.plan": ("apply_model",),

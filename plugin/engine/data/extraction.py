@@ -31,7 +31,14 @@ def _sources_from(params: Params) -> list[Source]:
                 raise PatchFlowError(f"a patch size is required for SOURCE{index}.", f"PATCH_SIZE{index}")
             sources.append(Source(f"source{index}", f"SOURCE{index}", stack, size))
     label_raster = params.string("LABEL_RASTER")
-    if label_raster:
+    if label_raster and params.string("LABEL_POLYGONS"):
+        raise PatchFlowError("give one label source: LABEL_RASTER or LABEL_POLYGONS (with LABEL_FIELD), not both.",
+                             "LABEL_POLYGONS")
+    if params.string("LABEL_POLYGONS"):
+        from .polygonlabels import polygon_source
+
+        sources.append(polygon_source(params, sources[0])[0])
+    elif label_raster:
         stack = RasterStack([label_raster], "LABEL_RASTER")
         for band in stack.bands:
             if stack.dtype.kind == "f" and (band.nodata is None or not math.isfinite(band.nodata)):
@@ -95,6 +102,7 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
         "dropped": {"outside": result.dropped_outside, "nodata": result.dropped_nodata},
         "sources": [source_entry(s, os.path.basename(p), stat.as_list())
                     for s, p, stat in zip(sources, patches_paths, result.stats)],
+        "label_polygons": _polygons_entry(sources),
         "labels": ({"patches": os.path.basename(labels_path), "field": field,
                     "dtype": labels_dtype(result.class_ids).name} if class_field else None),
         "classes": [c.as_dict() for c in classes],
@@ -107,6 +115,20 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
         outputs["LABEL_PATCHES" if source.role == "label" else f"PATCHES{index}"] = path
     outputs["LABELS"] = labels_path if class_field else None
     return outputs
+
+
+def _polygons_entry(sources: list[Source]) -> dict | None:
+    """Where the label patches were burnt from (LABEL_POLYGONS): the layer, its class field, and for a
+    text field the value -> class id table."""
+    from .polygonlabels import PolygonLabels
+
+    label = next((s for s in sources if isinstance(s.stack, PolygonLabels)), None)
+    if label is None:
+        return None
+    assert isinstance(label.stack, PolygonLabels)
+    field = label.stack.field
+    return {"path": label.stack.paths[0], "field": field.name, "nodata": label.stack.bands[0].nodata,
+            "class_map": {str(k): v for k, v in field.ids.items()} if field.is_text else {}}
 
 
 def _check_result(result: Extraction, reference: Source) -> None:
@@ -145,6 +167,10 @@ def _classes(sources: list[Source], class_field, result: Extraction) -> list[Cla
         label = next((s for s in sources if s.role == "label"), None)
         if label is None:
             return []
+        from .polygonlabels import PolygonLabels, polygon_classes
+
+        if isinstance(label.stack, PolygonLabels):
+            return polygon_classes(label.stack, result.label_pixel_counts)
         known = classes_from_raster(label.stack.paths[0])
         nodata = label.stack.nodata[0]
         counts_by_id = {k: v for k, v in result.label_pixel_counts.items() if nodata is None or k != nodata}

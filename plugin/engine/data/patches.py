@@ -278,6 +278,8 @@ def chunk_row_cache_bytes(sources: list[Source]) -> int:
     the blocks a row of chunks shares with the next are decoded once."""
     total = 0
     for source in sources:
+        if not source.stack.datasets:  # labels burnt from polygons: nothing to cache
+            continue
         scale = abs(sources[0].grid.dx / source.grid.dx)
         block_rows = source.stack.datasets[0].GetRasterBand(1).GetBlockSize()[1]
         rows = int(CHUNK * scale) + 2 * max(block_rows, source.patch_size)

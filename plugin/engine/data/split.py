@@ -15,6 +15,7 @@ from ..geodata.vector import PointWriter
 from ..params import Params, RunContext
 from ..report.pointstyle import write_point_style
 from ..reporting import Reporter
+from .stratify import Blocks, class_groups, stratify, warn_missing
 
 STRATEGIES = ("split", "chessboard", "all", "balanced")
 SETS = ("train", "valid", "test")
@@ -47,6 +48,17 @@ def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cance
 def assign_sets(shape: tuple[int, ...], strategy: str, proportions: tuple[float, float, float],
                 block: int, seed: int) -> np.ndarray:
     """Set index (0 train, 1 valid, 2 test) per grid cell, decided per block of ``block`` cells."""
+    return expand_blocks(block_sets(shape, strategy, proportions, block, seed), block, shape)
+
+
+def expand_blocks(per_block: np.ndarray, block: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-cell values of a (blocks rows, blocks cols) array of ``block`` x ``block`` cells."""
+    return np.repeat(np.repeat(per_block, block, axis=0), block, axis=1)[: shape[0], : shape[1]]
+
+
+def block_sets(shape: tuple[int, ...], strategy: str, proportions: tuple[float, float, float],
+               block: int, seed: int) -> np.ndarray:
+    """Set index per block of ``block`` x ``block`` cells of a grid of ``shape`` cells."""
     by, bx = math.ceil(shape[0] / block), math.ceil(shape[1] / block)
     if strategy == "all":
         per_block = np.zeros((by, bx), dtype=np.int64)
@@ -61,7 +73,7 @@ def assign_sets(shape: tuple[int, ...], strategy: str, proportions: tuple[float,
         labels[:n_train] = 0
         labels[n_train:n_train + n_valid] = 1
         per_block = np.random.default_rng(seed).permutation(labels).reshape(by, bx)
-    return np.repeat(np.repeat(per_block, block, axis=0), block, axis=1)[: shape[0], : shape[1]]
+    return per_block
 
 
 def drop_overlaps(sets: np.ndarray, patch_size: int, step: int) -> np.ndarray:
@@ -136,7 +148,7 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
     if samples_uri:
         return with_styles(context, _split_samples(
             samples_uri, params.string("CLASS_FIELD"), grid, patch_size, step * block, strategy, proportions,
-            seed, staged, outputs, reporter))
+            seed, staged, outputs, reporter, params.boolean("STRATIFY")))
     rows0 = grid_starts(grid.height, patch_size, step)
     cols0 = grid_starts(grid.width, patch_size, step)
     valid = patches_free_of_nodata(stack, patch_size, step, context.cancelled)
@@ -150,15 +162,27 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
     if not valid.any():
         raise PatchFlowError("every grid patch touches nodata (or has no label): nothing to split. "
                              "Check the nodata value, or use a smaller patch size.", "INPUT")
-    sets = assign_sets(valid.shape, "split" if strategy == "balanced" else strategy, proportions, block, seed)
+    mode = "split" if strategy == "balanced" else strategy
+    per_block = block_sets(valid.shape, mode, proportions, block, seed)
+    blocks = _grid_blocks(per_block.shape, block, valid, class_grid, patch_size, step) if (
+        class_grid is not None and mode == "split") else None
+    wanted = [s for s in range(len(SETS)) if OUTPUTS[s] in staged and (per_block == s).any()]
+    if blocks is not None and params.boolean("STRATIFY"):
+        per_block = stratify(per_block.ravel(), blocks, wanted, seed).reshape(per_block.shape)
+    sets = expand_blocks(per_block, block, valid.shape)
     sets[~valid] = UNUSED
     sets = drop_overlaps(sets, patch_size, step)
     if strategy == "balanced":
         assert class_grid is not None  # 'balanced' without LABELS is refused above
         sets = balance(sets, class_grid, seed)
-    from ..checks import classes_missing_from_sets
+    if blocks is not None:
+        assert class_grid is not None
+        warn_missing(reporter, _counts(sets, class_grid, blocks.classes), blocks, wanted, classes,
+                     f"BLOCK_SIZE {block}: blocks of {block * step} px")
+    else:
+        from ..checks import classes_missing_from_sets
 
-    classes_missing_from_sets(reporter, sets, class_grid, classes, staged)
+        classes_missing_from_sets(reporter, sets, class_grid, classes, staged)
     reporter.progress(80)
 
     result: dict = {}
@@ -179,6 +203,42 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
                  f"{dropped} dropped to keep sets apart or balanced")
     reporter.progress(100)
     return with_styles(context, result)
+
+
+def _counts(sets: np.ndarray, class_ids: np.ndarray, ids: list[int]) -> np.ndarray:
+    """(3, classes) patches of each class in each set."""
+    used = sets != UNUSED
+    index = np.searchsorted(ids, class_ids[used])
+    return np.bincount(sets[used] * len(ids) + index, minlength=3 * len(ids)).reshape(3, len(ids))
+
+
+def _grid_blocks(block_shape: tuple[int, ...], block: int, valid: np.ndarray, class_grid: np.ndarray,
+                 patch_size: int, step: int) -> Blocks:
+    """The blocks of grid mode for stratification: each one's classes, and the split they give."""
+    ids = sorted(int(v) for v in np.unique(class_grid[valid]))
+    n = int(np.prod(block_shape))
+    block_of = expand_blocks(np.arange(n).reshape(block_shape), block, valid.shape)
+    rows, cols = np.nonzero(valid)
+    own, index = block_of[rows, cols], np.searchsorted(ids, class_grid[rows, cols])
+    # a patch is in its block's set, unless a patch of a later set overlaps it: with its neighbours'
+    # blocks (within reach of an overlap) in its set too, it stays
+    reach = math.ceil(patch_size / step) - 1
+    around = [own]
+    for di in range(-reach, reach + 1):
+        for dj in range(-reach, reach + 1):
+            rr = np.clip(rows + di, 0, valid.shape[0] - 1)
+            cc = np.clip(cols + dj, 0, valid.shape[1] - 1)
+            around.append(np.where(valid[rr, cc], block_of[rr, cc], own))
+    groups = [sorted(set(a) | set(b)) for a, b in zip(class_groups(own[:, None], index, len(ids)),
+                                                      class_groups(np.stack(around, axis=1), index, len(ids)))]
+    sizes = np.bincount(own, minlength=n)
+
+    def outcome(labels: np.ndarray) -> np.ndarray:
+        sets = labels[block_of]
+        sets[~valid] = UNUSED
+        return _counts(drop_overlaps(sets, patch_size, step), class_grid, ids)
+
+    return Blocks(ids, groups, sizes, outcome)
 
 
 def with_styles(context, result: dict) -> dict:
@@ -213,7 +273,7 @@ def _centre_classes(path: str, grid: Grid, rows: np.ndarray,
 
 def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, block_pixels: int, strategy: str,
                    proportions: tuple[float, float, float], seed: int, staged: dict, outputs: dict,
-                   reporter: Reporter) -> dict:
+                   reporter: Reporter, stratified: bool = True) -> dict:
     """Split existing samples by spatial blocks of ``block_pixels``: a sample joins its block's set
     and is dropped when its patch reaches into a block of another set."""
     from ..geodata.vector import open_layer, read_points, resolve_class_field
@@ -230,23 +290,43 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
     r0 = np.floor(v).astype(np.int64) - patch_size // 2
     shape = (grid.height // block_pixels + 1, grid.width // block_pixels + 1)
     mode = "split" if strategy == "balanced" else strategy
-    blocks = assign_sets(shape, mode, proportions, 1, seed)
-    def set_at(rows, cols):
-        rows = np.clip(rows // block_pixels, 0, shape[0] - 1)
-        cols = np.clip(cols // block_pixels, 0, shape[1] - 1)
-        return blocks[rows, cols]
+    per_block = assign_sets(shape, mode, proportions, 1, seed).ravel()
     # every block the patch covers (not only its corners' when the patch spans more than two blocks)
     offsets = sorted(set(range(0, patch_size, block_pixels)) | {patch_size - 1})
-    corners = [set_at(r0 + dr, c0 + dc) for dr in offsets for dc in offsets]
-    sets = np.where(np.all([c == corners[0] for c in corners], axis=0), corners[0], UNUSED)
+    covered = [np.clip((r0 + dr) // block_pixels, 0, shape[0] - 1) * shape[1]
+               + np.clip((c0 + dc) // block_pixels, 0, shape[1] - 1) for dr in offsets for dc in offsets]
+
+    def sets_of(labels: np.ndarray) -> np.ndarray:
+        corners = [labels[c] for c in covered]
+        return np.where(np.all([c == corners[0] for c in corners], axis=0), corners[0], UNUSED)
+
+    wanted = [s for s in range(len(SETS)) if OUTPUTS[s] in staged and (per_block == s).any()]
+    blocks = None
+    if points.class_ids is not None and mode == "split" and len(points.class_ids):
+        ids = sorted(int(v) for v in np.unique(points.class_ids))
+        index = np.searchsorted(ids, points.class_ids)
+        # a sample needs every block its patch covers in its set
+        groups = class_groups(np.stack(covered, axis=1), index, len(ids))
+        home = np.all([c == covered[0] for c in covered], axis=0)  # the patch lies in one block
+        sizes = np.bincount(covered[0][home], minlength=len(per_block))
+        class_ids = points.class_ids
+        blocks = Blocks(ids, groups, sizes, lambda labels: _counts(sets_of(labels), class_ids, ids))
+        if stratified:
+            per_block = stratify(per_block, blocks, wanted, seed)
+    sets = sets_of(per_block)
     if strategy == "balanced":
         if points.class_ids is None:
             raise PatchFlowError("the 'balanced' strategy needs the samples' class field.", "CLASS_FIELD")
         sets = balance(sets[None, :], points.class_ids[None, :], seed)[0]
     classes = {c.id: c for c in class_field.class_list()} if class_field else {}
-    from ..checks import classes_missing_from_sets
+    if blocks is not None:
+        assert points.class_ids is not None
+        warn_missing(reporter, _counts(sets, points.class_ids, blocks.classes), blocks, wanted, classes,
+                     f"blocks of {block_pixels} px")
+    else:
+        from ..checks import classes_missing_from_sets
 
-    classes_missing_from_sets(reporter, sets, points.class_ids, classes, staged)
+        classes_missing_from_sets(reporter, sets, points.class_ids, classes, staged)
     result: dict = {}
     for set_index, name in enumerate(OUTPUTS):
         members = np.flatnonzero(sets == set_index)
