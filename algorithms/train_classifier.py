@@ -25,7 +25,8 @@ class TrainClassifier(PatchFlowAlgorithm):
         "from the raster, block by block with a margin (seamless).<br><br>"
         "The dataset is a manifest from Extract patches with a class field (labels image). With a "
         "<b>validation</b> manifest (e.g. the other set of a grid split), the overall accuracy, kappa and "
-        "per-class scores are logged, returned and written to <i>&lt;classifier&gt;_validation.csv</i>.<br>"
+        "per-class scores are logged, returned and written to <i>&lt;classifier&gt;_validation.csv</i>; a <b>test</b> "
+        "manifest is scored the same way (TEST_OA, TEST_KAPPA, <i>&lt;classifier&gt;_test.csv</i>).<br>"
         "Outputs: the classifier (<i>.skops</i>: the scikit-learn estimator, saved in a format that loads "
         "without running code) and beside it <i>&lt;classifier&gt;.json</i> (how its features are made, classes, "
         "scores), which Classify reads. The same seed gives the same classifier." + TRUST_HELP

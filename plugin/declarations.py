@@ -155,6 +155,11 @@ NORMALIZATIONS = (
 # plugin/engine/classify/features.py PIXELS, CONTEXT
 PIXEL_FEATURES = (("pixels", "Pixel values"),
                   ("pixels_neighbourhood", "Pixel values + neighbourhood mean and std (per band, N x N pixels)"))
+RESTORE_CHOICES = (
+    ("auto", "Auto: the best epoch's with early stopping (PATIENCE > 0), else the last epoch's"),
+    ("best", "The best epoch's (lowest validation loss, else training loss)"),
+    ("last", "The last epoch's"),
+)
 CLASSIFIERS = (("rf", "Random Forest"), ("svm", "SVM (RBF kernel, standardised features, calibrated probabilities)"))
 
 
@@ -195,6 +200,13 @@ def _sources(index: int, label: str, optional: bool) -> Param:
 
 _QUALITY_SCORES = (("PSNR", "PSNR (dB, all bands)"), ("SSIM", "SSIM (mean of bands)"), ("SAM", "SAM (degrees)"),
                    ("ERGAS", "ERGAS"))
+_SCORED_SETS = (("TRAIN_", "training"), ("", "validation"), ("TEST_", "test"))
+_SCORE_NAMES = (("OA", "overall accuracy"), ("KAPPA", "kappa"), ("MACRO_F1", "macro F1"))
+# train_model: the kept model's scores per set (OA, KAPPA: validation), and their mean and sd over REPEATS
+_TRAINING_SCORES = tuple(
+    Output(f"{prefix}{name}{suffix}", "number", f"{label.capitalize()} ({where}){what}")
+    for suffix, what in (("", ""), ("_MEAN", ", mean over the repeats"), ("_SD", ", sd over the repeats"))
+    for prefix, where in _SCORED_SETS for name, label in _SCORE_NAMES)
 _SPLIT_SETS = (("TRAIN", "Training patches"), ("VALID", "Validation patches"), ("TEST", "Test patches"))
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in (
@@ -278,7 +290,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     ), (Output("CARD", "file", "Model card"), Output("PARAMETERS", "number", "Number of parameters"))),
     Operation("train_model", (
         Param("TRAIN", "file", "Training dataset (manifest)", file_filter="Dataset manifests (*.json)"),
-        Param("VALID", "file", "Validation dataset (manifest)", optional=True,
+        Param("VALID", "file", "Validation dataset (manifest): chooses the best epoch (and seed)", optional=True,
+              file_filter="Dataset manifests (*.json)"),
+        Param("TEST", "file", "Test dataset (manifest): scored once at the end, never used to choose", optional=True,
               file_filter="Dataset manifests (*.json)"),
         Param("MODEL", "model", "Model: a .keras file or a SavedModel's saved_model.pb (empty: build the "
               "architecture below)", optional=True, file_filter=MODEL_FILES),
@@ -291,7 +305,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               choices=(("none", "No: every sample weighs 1"), ("auto", "Yes: weights from the class counts"))),
         Param("AUGMENT", "boolean", "Augment: flips and 90° rotations", True),
         Param("PATIENCE", "integer", "Early stopping: epochs without improvement (0: off)", 0, minimum=0),
+        Param("RESTORE_BEST", "enum", "Weights saved", "auto", choices=RESTORE_CHOICES),
         Param("SEED", "integer", "Random seed", 0),
+        Param("REPEATS", "integer", "Repeats: seeds SEED, SEED+1, ... trained in turn (mean ± sd; the seed with the "
+              "lowest validation loss is kept)", 1, minimum=1, maximum=100, why="each repeat is a whole training"),
         Param("DEVICE", "enum", "Device", "auto", choices=DEVICES),
         Param("RESUME", "boolean", "Resume an interrupted training of this output", True),
         Param("OVERWRITE", "boolean", "Overwrite the output folder", False),
@@ -315,9 +332,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Output("HISTORY", "file", "History (CSV)"),
         Output("MODEL_FOLDER", "folder", "Trained model folder"),
         Output("EPOCHS_RUN", "number", "Epochs run"),
-        Output("BEST_EPOCH", "number", "Best epoch"),
-        Output("OA", "number", "Overall accuracy (validation)"),
-        Output("KAPPA", "number", "Kappa (validation)"),
+        Output("BEST_EPOCH", "number", "Best epoch (lowest validation loss, else training loss)"),
+        Output("SAVED_EPOCH", "number", "Epoch whose weights the model holds"),
+        Output("KEPT_SEED", "number", "Seed of the model kept"),
+        *_TRAINING_SCORES,
         Output("PSNR", "number", "Validation PSNR (dB, image targets)"),
         Output("SSIM", "number", "Validation SSIM (image targets)"),
         Output("BICUBIC_PSNR", "number", "Bicubic PSNR (dB, the baseline)"),
@@ -341,6 +359,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("train_classifier", (
         Param("DATASET", "file", "Training dataset manifest (with a class field)", file_filter=JSON_FILES),
         Param("VALID", "file", "Validation dataset manifest", optional=True, file_filter=JSON_FILES),
+        Param("TEST", "file", "Test dataset manifest (scored once, beside validation)", optional=True,
+              file_filter=JSON_FILES),
         Param("MODEL", "model", "Model: a .keras file, or a SavedModel's saved_model.pb (empty: classify pixel "
               "values)", optional=True, file_filter=MODEL_FILES),
         Param("FEATURE_OUTPUT", "string", "Model output used as features", "features", optional=True),
@@ -361,6 +381,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Output("N_FEATURES", "number", "Features per sample"),
         Output("VALID_OA", "number", "Validation overall accuracy"),
         Output("VALID_KAPPA", "number", "Validation kappa"),
+        Output("TEST_CSV", "file", "Test scores (CSV)"),
+        Output("TEST_OA", "number", "Test overall accuracy"),
+        Output("TEST_KAPPA", "number", "Test kappa"),
     )),
     Operation("classify", (
         Param("INPUT", "rasters", "Raster(s) to classify, stacked", layers=("raster",)),

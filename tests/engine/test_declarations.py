@@ -31,7 +31,7 @@ MODULE_OPERATIONS = {
     "serve.binding": ("apply_model",), "serve.geometry": ("apply_model",), "serve.plan": ("apply_model",),
     "serve.outputs": ("apply_model",), "serve.clipping": ("apply_model",),
     "train.training": ("train_model",), "train.trainsettings": ("train_model",), "train.trainsetup": ("train_model",),
-    "models.zoo": ("create_model",), "checks.trainingchecks": ("train_model",),
+    "models.zoo": ("create_model",), "checks.trainingchecks": ("train_model",), "train.repeats": ("train_model",),
 }
 
 

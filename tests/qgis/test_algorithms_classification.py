@@ -29,9 +29,11 @@ def datasets(run_alg, nc, tmp_path) -> dict:
 
 def test_train_and_classify_pixels_real(run_alg, datasets, tmp_path):
     trained = run_alg("trainclassifier", DATASET=datasets["train"], VALID=datasets["valid"], CLASSIFIER=0,
-                      N_TREES=30, SEED=2, OUTPUT=str(tmp_path / "rf.skops"))
+                      TEST=datasets["valid"], N_TREES=30, SEED=2, OUTPUT=str(tmp_path / "rf.skops"))
     assert trained["OUTPUT"] == str(tmp_path / "rf.skops") and (tmp_path / "rf.skops").exists()
     assert 0.3 < trained["VALID_OA"] <= 1 and -1 <= trained["VALID_KAPPA"] <= 1
+    # the same manifest as TEST: the same figures, in their own outputs
+    assert trained["TEST_KAPPA"] == trained["VALID_KAPPA"] and trained["TEST_CSV"] == str(tmp_path / "rf_test.csv")
     assert trained["N_FEATURES"] == 5 and trained["COUNT"] > 100
     description = json.loads((tmp_path / "rf.json").read_text())
     assert description["kind"] == "pixels" and description["validation"]["kappa"] == trained["VALID_KAPPA"]

@@ -44,6 +44,19 @@ def test_train_model_writes_the_model_folder_and_report(run_alg, nc_datasets, tm
                                                    "shrubland", "water"}
 
 
+def test_train_model_scores_training_validation_and_test_sets(run_alg, nc_datasets, tmp_path):
+    """TEST (here the validation manifest again: the same figures) in its own outputs, training-set
+    scores beside them, and the epoch whose weights were saved; without VALID, no validation scores."""
+    result = run_alg("trainmodel", TRAIN=str(nc_datasets / "train.json"), VALID=str(nc_datasets / "valid.json"),
+                     TEST=str(nc_datasets / "valid.json"), EPOCHS=2, RESTORE_BEST=1, OUTPUT=str(tmp_path / "model"))
+    assert result["TEST_KAPPA"] == result["KAPPA"] and result["TEST_OA"] == result["OA"]
+    assert result["SAVED_EPOCH"] == result["BEST_EPOCH"] and 0 <= result["TRAIN_KAPPA"] <= 1
+    assert result["KAPPA_SD"] is None and result["KEPT_SEED"] == 0
+    alone = run_alg("trainmodel", TRAIN=str(nc_datasets / "train.json"), EPOCHS=1, OUTPUT=str(tmp_path / "alone"))
+    assert alone["OA"] is None and alone["KAPPA"] is None and alone["TRAIN_OA"] is not None
+    assert alone["SAVED_EPOCH"] == 1
+
+
 def test_an_existing_model_folder_needs_overwrite(run_alg, nc_datasets, tmp_path):
     (tmp_path / "model").mkdir()
     with pytest.raises(QgsProcessingException, match=r"\(OUTPUT\).*OVERWRITE"):

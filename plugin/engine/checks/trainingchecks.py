@@ -18,32 +18,35 @@ from .writability import writable
 
 
 def training(params: Params, reporter: Reporter, batch_size: int, epochs: int) -> None:
-    """train_model: OUTPUT writable, TRAIN/VALID readable, 2 classes or more in TRAIN, the model
+    """train_model: OUTPUT writable, TRAIN/VALID/TEST readable, 2 classes or more in TRAIN, the model
     card (or the architecture) fits TRAIN; warnings for a batch larger than TRAIN and for classes
-    VALID has no sample of."""
+    VALID or TEST has no sample of."""
     writable(params, "OUTPUT")
     train_path, valid_path = params.values.get("TRAIN"), params.values.get("VALID") or None
     train = dataset(train_path, "TRAIN")
     valid = dataset(valid_path, "VALID")
+    test = dataset(params.values.get("TEST") or None, "TEST")
     if train is None:
         return
     model = params.values.get("MODEL") or None
     card_against_dataset(card_of(model) if model else None, train, params.values.get("INPUTS"), train_path)
-    if valid is not None:
-        sources = {s["name"]: s for s in valid.get("sources") or []}
+    for key, other_set in (("VALID", valid), ("TEST", test)):
+        sources = {s["name"]: s for s in (other_set or {}).get("sources") or []}
         for source in train.get("sources") or []:
             other = sources.get(source["name"])
             if other is not None and len(other["bands"]) != len(source["bands"]):
-                raise PatchFlowError(f"the validation source '{source['name']}' has {len(other['bands'])} bands; "
-                                     f"training has {len(source['bands'])}. Extract both from the same rasters.",
-                                     "VALID")
+                raise PatchFlowError(f"the {'validation' if key == 'VALID' else 'test'} source '{source['name']}' "
+                                     f"has {len(other['bands'])} bands; training has {len(source['bands'])}. Extract "
+                                     "both from the same rasters.", key)
     if not image_target(params, train):
         if not train.get("labels") and not any(s.get("role") == "label" for s in train.get("sources") or []):
             raise PatchFlowError(f"the dataset {train_path} has neither a labels image nor label patches. Extract it "
                                  "with a class field or a label raster, or name the TARGET source.", "TRAIN")
         counts = two_classes(train, train_path, "TRAIN")
-        if counts is not None and valid is not None:
-            missing_classes(reporter, counts, class_counts(valid, "VALID"), class_names(train), f"VALID ({valid_path})")
+        for key, other_set in (("VALID", valid), ("TEST", test)):
+            if counts is not None and other_set is not None:
+                missing_classes(reporter, counts, class_counts(other_set, key), class_names(train),
+                                f"{key} ({params.values.get(key)})")
     if not model:
         architecture_fits(params, train)
     count = int(train.get("n_patches") or 0)
@@ -106,6 +109,7 @@ def classifier_training(params: Params) -> None:
     path = params.values.get("DATASET")
     train = dataset(path, "DATASET")
     dataset(params.values.get("VALID") or None, "VALID")
+    dataset(params.values.get("TEST") or None, "TEST")
     if train is None:
         return
     model = params.values.get("MODEL") or None

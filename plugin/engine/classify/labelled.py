@@ -89,10 +89,11 @@ def check_compatible(dataset: LabelledPatches, extractor: FeatureExtractor) -> N
                              "more.", parameter)
 
 
-def check_validation(train: LabelledPatches, valid: LabelledPatches) -> None:
+def check_validation(train: LabelledPatches, valid: LabelledPatches, parameter: str = "VALID") -> None:
+    """``valid`` (the VALID or TEST set) has the training set's bands and classes."""
     if valid.bands != train.bands:
         raise PatchFlowError(f"{valid.path} has {valid.bands} bands but the training dataset has {train.bands}. "
-                             "Extract both from the same rasters.", "VALID")
+                             "Extract both from the same rasters.", parameter)
     names = {c["id"]: c["name"] for c in train.classes}
     unknown = sorted(valid.class_ids - set(names))
     renamed = sorted(c["id"] for c in valid.classes if c["id"] in names and c["name"] != names[c["id"]]
@@ -101,7 +102,7 @@ def check_validation(train: LabelledPatches, valid: LabelledPatches) -> None:
         detail = (f"classes {unknown} are not in the training dataset" if unknown
                   else f"classes {renamed} have other names than in the training dataset")
         raise PatchFlowError(f"{valid.path}: {detail}. Extract training and validation patches with the same "
-                             "class field from one sample set (grid split).", "VALID")
+                             "class field from one sample set (grid split).", parameter)
 
 
 def _default_name(info: dict) -> bool:

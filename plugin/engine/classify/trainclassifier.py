@@ -1,7 +1,8 @@
 """OTBTF's TrainClassifierFromDeepFeatures and the per-pixel baseline (``train_classifier``): a
-scikit-learn Random Forest or SVM fitted on a dataset's features, scored on it and on a
-validation set, written as a ``.skops`` classifier with its ``<stem>.json`` description (model,
-feature output, bands, patch size, normalisation, classes and scores), which ``classify`` reads.
+scikit-learn Random Forest or SVM fitted on a dataset's features, scored on it, on a validation
+set and on a test set (neither chooses anything here), written as a ``.skops`` classifier with its
+``<stem>.json`` description (model, feature output, bands, patch size, normalisation, classes and
+scores), which ``classify`` reads.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..evaluate.metrics import Scores
 
 CLASSIFIERS = ("rf", "svm")
+SCORE_SUFFIX = {"VALID": "validation", "TEST": "test"}  # <stem>_validation.csv, <stem>_test.csv
 
 
 def make_classifier(kind: str, n_trees: int, max_depth: int, svm_c: float, seed: int, labels: np.ndarray):
@@ -85,7 +87,6 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
         raise PatchFlowError(f"{svm_c:g} is not positive; the SVM's C must be > 0.", "SVM_C")
     seed = params.integer("SEED")
     output = _output_path(params, context.reporter)
-    valid_path = params.string("VALID")
 
     features_choice = params.choice("FEATURES")
     if model_path and features_choice != PIXELS:
@@ -99,14 +100,16 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
         extractor = pixel_extractor(features_choice, params.integer("NEIGHBOURHOOD"), train.bands, train.patch_size,
                                     [b.get("nodata") for b in train.source["bands"]], source_name)
     check_compatible(train, extractor)
-    valid = load_dataset(valid_path, "VALID", source_name) if valid_path else None
-    if valid is not None:
-        check_validation(train, valid)
-        check_compatible(valid, extractor)
+    scored = {}  # VALID and TEST: scored on the classifier fitted on DATASET, neither chooses anything
+    for key in ("VALID", "TEST"):
+        if params.string(key):
+            scored[key] = load_dataset(params.string(key), key, source_name)
+            check_validation(train, scored[key], key)
+            check_compatible(scored[key], extractor)
     staged = context.staging.stage(output, "OUTPUT")
     stem = os.path.splitext(output)[0]
     staged_json = context.staging.stage(stem + ".json", "OUTPUT")
-    staged_csv = context.staging.stage(stem + "_validation.csv", "OUTPUT") if valid else None
+    staged_csvs = {key: context.staging.stage(f"{stem}_{SCORE_SUFFIX[key]}.csv", "OUTPUT") for key in scored}
 
     reporter = context.reporter
     what = "band values of each patch's centre pixel" if extractor.kind == PIXELS else (
@@ -114,9 +117,10 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
         f"band values of each patch's centre pixel, and their mean and std over its {extractor.patch_size} x "
         f"{extractor.patch_size} neighbourhood")
     reporter.log(f"features: {what}")
-    features = dataset_features(train, extractor, reporter.span(0, 40 if valid else 60), context.cancelled)
-    valid_features = (dataset_features(valid, extractor, reporter.span(40, 60), context.cancelled)
-                      if valid else None)
+    features = dataset_features(train, extractor, reporter.span(0, 60 - 10 * len(scored)), context.cancelled)
+    scored_features = {key: dataset_features(dataset, extractor, reporter.span(60 - 10 * (len(scored) - i),
+                                                                             70 - 10 * (len(scored) - i)),
+                                             context.cancelled) for i, (key, dataset) in enumerate(scored.items())}
     reporter.log(f"{len(features)} training samples, {features.shape[1]} features each")
     classifier = make_classifier(kind, n_trees, max_depth, svm_c, seed, train.labels)
     classifier.fit(features, train.labels)
@@ -127,19 +131,19 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
     reporter.log(f"training: overall accuracy {training_scores.overall_accuracy:.4f}, "
                  f"kappa {training_scores.kappa:.4f} (on the samples it was fitted on)")
     outputs: dict[str, Any] = {"OUTPUT": output, "DESCRIPTION": stem + ".json", "COUNT": int(len(features)),
-                               "N_FEATURES": int(features.shape[1]), "VALID_OA": None, "VALID_KAPPA": None,
-                               "VALIDATION_CSV": None}
-    validation = None
-    if valid is not None:
-        scores = scores_of(valid.labels, classifier.predict(valid_features), train.classes)
-        assert staged_csv is not None  # staged with VALID
-        scores.write_csv(staged_csv)
-        validation = {"dataset": os.path.abspath(valid.path), "n_samples": int(len(valid.labels)),
-                      **scores.as_dict()}
-        reporter.log(f"validation ({len(valid.labels)} samples): overall accuracy {scores.overall_accuracy:.4f}, "
-                     f"kappa {scores.kappa:.4f}")
-        outputs.update(VALID_OA=float(scores.overall_accuracy), VALID_KAPPA=float(scores.kappa),
-                       VALIDATION_CSV=stem + "_validation.csv")
+                               "N_FEATURES": int(features.shape[1]),
+                               **{f"{key}_{name}": None for key in ("VALID", "TEST") for name in ("OA", "KAPPA")},
+                               "VALIDATION_CSV": None, "TEST_CSV": None}
+    described: dict[str, dict | None] = {"VALID": None, "TEST": None}
+    for key, dataset in scored.items():
+        scores = scores_of(dataset.labels, classifier.predict(scored_features[key]), train.classes)
+        scores.write_csv(staged_csvs[key])
+        described[key] = {"dataset": os.path.abspath(dataset.path), "n_samples": int(len(dataset.labels)),
+                          **scores.as_dict()}
+        reporter.log(f"{SCORE_SUFFIX[key]} ({len(dataset.labels)} samples): overall accuracy "
+                     f"{scores.overall_accuracy:.4f}, kappa {scores.kappa:.4f}")
+        outputs.update({f"{key}_OA": float(scores.overall_accuracy), f"{key}_KAPPA": float(scores.kappa),
+                        f"{'VALIDATION' if key == 'VALID' else key}_CSV": f"{stem}_{SCORE_SUFFIX[key]}.csv"})
     skops.io.dump(classifier, staged)
     description = {
         "format": FORMAT, "version": VERSION,
@@ -155,7 +159,8 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
         "classes": train.classes,
         "training": {"dataset": os.path.abspath(train.path), "n_samples": int(len(features)),
                      **training_scores.as_dict()},
-        "validation": validation,
+        "validation": described["VALID"],
+        "test": described["TEST"],
     }
     with open(staged_json, "w", encoding="utf-8") as handle:
         strict_dump(description, handle, indent=2, default=_json_default)

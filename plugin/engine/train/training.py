@@ -3,11 +3,12 @@
 While it trains, ``<OUTPUT>.training/`` holds the last complete epoch (model with optimiser state,
 history, best epoch): a run that is interrupted (cancel, crash, power cut) resumes from there. At
 the end, OUTPUT receives the SavedModel and its card, the training report (HTML), the history
-(CSV), the validation scores (CSV) and the TensorBoard logs; the work folder is then removed.
+(CSV), the scores per set (CSV) and the TensorBoard logs; the work folder is then removed. VALID
+may choose the epoch (early stopping, RESTORE_BEST) and the seed (REPEATS); TEST never chooses.
 
 This module runs the operation; its parts are trainsettings (settings, state, work folder),
-trainsetup (model, inputs, target, plan), fitting (compile, feed, fit) and trainresults (scores,
-export, report).
+trainsetup (model, inputs, target, plan), fitting (compile, feed, fit), scoresets (the scored
+sets), repeats (REPEATS seeds) and trainresults (scores, export, report).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import os
 from ..data.datasets import PatchDataset
 from ..params import Params, RunContext
 from .fitting import adversarial_weight, compile_model, fit, keep_or_drop_checkpoint, with_discriminator
-from .trainresults import finish
+from .repeats import train_repeats
+from .scoresets import saved_weights_text, test_stream
+from .trainresults import Trained, finish, score_sets
 from .trainsettings import (
     BEST,
     CHECKPOINT,
@@ -46,27 +49,40 @@ def run_train_model(params: Params, context: RunContext) -> dict:
 
         check_model(params.string("MODEL"), params.boolean("TRUST_MODEL"), "MODEL")
     train = PatchDataset(params.string("TRAIN"), "TRAIN")
-    valid_path = params.string("VALID")
-    valid = PatchDataset(valid_path, "VALID") if valid_path else None
+    datasets = {key: PatchDataset(params.string(key), key) if params.string(key) else None for key in ("VALID", "TEST")}
     try:
-        return train_and_export(params, context, settings, output, train, valid)
+        strategy = select_device(settings.device, context.reporter)
+        work = output + WORK_SUFFIX
+
+        def train_seed(run_settings: Settings, run_work: str, run_context: RunContext, resume: bool) -> Trained:
+            return train_once(params, run_context, run_settings, run_work, train, datasets["VALID"],
+                              datasets["TEST"], strategy, resume)
+
+        if settings.repeats > 1:
+            return train_repeats(params, context, settings, work, output, train_seed)
+        trained = train_seed(settings, work, context, params.boolean("RESUME"))
+        trained.scores = score_sets(trained, context)
+        return finish(params, context, trained, work, output)
     finally:  # TensorFlow keeps the data generators alive: let go of the files now
-        for dataset in (train, valid):
+        for dataset in (train, *datasets.values()):
             if dataset is not None:
                 dataset.close()
 
 
-def train_and_export(params: Params, context: RunContext, settings: Settings, output: str, train: PatchDataset,
-                     valid: PatchDataset | None) -> dict:
-    strategy = select_device(settings.device, context.reporter)
+def train_once(params: Params, context: RunContext, settings: Settings, work: str, train: PatchDataset,
+               valid: PatchDataset | None, test: PatchDataset | None, strategy, resume: bool) -> Trained:
+    """Train one model (seed ``settings.seed``) in ``work``; it holds the weights RESTORE_BEST asks for."""
     seed_everything(settings.seed)
-    work = output + WORK_SUFFIX
     with strategy.scope():
         model, card = obtain_model(params, train, settings, context.reporter)
         plan = plan_training(params, model, card, train, valid, settings, context.reporter)
+        test_set = test_stream(test, plan, settings, context.reporter) if test is not None and \
+            plan.target.kind == "classes" else None
+        if test is not None and test_set is None:
+            context.reporter.warning("TEST is scored for class targets; for an image target, apply the model to the "
+                                     "test area and use Assess image quality.")
         # only now, with every input checked, is anything written
-        state = prepare_work_folder(work, signature_of(params, settings), params.boolean("RESUME"),
-                                    context.reporter)
+        state = prepare_work_folder(work, signature_of(params, settings), resume, context.reporter)
         if state is not None:
             from ..models import imageloss  # noqa: F401 - registers the image losses and metrics
             from ..models.srmodel import register_layers
@@ -91,7 +107,9 @@ def train_and_export(params: Params, context: RunContext, settings: Settings, ou
         except BaseException:
             keep_or_drop_checkpoint(work, state, context.reporter)
             raise
-    if settings.patience and os.path.exists(os.path.join(work, BEST)):
+    saved_epoch = state.epoch
+    if settings.keeps_best and state.best_epoch != state.epoch and os.path.exists(os.path.join(work, BEST)):
         model.load_weights(os.path.join(work, BEST))
-        context.reporter.log(f"kept the weights of the best epoch ({state.best_epoch})")
-    return finish(params, context, model, plan, state, work, output, settings)
+        saved_epoch = state.best_epoch
+    context.reporter.log(f"weights saved: {saved_weights_text(saved_epoch, settings.keeps_best, plan)}")
+    return Trained(model, plan, state, settings, saved_epoch, work, test_set)

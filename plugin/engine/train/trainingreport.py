@@ -1,13 +1,15 @@
 """The training report: one HTML page (opens in a browser, images embedded) with the settings,
-the loss and metric curves per epoch, and the validation scores with the confusion heat map."""
+the loss and metric curves per epoch, the training, validation and test scores side by side with
+what they mean in words, the scores per class and the confusion heat map."""
 
 from __future__ import annotations
 
 import csv
 import os
 
-from ..evaluate.metrics import Scores, plot_confusion
+from ..evaluate.metrics import plot_confusion
 from ..report import htmlreport
+from .scoresets import SetScores, scores_rows
 
 
 def write_history_csv(path: str, history: dict[str, list[float]]) -> None:
@@ -21,7 +23,8 @@ def write_history_csv(path: str, history: dict[str, list[float]]) -> None:
                                           for k in keys)])
 
 
-def plot_curves(history: dict[str, list[float]], metric: str, png_path: str, best_epoch: int = 0) -> bool:
+def plot_curves(history: dict[str, list[float]], metric: str, png_path: str, best_epoch: int = 0,
+                saved_epoch: int = 0) -> bool:
     """Training and validation ``metric`` per epoch; False when the history has no such metric."""
     if metric not in history:
         return False
@@ -37,6 +40,8 @@ def plot_curves(history: dict[str, list[float]], metric: str, png_path: str, bes
             axis.plot(epochs, history[key], marker="o", markersize=3, label=label)
     if best_epoch:
         axis.axvline(best_epoch, color="#999999", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
+    if saved_epoch and saved_epoch != best_epoch:
+        axis.axvline(saved_epoch, color="#d62728", linestyle=":", linewidth=1, label=f"weights saved ({saved_epoch})")
     axis.set_xlabel("epoch")
     axis.set_ylabel(metric)
     axis.grid(alpha=0.3)
@@ -48,28 +53,37 @@ def plot_curves(history: dict[str, list[float]], metric: str, png_path: str, bes
 
 
 def write_training_report(folder: str, title: str, summary: list[dict], history: dict[str, list[float]],
-                          scores: Scores | None, scores_label: str, best_epoch: int,
+                          scores: SetScores | None, notes: list[str], best_epoch: int, saved_epoch: int,
                           extra_sections: list[tuple[str, str]] | None = None) -> str:
-    """report.html in ``folder`` (PNG figures beside it in report_files/); returns its path."""
+    """report.html in ``folder`` (PNG figures beside it in report_files/); returns its path. ``scores``:
+    the training, validation and test scores (class targets) shown side by side, ``notes`` what they
+    mean in words."""
     figures = os.path.join(folder, "report_files")
     os.makedirs(figures, exist_ok=True)
     sections: list[tuple[str, str]] = [("Summary", htmlreport.table(summary, ["item", "value"]))]
     curves = []
     for metric in ("loss", "accuracy", "psnr", "ssim"):
         png = os.path.join(figures, f"{metric}.png")
-        if plot_curves(history, metric, png, best_epoch):
+        if plot_curves(history, metric, png, best_epoch, saved_epoch):
             curves.append(htmlreport.image_tag(png, f"{metric} per epoch"))
     sections.append(("Curves per epoch", "\n".join(curves) or htmlreport.paragraph("no epoch was run.")))
     if scores is not None:
+        sections.append(("Scores: training, validation and test sets", "\n".join(
+            [htmlreport.table(scores_rows(scores), ["set", "samples", "overall accuracy", "kappa", "macro F1"]),
+             *(htmlreport.paragraph(note) for note in notes)])))
+        for name, result in scores.items():
+            sections.append((f"Accuracy on the {name} set", result.html_table()))
+        name = next(n for n in ("validation", "test", "training") if getattr(scores, n) is not None)
+        result = getattr(scores, name)
         png = os.path.join(figures, "confusion.png")
-        plot_confusion(scores, png)
-        sections.append((f"Accuracy on the {scores_label}", scores.html_table()))
-        sections.append(("Confusion matrix (rows: reference, columns: predicted)",
+        plot_confusion(result, png)
+        sections.append((f"Confusion matrix, {name} set (rows: reference, columns: predicted)",
                          htmlreport.image_tag(png, "confusion matrix")))
     sections.extend(extra_sections or [])
     sections.append(("Files", htmlreport.paragraph(
-        "history.csv (metrics per epoch), validation.csv (scores per class), logs/ (TensorBoard: "
-        "tensorboard --logdir logs), patchflow_card.json (the model card), saved_model.pb (the model).")))
+        "history.csv (metrics per epoch), training.csv, validation.csv and test.csv (scores per class on each set "
+        "given), logs/ (TensorBoard: tensorboard --logdir logs), patchflow_card.json (the model card), "
+        "saved_model.pb (the model).")))
     path = os.path.join(folder, "report.html")
     htmlreport.write(path, htmlreport.page(title, sections))
     return path

@@ -43,6 +43,8 @@ class Settings:
     device: str
     loss_weights: dict[str, float] | None = None  # image targets: {"l1": 1, "ssim": 0.2, "adversarial": 1e-3}
     pretrain_epochs: int | None = None  # adversarial training: content loss alone first (None: half the epochs)
+    restore_best: str = "auto"  # the weights saved: "best" epoch's, "last" epoch's, "auto": best with PATIENCE
+    repeats: int = 1  # seeds seed, seed + 1, ... trained in turn
 
     @classmethod
     def from_params(cls, params: Params) -> Settings:
@@ -59,7 +61,14 @@ class Settings:
             patience=params.integer("PATIENCE"),
             seed=params.integer("SEED"),
             device=params.choice("DEVICE"),
+            restore_best=params.choice("RESTORE_BEST"),
+            repeats=params.integer("REPEATS"),
         )
+
+    @property
+    def keeps_best(self) -> bool:
+        """Whether the model saved holds the best epoch's weights (else the last epoch's)."""
+        return self.restore_best == "best" or self.restore_best == "auto" and self.patience > 0
 
 
 def parse_loss_weights(text: str | None) -> dict[str, float] | None:
@@ -153,7 +162,8 @@ def signature_of(params: Params, settings: Settings) -> str:
     """Identifies a training run: resuming is only offered for the same inputs and settings."""
     keys = ("TRAIN", "VALID", "MODEL", "ARCHITECTURE", "WIDTH", "INPUTS", "TARGET", "NORMALIZATION")
     values = {key: params.values.get(key) for key in keys}
-    values.update({k: v for k, v in settings.__dict__.items() if k not in ("epochs", "patience", "device")})
+    unrelated = ("epochs", "patience", "device", "restore_best", "repeats")  # they do not change the epochs trained
+    values.update({k: v for k, v in settings.__dict__.items() if k not in unrelated})
     return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
