@@ -3,8 +3,9 @@
 
     .venv/bin/python scripts/make_model3.py [--output PATH]
 
-samples (sample from vector) -> grid split -> extract patches (training, validation) -> train the
-patch CNN -> apply it to the whole image -> assess the map at the validation points. Open the file
+samples (sample from vector) -> grid split -> extract patches (training, validation, test) -> train
+the patch CNN (validation: monitored; test: scored once, never used to choose) -> apply it to the
+whole image -> assess the map at the test points. Open the file
 in QGIS's graphical modeler, or run it headless:
 
     bash scripts/qgis_process.sh run resources/patchflow_chain.model3 -- image=IMAGE labels=VECTOR \\
@@ -52,9 +53,10 @@ NUMBERS = {"patch_size": 16, "epochs": 30, "split_seed": 0}  # the number inputs
 _KEEP: list = []
 HELP = (
     "The PatchFlow chain in one run: samples inside labelled polygons (or at labelled points), split on a "
-    "grid into training (70 %) and validation (30 %) by blocks of 4 × 4 patches, patches extracted for both "
-    "sets, the patch CNN trained on them, applied to the whole image, and the class map assessed at the "
-    "validation points.<br><br>Outputs: the class map (a GeoTIFF with its .qml style beside it), the trained "
+    "grid into training (60 %), validation (20 %) and test (20 %) by blocks of 4 × 4 patches (stratified: "
+    "every class in every set when the data allows it), patches extracted for each set, the patch CNN trained "
+    "on them (the validation set is monitored, the test set scored once at the end), applied to the whole "
+    "image, and the class map assessed at the test points (points the training never saw nor chose by).<br><br>Outputs: the class map (a GeoTIFF with its .qml style beside it), the trained "
     "model folder (the training report is its report.html) and the accuracy report (HTML). "
     "On the North Carolina demo data use split seed 3 (with seed 0 the training set gets no agriculture)."
 )
@@ -143,21 +145,20 @@ def build_model() -> QgsProcessingModelAlgorithm:
         "STRATEGY": 1, "PATCH_SIZE": size}, 240, 200)
     chain.add_child("patchflow:gridsplit", "split", "Grid split", {
         "INPUT": image, "SAMPLES": ("child", "samples", "OUTPUT"), "CLASS_FIELD": "class", "PATCH_SIZE": size,
-        "BLOCK_SIZE": 4, "TRAIN": 0.7, "VALID": 0.3, "TEST": 0.0, "SEED": ("input", "split_seed")}, 240, 320)
-    for row, name in enumerate(("train", "valid")):
-        chain.add_child("patchflow:extractpatches", f"patches_{name}",
-                        f"Extract patches ({'training' if name == 'train' else 'validation'})", {
+        "BLOCK_SIZE": 4, "TRAIN": 0.6, "VALID": 0.2, "TEST": 0.2, "SEED": ("input", "split_seed")}, 240, 320)
+    for row, (name, title) in enumerate((("train", "training"), ("valid", "validation"), ("test", "test"))):
+        chain.add_child("patchflow:extractpatches", f"patches_{name}", f"Extract patches ({title})", {
                             "INPUT": ("child", "split", f"OUTPUT_{name.upper()}"), "SOURCE1": image,
-                            "PATCH_SIZE1": size, "CLASS_FIELD": "class"}, 160 + 300 * row, 440)
+                            "PATCH_SIZE1": size, "CLASS_FIELD": "class"}, 40 + 240 * row, 440)
     chain.add_child("patchflow:trainmodel", "train", "Train the patch CNN", {
         "TRAIN": ("child", "patches_train", "OUTPUT"), "VALID": ("child", "patches_valid", "OUTPUT"),
-        "ARCHITECTURE": 0, "EPOCHS": ("input", "epochs"), "OVERWRITE": True}, 240, 560,
+        "TEST": ("child", "patches_test", "OUTPUT"), "ARCHITECTURE": 0, "EPOCHS": ("input", "epochs"), "OVERWRITE": True}, 240, 560,
         {"model": ("OUTPUT", "Trained model folder (training report: report.html in it)")})
     chain.add_child("patchflow:applymodel", "apply", "Apply the model", {
         "MODEL": ("child", "train", "OUTPUT"), "SOURCE1": image}, 240, 700,
         {"class_map": ("OUTPUT", "Class map (GeoTIFF, styled by the .qml beside it)")})
-    chain.add_child("patchflow:assessaccuracy", "assess", "Assess accuracy", {
-        "INPUT": ("child", "apply", "OUTPUT"), "REFERENCE": ("child", "split", "OUTPUT_VALID"),
+    chain.add_child("patchflow:assessaccuracy", "assess", "Assess accuracy at the test points", {
+        "INPUT": ("child", "apply", "OUTPUT"), "REFERENCE": ("child", "split", "OUTPUT_TEST"),
         "CLASS_FIELD": "class"}, 240, 840,
         {"accuracy_report": ("OUTPUT_HTML", "Accuracy report (HTML)")})
 

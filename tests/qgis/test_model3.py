@@ -21,6 +21,7 @@ CHILDREN = {
     "split": "patchflow:gridsplit",
     "patches_train": "patchflow:extractpatches",
     "patches_valid": "patchflow:extractpatches",
+    "patches_test": "patchflow:extractpatches",
     "train": "patchflow:trainmodel",
     "apply": "patchflow:applymodel",
     "assess": "patchflow:assessaccuracy",
@@ -39,7 +40,13 @@ def test_model3_loads_with_the_patchflow_chain(provider):
     children = model.childAlgorithms()
     assert {child_id: child.algorithmId() for child_id, child in children.items()} == CHILDREN
     assert all(child.algorithm() is not None for child in children.values())
-    assert model.dependsOnChildAlgorithms("assess") >= {"apply", "train", "split", "samples", "patches_train"}
+    assert model.dependsOnChildAlgorithms("assess") >= {"apply", "train", "split", "samples", "patches_train",
+                                                        "patches_test"}
+    # the map is assessed at the test points, which the training scored once and never chose by
+    assess = children["assess"].parameterSources()["REFERENCE"][0]
+    assert (assess.outputChildId(), assess.outputName()) == ("split", "OUTPUT_TEST")
+    train = children["train"].parameterSources()
+    assert train["TEST"][0].outputChildId() == "patches_test" and train["VALID"][0].outputChildId() == "patches_valid"
     names = {definition.name() for definition in model.parameterDefinitions()}
     assert names == {"image", "labels", "class_field", "patch_size", "epochs", "split_seed",
                      "apply:class_map", "train:model", "assess:accuracy_report"}
@@ -84,5 +91,5 @@ def test_model3_runs_the_chain_through_qgis_process(nc, tmp_path):
     log = "\n".join(answer["log"]["info"])
     scores = re.search(r"(\d+) pairs: overall accuracy ([\d.]+), kappa ([-\d.]+)", log)
     assert scores is not None, log[-3000:]
-    assert int(scores[1]) == 556  # the demo's validation points: same samples, split and patch size
+    assert int(scores[1]) == 420  # the demo's test points: same samples, split and patch size
     assert float(scores[3]) > 0.2
