@@ -56,8 +56,9 @@ HELP = (
     "grid into training (60 %), validation (20 %) and test (20 %) by blocks of 4 × 4 patches (stratified: "
     "every class in every set when the data allows it), patches extracted for each set, the patch CNN trained "
     "on them (the validation set is monitored, the test set scored once at the end), applied to the whole "
-    "image, and the class map assessed at the test points (points the training never saw nor chose by).<br><br>Outputs: the class map (a GeoTIFF with its .qml style beside it), the trained "
-    "model folder (the training report is its report.html) and the accuracy report (HTML). "
+    "image, and the class map assessed at the test points (points the training never saw nor chose by)."
+    "<br><br>Outputs: the class map (a GeoTIFF with its .qml style beside it), the trained model folder "
+    "(the training report is its report.html) and the accuracy report (HTML). "
     "On the North Carolina demo data use split seed 3 (with seed 0 the training set gets no agriculture)."
 )
 PARAMETER_HELP = {
@@ -152,7 +153,8 @@ def build_model() -> QgsProcessingModelAlgorithm:
                             "PATCH_SIZE1": size, "CLASS_FIELD": "class"}, 40 + 240 * row, 440)
     chain.add_child("patchflow:trainmodel", "train", "Train the patch CNN", {
         "TRAIN": ("child", "patches_train", "OUTPUT"), "VALID": ("child", "patches_valid", "OUTPUT"),
-        "TEST": ("child", "patches_test", "OUTPUT"), "ARCHITECTURE": 0, "EPOCHS": ("input", "epochs"), "OVERWRITE": True}, 240, 560,
+        "TEST": ("child", "patches_test", "OUTPUT"), "ARCHITECTURE": 0, "EPOCHS": ("input", "epochs"),
+        "OVERWRITE": True}, 240, 560,
         {"model": ("OUTPUT", "Trained model folder (training report: report.html in it)")})
     chain.add_child("patchflow:applymodel", "apply", "Apply the model", {
         "MODEL": ("child", "train", "OUTPUT"), "SOURCE1": image}, 240, 700,

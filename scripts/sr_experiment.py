@@ -283,10 +283,22 @@ def main(argv: list[str] | None = None) -> int:
         fcnn_rows.append({"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": pixels[key], **read_scores(scores)})
     csv_path, html_path = write_table(fcnn_rows, COLUMNS, out, "comparison", TITLE, FCNN_TEXT)
     rf_csv, rf_html = write_table(rf_rows, COLUMNS, out, "rf_comparison", TITLE, RF_TEXT)
+    from sr_experiment_nc import significance
+
+    def processing_run(algorithm: str, parameters: dict) -> dict:
+        return run_processing(algorithm, parameters, out / "experiment.log")
+
+    fcnn_tests = significance({key: out / "reports" / f"fcnn_{key}.csv" for key in IMAGES}, out,
+                              "compared", processing_run)
+    rf_tests = significance({key: out / "reports" / f"{key}.csv" for key in IMAGES}, out, "rf_compared",
+                            processing_run)
     print(f"\nDoes super-resolution help? ({time.monotonic() - started:.0f} s)\n\nFCNN (spatial context):\n"
-          f"{text_table(fcnn_rows)}\n\nper-pixel Random Forest (baseline):\n{text_table(rf_rows)}\n\n"
+          f"{text_table(fcnn_rows)}\n" + "".join(f"  {sentence}\n" for sentence in fcnn_tests)
+          + f"\nper-pixel Random Forest (baseline):\n{text_table(rf_rows)}\n"
+          + "".join(f"  {sentence}\n" for sentence in rf_tests) + "\n"
           + "".join(f"{name}: {seconds:.0f} s\n" for name, seconds in timings.items())
-          + f"\ntables: {csv_path}\n        {html_path}\n        {rf_csv}\n        {rf_html}")
+          + f"\ntables: {csv_path}\n        {html_path}\n        {rf_csv}\n        {rf_html}\n"
+            f"        {out / 'compared.html'}, {out / 'rf_compared.html'} (bootstrap intervals, McNemar)")
     app.exitQgis()
     return 0
 

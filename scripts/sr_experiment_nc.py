@@ -125,6 +125,25 @@ def write_table(rows: list[dict], columns: list[str], out: Path, stem: str, titl
     return csv_path, html_path
 
 
+NAMES = {"lr": "LR", "bicubic": "bicubic", "sr": "SR", "hr": "HR"}
+QUESTIONS = (("sr", "bicubic"), ("sr", "hr"), ("bicubic", "lr"))  # the pairs the question is about
+
+
+def significance(reports: dict[str, Path], out: Path, stem: str, run) -> list[str]:
+    """Compare accuracy over the four images' reports (same points): ``<stem>.csv/.html`` with bootstrap
+    intervals and McNemar's test for every pair; returns the sentences for SR vs bicubic, SR vs HR and
+    bicubic vs LR (empty when the reports carry no pairs)."""
+    result = run("patchflow:compareaccuracy", {
+        "REPORTS": [str(reports[key]) for key in reports], "NAMES": ";".join(NAMES[key] for key in reports),
+        "OUTPUT_CSV": str(out / f"{stem}.csv"), "OUTPUT_HTML": str(out / f"{stem}.html")})
+    table = result.get("SIGNIFICANCE_CSV")
+    if not table or not Path(table).exists():
+        return []
+    with open(table, newline="", encoding="utf-8") as stream:
+        tests = {frozenset((row["first"], row["second"])): row["conclusion"] for row in csv.DictReader(stream)}
+    return [tests[pair] for pair in (frozenset((NAMES[a], NAMES[b])) for a, b in QUESTIONS) if pair in tests]
+
+
 def text_table(rows: list[dict], columns: list[str]) -> str:
     rows = [{c: row.get(c, "") for c in columns} for row in rows]
     lines = ["  ".join(f"{c[:12]:>12}" for c in columns)]
@@ -145,10 +164,11 @@ def run_nc(data: Path, out: Path, sr_epochs: int, run, read_scores) -> int:
     train, valid, split = split_samples(data, hr, out, run)
     timings["samples and split"] = time.monotonic() - start
     print(f"points: {split.get('COUNT_TRAIN')} training, {split.get('COUNT_VALID')} validation")
-    rows, classes = [], []
+    rows, classes, reports = [], [], {}
     for key, image in images.items():
         start = time.monotonic()
         scores_csv, result = run_rf(key, image, train, valid, out, run)
+        reports[key] = scores_csv
         timings[f"RF {key}"] = time.monotonic() - start
         scores = read_scores(scores_csv)
         classes += [name for name in scores if name.startswith("F1 ") and name not in classes]
@@ -162,8 +182,11 @@ def run_nc(data: Path, out: Path, sr_epochs: int, run, read_scores) -> int:
             "labels take no part in it. Details: reports/*.html.")
     csv_path, html_path = write_table(rows, columns, out, "comparison",
                                       "Does super-resolution help? NC Landsat-7, 7 land-cover classes", text)
+    verdicts = significance(reports, out, "compared", run)
     print(f"\nDoes super-resolution help? NC Landsat-7 ({time.monotonic() - started:.0f} s)\n\n"
           f"per-pixel Random Forest:\n{text_table(rows, columns)}\n\n"
+          + "".join(f"{sentence}\n" for sentence in verdicts) + "\n"
           + "".join(f"{name}: {seconds:.0f} s\n" for name, seconds in timings.items())
-          + f"\ntables: {csv_path}\n        {html_path}")
+          + f"\ntables: {csv_path}\n        {html_path}\n        {out / 'compared.html'} (bootstrap "
+            "intervals, McNemar's test for every pair)")
     return 0

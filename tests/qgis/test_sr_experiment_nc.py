@@ -29,3 +29,10 @@ def test_sr_experiment_nc_writes_four_assessed_rows(nc, tmp_path):
         assert -1 <= float(row["kappa"]) <= 1 and 0 <= float(row["OA"]) <= 1 and 0 <= float(row["macro F1"]) <= 1
     assert float(rows[-1]["kappa"]) > 0.3  # the HR map is a real land-cover map
     assert (out / "comparison.html").exists()
+    # the question's pairs are tested for significance at the same points (Compare accuracy, McNemar)
+    with open(out / "compared_significance.csv", newline="", encoding="utf-8") as stream:
+        tests = {frozenset((row["first"], row["second"])): row for row in csv.DictReader(stream)}
+    assert {frozenset(("SR", "bicubic")), frozenset(("SR", "HR"))} <= set(tests)
+    for row in tests.values():
+        assert 0 <= float(row["McNemar p"]) <= 1 and int(row["samples"]) == int(rows[0]["points"])
+    assert "McNemar p" in run.stdout and (out / "compared.html").exists()
