@@ -63,7 +63,8 @@ def write_training_report(folder: str, title: str, summary: list[dict], history:
     if scores is not None:
         png = os.path.join(figures, "confusion.png")
         plot_confusion(scores, png)
-        sections.append((f"Accuracy on the {scores_label}", scores.html_table()))
+        method = htmlreport.paragraph(f"Computed {scores.method}.") if scores.method else ""
+        sections.append((f"Accuracy on the {scores_label}", method + scores.html_table()))
         sections.append(("Confusion matrix (rows: reference, columns: predicted)",
                          htmlreport.image_tag(png, "confusion matrix")))
     sections.extend(extra_sections or [])

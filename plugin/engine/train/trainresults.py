@@ -22,6 +22,7 @@ from .trainsetup import TrainingPlan
 if TYPE_CHECKING:
     from ..evaluate.metrics import Scores
     from ..geodata.classes import ClassLike
+    from ..models.modelcard import ModelCard
 
 
 def first_output(output):
@@ -32,8 +33,10 @@ def first_output(output):
     return output
 
 
-def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: RunContext) -> Scores:
-    """Confusion matrix of the model on every sample of ``stream`` (pixels of maps where labelled)."""
+def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: RunContext,
+             card: ModelCard | None = None) -> Scores:
+    """Confusion matrix of the model on every sample of ``stream`` (pixels of maps where labelled); with
+    the model's ``card``, a fully convolutional segmentation model is scored as Apply model serves it."""
     from ..evaluate.metrics import Scores
 
     count = len(classes)
@@ -45,6 +48,10 @@ def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: 
         predicted = np.asarray(first_output(model.predict_on_batch(batch))).argmax(-1).reshape(targets.shape)
         valid = weights > 0
         matrix += np.bincount(targets[valid] * count + predicted[valid], minlength=count * count).reshape(count, count)
+    if card is not None:
+        from .servedscores import as_served
+
+        return as_served(model, stream, classes, context, card, Scores.from_matrix(matrix, classes))
     return Scores.from_matrix(matrix, classes)
 
 
@@ -59,7 +66,7 @@ def finish(params: Params, context: RunContext, model, plan: TrainingPlan, state
         stream = BatchStream(scored.dataset, scored.feeds,
                              Target(plan.target.source, "classes", plan.target.shape,
                                     [int(c["id"]) for c in plan.classes], plan.target.nodata), settings.batch_size)
-        scores = evaluate(model, stream, plan.classes, context)
+        scores = evaluate(model, stream, plan.classes, context, card=plan.card)
         scores_label = "validation set" if plan.valid_stream else "training set (no validation set: optimistic)"
         context.reporter.log(f"{scores_label}: overall accuracy {scores.overall_accuracy:.4f}, kappa "
                              f"{scores.kappa:.4f} ({scores.total} samples)")
