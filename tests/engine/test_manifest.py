@@ -79,8 +79,9 @@ def test_manifest_records_counts_sources_and_classes(dataset):
     # patches-images are named relative to the manifest and sit beside it
     assert image["patches"] == "train_source1.tif" and dem["patches"] == "train_source2.tif"
     assert manifest["labels"]["patches"] == "train_labels.tif"
-    assert sorted(os.listdir(inputs["folder"])) == ["train.json", "train_labels.tif", "train_source1.tif",
-                                                    "train_source2.tif"]
+    assert sorted(os.listdir(inputs["folder"])) == ["train.json", "train_labels.tif", "train_positions.csv",
+                                                    "train_source1.tif", "train_source2.tif"]
+    assert manifest["positions"]["file"] == "train_positions.csv"  # the patch centres, one row per patch
 
 
 def test_manifest_stats_match_the_patches(dataset):

@@ -326,7 +326,7 @@ def test_output_name_without_json_gets_it(run_op, scene):
     image, points, out = scene
     result, _ = run_op("extract_patches", INPUT=points, SOURCE1=image, PATCH_SIZE1=8, OUTPUT=str(out / "dataset"))
     assert result["OUTPUT"] == str(out / "dataset.json")
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "dataset_source1.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "dataset_positions.csv", "dataset_source1.tif"]
 
 
 def test_cancel_leaves_nothing(run_cancelled, gd, tmp_path):

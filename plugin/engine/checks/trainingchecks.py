@@ -74,6 +74,12 @@ def architecture_fits(params: Params, manifest: dict) -> None:
             raise
         raise PatchFlowError(f"{exc.message} (the dataset has {spec.bands} bands, {spec.patch_size} px patches and "
                              f"{len(manifest.get('classes') or [])} classes)", "TRAIN") from None
+    if any(s.get("role") == "label" for s in sources) or int((manifest.get("labels") or {}).get("patch_size") or 1) > 1:
+        from ..models.zoo import ARCHITECTURES
+
+        problem = ARCHITECTURES[architecture].segmentation_patch_problem(spec.patch_size)
+        if problem:
+            raise PatchFlowError(f"{problem} (TRAIN has {spec.patch_size} px patches).", "TRAIN")
 
 
 def resume(params: Params, reporter: Reporter, work: str, signature: str, epochs: int) -> None:

@@ -15,6 +15,7 @@ from ..params import Params, RunContext
 from ..reporting import Reporter
 from .manifest import FORMAT, VERSION, source_entry, write_manifest
 from .patches import Extraction, Source, extract, labels_dtype
+from .positions import manifest_entry, positions_path, write_positions
 
 MAX_SOURCES = 3
 FLOAT_LABEL_NODATA = -99999.0  # label patches' nodata for a floating-point label raster without a finite one
@@ -83,12 +84,14 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
     staged_manifest = context.staging.stage(manifest_path, "OUTPUT")
     staged_patches = [context.staging.stage(p, "OUTPUT") for p in patches_paths]
     staged_labels = context.staging.stage(labels_path, "OUTPUT") if class_field else None
+    staged_positions = context.staging.stage(positions_path(manifest_path), "OUTPUT")
     skip_nodata = params.boolean("SKIP_NODATA")
 
     result = extract(sources, points.xs, points.ys, points.class_ids, staged_patches, staged_labels,
                      skip_nodata, context.reporter.span(0, 95), context.cancelled)
     _check_result(result, reference)
     _report(context.reporter, result)
+    write_positions(staged_positions, result.centres)
     classes = _classes(sources, class_field, result)
     manifest = {
         "format": FORMAT,
@@ -106,6 +109,7 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
         "labels": ({"patches": os.path.basename(labels_path), "field": field,
                     "dtype": labels_dtype(result.class_ids).name} if class_field else None),
         "classes": [c.as_dict() for c in classes],
+        "positions": manifest_entry(positions_path(manifest_path)),
     }
     write_manifest(staged_manifest, manifest)
     context.reporter.progress(100)

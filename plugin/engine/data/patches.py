@@ -271,6 +271,7 @@ class Extraction:
     stats: list[BandStats]
     class_ids: np.ndarray
     label_pixel_counts: dict[int, int]
+    centres: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (kept, 2) map x, y, in file order
 
 
 def chunk_row_cache_bytes(sources: list[Source]) -> int:
@@ -321,6 +322,7 @@ def extract(
     boundaries = np.flatnonzero(np.diff(keys)) + 1
     chunks = np.split(candidates, boundaries) if len(candidates) else []
     dropped_nodata = 0
+    kept_centres: list[np.ndarray] = []
     for done, chunk in enumerate(chunks):
         if cancelled():
             raise Cancelled()
@@ -347,13 +349,24 @@ def extract(
                     label_counts[int(value)] = label_counts.get(int(value), 0) + int(count)
         if class_ids is not None:
             kept_classes.append(class_ids[chunk][good])
+        kept_centres.append(patch_centres(reference, ref_cols[chunk][good], ref_rows[chunk][good]))
         reporter.progress(100.0 * (done + 1) / len(chunks))
     for writer, source in zip(writers, sources):
         writer.close([b.description for b in source.stack.bands], source.stack.nodata)
     kept_ids = np.concatenate(kept_classes) if kept_classes else np.empty(0, np.int64)
     if labels_output is not None and class_ids is not None:
         write_labels_image(labels_output, kept_ids)
-    return Extraction(len(xs), writers[0].written, int((~fits).sum()), dropped_nodata, stats, kept_ids, label_counts)
+    centres = np.concatenate(kept_centres) if kept_centres else np.empty((0, 2))
+    return Extraction(len(xs), writers[0].written, int((~fits).sum()), dropped_nodata, stats, kept_ids, label_counts,
+                      centres)
+
+
+def patch_centres(reference: Source, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, 2) map x, y of the centres of reference patches at these top-left pixels (where
+    ``matching_origins`` centres the other sources' patches)."""
+    half = reference.patch_size / 2
+    return np.stack([reference.grid.x0 + (cols + half) * reference.grid.dx,
+                     reference.grid.y0 + (rows + half) * reference.grid.dy], axis=1)
 
 
 def labels_dtype(class_ids: np.ndarray) -> np.dtype:

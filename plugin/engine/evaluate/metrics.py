@@ -119,6 +119,7 @@ class Scores:
     names: list[str]
     colors: list[str]
     matrix: np.ndarray = field(repr=False)
+    method: str = ""  # how the scores were computed (e.g. as Apply model serves the model), for reports
 
     def __post_init__(self) -> None:
         self.class_ids = [int(c) for c in self.class_ids]

@@ -179,6 +179,11 @@ class InferenceModel:
         return cls._from_saved_model(path, card, parameter)
 
     @classmethod
+    def of_keras(cls, model: keras.Model, card: ModelCard | None, parameter: str = "MODEL") -> InferenceModel:
+        """A Keras model in memory (one being trained), served as a .keras file of it would be."""
+        return cls._from_keras("", card, model, parameter)
+
+    @classmethod
     def _from_saved_model(cls, path: str, card: ModelCard | None, parameter: str) -> InferenceModel:
         import tensorflow as tf
 

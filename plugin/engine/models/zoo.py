@@ -39,6 +39,7 @@ class Architecture:
     default_width: int
     patch_size: int | None = None  # the only training patch size allowed, if any
     patch_multiple: int = 1  # else: training patch sizes must be a multiple of this
+    min_segmentation_patch: int = 0  # the least label patch it learns from (smaller: little but padding inside)
 
     def patch_size_problem(self, size: int) -> str | None:
         """Why ``size`` cannot be this architecture's training patch size, or None."""
@@ -50,6 +51,17 @@ class Architecture:
                    f"use a multiple of {self.patch_multiple} (e.g. {max(1, round(size / 16)) * 16})."
         return None
 
+    def segmentation_patch_problem(self, size: int) -> str | None:
+        """Why ``size`` px patches are too small to train this architecture on label patches, or None."""
+        if size >= self.min_segmentation_patch:
+            return None
+        depth = self.patch_multiple.bit_length() - 1
+        return (f"{self.name} learns from patches of {self.min_segmentation_patch} px or more: its {depth} "
+                f"poolings leave {max(1, size // self.patch_multiple)} px of a {size} px patch at its bottom, where "
+                "its 3 x 3 convolutions see mostly padding, and Apply model serves it with far more context than it "
+                f"was trained on. Extract the patches again with PATCH_SIZE1 {self.min_segmentation_patch} and "
+                f"LABEL_PATCH_SIZE {self.min_segmentation_patch} (or more), or choose fcnn")
+
 
 ARCHITECTURES: dict[str, Architecture] = {
     # small CNN: conv 5×5, max-pool, conv 3×3, max-pool, conv 2×2, dense, softmax; trained on 16 × 16 patches
@@ -58,8 +70,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     # fully convolutional: 4 strided 3×3 convolutions, 4 transposed convolutions with additive skips, softmax
     "fcnn": Architecture("fcnn", "segmentation", 16, patch_multiple=16),
     # U-Net: 4 levels of (conv 3×3, batch norm, ReLU) × 2 with max-pooling, transposed convolutions and
-    # concatenated skips, softmax
-    "unet": Architecture("unet", "segmentation", 32, patch_multiple=16),
+    # concatenated skips, softmax; 4 poolings: at 64 px its bottom level still has 4 x 4 px
+    "unet": Architecture("unet", "segmentation", 32, patch_multiple=16, min_segmentation_patch=64),
     # 9×9 convolution, 8 residual blocks, ×2 sub-pixel upsampling stages to the dataset's scale, 9×9
     # convolution, plus the input upsampled bilinearly (global skip); LR → HR
     "sr_generator": Architecture("sr_generator", "super_resolution", 64),

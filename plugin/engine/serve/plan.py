@@ -59,7 +59,11 @@ def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[i
 
 def make_plan(params: Params, context: RunContext) -> ServingPlan:
     model = load_model(params, context.reporter)
-    sources = bind_sources(params, model)
+    return plan_for(params, model, bind_sources(params, model))
+
+
+def plan_for(params: Params, model: InferenceModel, sources: list[Source]) -> ServingPlan:
+    """The plan of serving ``model`` on ``sources`` (Apply model's, and training's served scores)."""
     outputs = choose_outputs(params, model)
     receptive, expression, factor = declared_geometry(params, model.card, outputs)
     geometry = measure_geometry(model, sources, outputs, receptive, expression, factor)

@@ -72,7 +72,8 @@ def write_training_report(folder: str, title: str, summary: list[dict], history:
             [htmlreport.table(scores_rows(scores), ["set", "samples", "overall accuracy", "kappa", "macro F1"]),
              *(htmlreport.paragraph(note) for note in notes)])))
         for name, result in scores.items():
-            sections.append((f"Accuracy on the {name} set", result.html_table()))
+            method = htmlreport.paragraph(f"Computed {result.method}.") if result.method else ""
+            sections.append((f"Accuracy on the {name} set", method + result.html_table()))
         name = next(n for n in ("validation", "test", "training") if getattr(scores, n) is not None)
         result = getattr(scores, name)
         png = os.path.join(figures, "confusion.png")

@@ -41,7 +41,8 @@ def first_output(output):
 def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: RunContext,
              card: ModelCard | None = None) -> Scores:
     """Confusion matrix of the model on every sample of ``stream`` (pixels of maps where labelled):
-    the one place that scores a set (training, validation, test). ``card``: the trained model's."""
+    the one place that scores a set (training, validation, test). With the trained model's ``card``, a
+    fully convolutional segmentation model is scored as Apply model serves it."""
     from ..evaluate.metrics import Scores
 
     count = len(classes)
@@ -53,6 +54,10 @@ def evaluate(model, stream: BatchStream, classes: Sequence[ClassLike], context: 
         predicted = np.asarray(first_output(model.predict_on_batch(batch))).argmax(-1).reshape(targets.shape)
         valid = weights > 0
         matrix += np.bincount(targets[valid] * count + predicted[valid], minlength=count * count).reshape(count, count)
+    if card is not None:
+        from .servedscores import as_served
+
+        return as_served(model, stream, classes, context, card, Scores.from_matrix(matrix, classes))
     return Scores.from_matrix(matrix, classes)
 
 
@@ -85,11 +90,14 @@ def score_sets(trained: Trained, context: RunContext) -> SetScores | None:
     scores = SetScores()
     streams = [("training", plan.train_stream, plan.classes), ("validation", plan.valid_stream, plan.classes)]
     for name, stream, classes in streams:
-        if stream is not None:
+        if stream is not None:  # the training set on its patches: serving it would map most of the scene
             setattr(scores, name, evaluate(trained.model, scoring_stream(stream, classes, settings.batch_size),
-                                           classes, context, card=plan.card))
+                                           classes, context, card=plan.card if name != "training" else None))
     if trained.test is not None:
         scores.test = evaluate(trained.model, trained.test[0], trained.test[1], context, card=plan.card)
+    if scores.training is not None and any(result.method.startswith("as Apply model") for _, result in scores.items()):
+        scores.training.method = ("on the training patches themselves, as the network was trained (serving the "
+                                  "training set would map most of the scene)")
     for name, result in scores.items():
         context.reporter.log(f"{name} set (seed {settings.seed}, weights of epoch {trained.saved_epoch}): overall "
                              f"accuracy {result.overall_accuracy:.4f}, kappa {result.kappa:.4f}, macro F1 "
