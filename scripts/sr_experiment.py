@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "degrade:lr_image": str(out / "lr.tif"), "sr_apply:sr_image": str(out / "sr.tif"),
         **{f"assess_{key}:scores": str(out / "reports" / f"{key}.csv") for key in IMAGES},
         **{f"assess_{key}:report": str(out / "reports" / f"{key}.html") for key in IMAGES},
+        "compare:comparison": str(out / "rf_compared.csv"), "compare:comparison_report": str(out / "rf_compared.html"),
     }
     timings = {}
     run_model(parameters, out / "model.log")
@@ -283,15 +284,16 @@ def main(argv: list[str] | None = None) -> int:
         fcnn_rows.append({"row": ROWS[key], "image": IMAGE_WORDS[key], "pixel": pixels[key], **read_scores(scores)})
     csv_path, html_path = write_table(fcnn_rows, COLUMNS, out, "comparison", TITLE, FCNN_TEXT)
     rf_csv, rf_html = write_table(rf_rows, COLUMNS, out, "rf_comparison", TITLE, RF_TEXT)
-    from sr_experiment_nc import significance
+    from sr_experiment_nc import question_sentences, significance
 
     def processing_run(algorithm: str, parameters: dict) -> dict:
         return run_processing(algorithm, parameters, out / "experiment.log")
 
     fcnn_tests = significance({key: out / "reports" / f"fcnn_{key}.csv" for key in IMAGES}, out,
                               "compared", processing_run)
-    rf_tests = significance({key: out / "reports" / f"{key}.csv" for key in IMAGES}, out, "rf_compared",
-                            processing_run)
+    # the model's own Compare accuracy step compared the Random Forest maps (names "a) LR image", ...)
+    rf_tests = question_sentences(out / "rf_compared_significance.csv",
+                                  {key: f"{letter}) {IMAGE_WORDS[key]}" for letter, key in zip("abcd", IMAGES)})
     print(f"\nDoes super-resolution help? ({time.monotonic() - started:.0f} s)\n\nFCNN (spatial context):\n"
           f"{text_table(fcnn_rows)}\n" + "".join(f"  {sentence}\n" for sentence in fcnn_tests)
           + f"\nper-pixel Random Forest (baseline):\n{text_table(rf_rows)}\n"

@@ -137,11 +137,17 @@ def significance(reports: dict[str, Path], out: Path, stem: str, run) -> list[st
         "REPORTS": [str(reports[key]) for key in reports], "NAMES": ";".join(NAMES[key] for key in reports),
         "OUTPUT_CSV": str(out / f"{stem}.csv"), "OUTPUT_HTML": str(out / f"{stem}.html")})
     table = result.get("SIGNIFICANCE_CSV")
-    if not table or not Path(table).exists():
+    return question_sentences(Path(table), NAMES) if table else []
+
+
+def question_sentences(table: Path, names: dict[str, str]) -> list[str]:
+    """The conclusions of Compare accuracy's significance table (``<comparison>_significance.csv``) for
+    SR vs bicubic, SR vs HR and bicubic vs LR; ``names``: image key -> the map's name in the table."""
+    if not table.exists():
         return []
     with open(table, newline="", encoding="utf-8") as stream:
         tests = {frozenset((row["first"], row["second"])): row["conclusion"] for row in csv.DictReader(stream)}
-    return [tests[pair] for pair in (frozenset((NAMES[a], NAMES[b])) for a, b in QUESTIONS) if pair in tests]
+    return [tests[pair] for pair in (frozenset((names[a], names[b])) for a, b in QUESTIONS) if pair in tests]
 
 
 def text_table(rows: list[dict], columns: list[str]) -> str:

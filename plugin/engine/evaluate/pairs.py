@@ -16,7 +16,7 @@ from ..errors import PatchFlowError
 
 SUFFIX = "_pairs.csv"
 COLUMNS = ("x", "y", "reference", "predicted")
-LIMIT = 250_000  # samples kept: beyond, no pairs file (assess at sample points for significance instead)
+LIMIT = 1_000_000  # samples kept: beyond, no pairs file (assess at sample points for significance instead)
 NO_CLASS = -1  # 'predicted' of a sample the map has no class at
 
 
