@@ -286,7 +286,7 @@ def test_extraction_errors_name_the_parameter_and_leave_nothing(run_op, gd, scen
         ({"SOURCE1": [image, bigger]}, "SOURCE1"),
         ({"SOURCE1": None}, "SOURCE1"),
         ({"SOURCE3": str(tmp_path / "nope.tif"), "PATCH_SIZE3": 4}, "SOURCE3"),
-        ({"SOURCE2": empty, "PATCH_SIZE2": 4}, "INPUT"),  # every patch touches nodata
+        ({"SOURCE2": empty, "PATCH_SIZE2": 8}, "INPUT"),  # every patch touches nodata
         ({"CLASS_FIELD": "klasse"}, "CLASS_FIELD"),
         ({"LABEL_RASTER": other_crs}, "LABEL_RASTER"),
         ({"OUTPUT": str(blocker / "set.json")}, "OUTPUT"),
@@ -415,3 +415,27 @@ def test_points_in_another_crs_are_reprojected(run_op, nc, tmp_path):
     assert geo_out["COUNT"] == native_out["COUNT"] > 0
     assert geo_patches == native_patches
     assert Counter(labels_of(geo_out["LABELS"]).tolist()) == Counter(labels_of(native_out["LABELS"]).tolist())
+
+
+@pytest.mark.parametrize("coarse_size, expected",
+                         [(4, None), (5, "PATCH_SIZE2"), (3, "PATCH_SIZE2"), (8, "PATCH_SIZE2")])
+def test_sources_must_cover_the_same_ground(run_op, nc, tmp_path, coarse_size, expected):
+    """NC Landsat-7 at 28.5 m with its x4 degradation (114 m): 16 px at 28.5 m is 456 m, which 4 px at 114 m
+    cover; 5 px (570 m: a whole coarse pixel off), 3 px or 8 px are refused, naming PATCH_SIZE2 and the sizes
+    that would match, before anything is written."""
+    image = str(nc / "landsat_multiband.tif")
+    coarse = str(tmp_path / "lr.tif")
+    gdal.Warp(coarse, image, xRes=114.0, yRes=114.0, resampleAlg="average", creationOptions=["COMPRESS=NONE"])
+    out = tmp_path / "out"
+    out.mkdir()
+    job = {"INPUT": str(nc / "landsat96_points.shp"), "SOURCE1": image, "PATCH_SIZE1": 16, "SOURCE2": coarse,
+           "PATCH_SIZE2": coarse_size, "CLASS_FIELD": "label", "OUTPUT": str(out / "d.json")}
+    if expected is None:
+        result, _ = run_op("extract_patches", **job)
+        assert result["COUNT"] > 0
+        assert patches_of(result["PATCHES2"]).shape[2:] == (4, 4)
+        return
+    error = error_of(lambda: run_op("extract_patches", **job))
+    assert error.parameter == expected
+    assert "same ground" in error.message and "PATCH_SIZE2 4" in error.message, error.message
+    assert list(out.iterdir()) == []

@@ -258,6 +258,26 @@ def check_sources(sources: list[Source]) -> None:
                 f"patch size {source.patch_size} is bigger than the raster ({source.grid.width}x"
                 f"{source.grid.height} px). Use a smaller patch size.",
                 "LABEL_PATCH_SIZE" if source.role == "label" else source.parameter.replace("SOURCE", "PATCH_SIZE"))
+        if source is not reference and source.role == "image":
+            check_footprint(reference, source)
+
+
+def check_footprint(reference: Source, source: Source) -> None:
+    """Patches of several sources cover the same ground: patch size x pixel size differ by less than one
+    pixel of the coarser source, across and down; else an error naming the patch size, with those that would."""
+    for axis, (ref_pixel, pixel) in (("across", (reference.grid.dx, source.grid.dx)),
+                                     ("down", (reference.grid.dy, source.grid.dy))):
+        ref_pixel, pixel = abs(ref_pixel), abs(pixel)
+        ground, own = reference.patch_size * ref_pixel, source.patch_size * pixel
+        if abs(own - ground) < max(ref_pixel, pixel) * (1 - 1e-9):  # less than one coarse pixel apart
+            continue
+        parameter = source.parameter.replace("SOURCE", "PATCH_SIZE")
+        first = reference.parameter.replace("SOURCE", "PATCH_SIZE")
+        raise PatchFlowError(
+            f"the patches of {source.parameter} ({source.patch_size} px of {pixel:g}) cover {own:g} map units "
+            f"{axis}, those of {reference.parameter} ({reference.patch_size} px of {ref_pixel:g}) {ground:g}: the "
+            f"sources must cover the same ground (to less than one pixel of the coarser). Use {parameter} "
+            f"{max(1, round(ground / pixel))} (or {first} {max(1, round(own / ref_pixel))}).", parameter)
 
 
 @dataclass
