@@ -110,6 +110,32 @@ def parse_inputs(text: str | None, names: list[str], dataset: PatchDataset, card
     return mapping
 
 
+def check_every_source_used(mapping: dict[str, str], dataset: PatchDataset, params: Params, card: ModelCard | None,
+                            reporter: Reporter) -> None:
+    """A model that leaves image sources of the dataset unused is refused (it would train and report as if
+    they were not there); with an explicit INPUTS the user chose it: a warning names them."""
+    images = [s["name"] for s in dataset.manifest["sources"] if s.get("role", "image") == "image"]
+    used = set(mapping.values())
+    if card is not None and card.task == SR_TASK or params.string("TARGET") in images:
+        used.add(params.string("TARGET") or "")
+    unused = [name for name in images if name not in used]
+    if not unused:
+        return
+    fed = ", ".join(f"{name} <- {source}" for name, source in mapping.items())
+    if params.string("INPUTS"):
+        reporter.warning(f"the dataset's source(s) {', '.join(unused)} feed no model input (INPUTS: {fed}): the "
+                         "model is trained without them.")
+        return
+    parameter = "MODEL" if params.string("MODEL") else "ARCHITECTURE"
+    what = "the model" if parameter == "MODEL" else f"the zoo's {params.choice('ARCHITECTURE')}"
+    raise PatchFlowError(
+        f"the dataset {dataset.path} has {len(images)} image sources ({', '.join(images)}) but {what} takes "
+        f"{len(mapping)} ({fed}): {', '.join(unused)} would be silently left out. Give a model with an input per "
+        "source, extract the dataset from the sources the model takes, or name the sources to use in INPUTS "
+        f"(e.g. {next(iter(mapping), 'x1')}={next(iter(mapping.values()), images[0])}) to train without the "
+        "others on purpose.", parameter)
+
+
 def make_feeds(model, card: ModelCard | None, mapping: dict[str, str], dataset: PatchDataset,
                normalization_mode: str) -> list[Feed]:
     bands, sizes = input_bands(model), input_sizes(model)
@@ -249,6 +275,7 @@ def plan_training(params: Params, model, card: ModelCard | None, train: PatchDat
                   settings: Settings, context_reporter) -> TrainingPlan:
     names = input_names(model)
     mapping = parse_inputs(params.string("INPUTS"), names, train, card)
+    check_every_source_used(mapping, train, params, card, context_reporter)
     feeds = make_feeds(model, card, mapping, train, params.choice("NORMALIZATION"))
     output_shape = probe_output(model, feeds)
     classes = card.classes if card is not None and card.classes else train.classes
