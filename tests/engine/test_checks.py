@@ -70,6 +70,10 @@ def data(nc, tmp_path_factory) -> dict[str, str]:
         OUTPUT=str(folder / "one.json"))
     run("extract_patches", INPUT=points, SOURCE1=[image], PATCH_SIZE1=8, CLASS_FIELD="id",
         OUTPUT=str(folder / "small.json"))
+    coarse = str(folder / "coarse.tif")  # the image x4 coarser: a second source over the same ground
+    gdal.Warp(coarse, image, xRes=114.0, yRes=114.0, resampleAlg="average")
+    run("extract_patches", INPUT=points, SOURCE1=[image], PATCH_SIZE1=16, SOURCE2=[coarse], PATCH_SIZE2=4,
+        CLASS_FIELD="id", OUTPUT=str(folder / "two.json"))
     run("create_model", ARCHITECTURE="patch_cnn", BANDS=3, PATCH_SIZE=16, N_CLASSES=7, WIDTH=2,
         OUTPUT=str(folder / "cnn3"))
     run("create_model", ARCHITECTURE="patch_cnn", DATASET=str(folder / "train.json"), WIDTH=2,
@@ -85,7 +89,7 @@ def data(nc, tmp_path_factory) -> dict[str, str]:
             "labels": str(nc / "landsat96_labelled_pixels.tif"), "band": str(nc / "lsat7_2000_10.tif"),
             "reflectance": reflectance,
             "truncated": truncate(image, folder / "truncated.tif"), **{
-                name: str(folder / f"{name}.json") for name in ("train", "valid", "one", "small", "cut")},
+                name: str(folder / f"{name}.json") for name in ("train", "valid", "one", "small", "cut", "two")},
             "cnn3": str(folder / "cnn3"), "cnn5": str(folder / "cnn5"), "rf": str(folder / "rf.joblib")}
 
 
@@ -122,6 +126,7 @@ FAST_CASES = {
     "train-truncated-patches": ("train_model", {"TRAIN": "cut"}, "TRAIN", "is truncated"),
     "train-architecture-patch-size": ("train_model", {"TRAIN": "small", "ARCHITECTURE": "fcnn"}, "TRAIN",
                                       "multiple of 16"),
+    "train-source-left-out": ("train_model", {"TRAIN": "two"}, "ARCHITECTURE", "source2 would be silently left out"),
     "train-output-under-a-file": ("train_model", {"TRAIN": "train", "OUTPUT": "@file/model"}, "OUTPUT",
                                   "cannot write"),
     "classifier-one-class": ("train_classifier", {"DATASET": "one"}, "DATASET", "holds 1 class"),

@@ -66,6 +66,13 @@ def architecture_fits(params: Params, manifest: dict) -> None:
     if architecture == SR_ARCHITECTURE or not sources or image_target(params, manifest):
         return
     source = sources[0]
+    images = [s["name"] for s in sources if s.get("role", "image") == "image"]
+    if len(images) > 1 and not params.string("INPUTS"):  # before TensorFlow; trainsetup checks any model
+        raise PatchFlowError(
+            f"the dataset has {len(images)} image sources ({', '.join(images)}) but the zoo's {architecture} takes "
+            f"1 (x1 <- {images[0]}): {', '.join(images[1:])} would be silently left out. Give a model with an input "
+            "per source, extract the dataset from the sources the model takes, or name the sources to use in INPUTS "
+            f"(e.g. x1={images[0]}) to train without the others on purpose.", "ARCHITECTURE")
     spec = InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"])
     try:
         check_build(architecture, [spec], list(manifest.get("classes") or []))
