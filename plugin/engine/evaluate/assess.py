@@ -131,12 +131,16 @@ def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Cal
         _check_cancel(cancelled)
         reference = labels.read(window)
         labelled = reference != NO_CLASS
-        if labelled.any():
-            values, valid = map_band.read(window)
-            tally.add(reference[labelled], values[labelled], valid[labelled],
-                      _centres(map_band.grid, window, labelled))
+        _tally_window(tally, map_band, window, reference, labelled)
         reporter.progress(100.0 * (index + 1) / len(windows))
     return tally
+
+
+def _tally_window(tally: Tally, map_band, window, reference: np.ndarray, labelled: np.ndarray) -> None:
+    """Count the labelled pixels of one window against the map (with their centres, for the pairs)."""
+    if labelled.any():
+        values, valid = map_band.read(window)
+        tally.add(reference[labelled], values[labelled], valid[labelled], _centres(map_band.grid, window, labelled))
 
 
 # ---- label raster ---------------------------------------------------------------------------
@@ -200,10 +204,7 @@ def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float],
             labelled &= ~nodata_mask(raw, value)
         reference, ref_valid = classes_and_mask(raw, None)
         labelled &= ref_valid
-        if labelled.any():
-            values, valid = map_band.read(window)
-            tally.add(reference[labelled], values[labelled], valid[labelled],
-                      _centres(map_band.grid, window, labelled))
+        _tally_window(tally, map_band, window, reference, labelled)
         reporter.progress(100.0 * (index + 1) / len(windows))
     return tally
 
