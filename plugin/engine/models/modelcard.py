@@ -66,11 +66,15 @@ class InputSpec:
     patch_size: int  # receptive field of this input at training time (pixels)
     source: str = "source1"  # the dataset source feeding it
     normalization: Normalization = field(default_factory=Normalization)
+    # the source's ground pixel size (|dx|, map units) at training, from the dataset manifest: with several
+    # inputs, the ratio to the first input's says at which resolution each source is served (None: unknown)
+    pixel_size: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> InputSpec:
+        size = data.get("pixel_size")
         return cls(data["name"], int(data["bands"]), int(data["patch_size"]), data.get("source", "source1"),
-                   Normalization(**data.get("normalization", {})))
+                   Normalization(**data.get("normalization", {})), None if size is None else float(size))
 
 
 @dataclass
