@@ -246,7 +246,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("INPUT", "vector", "Patch centres (points)", layers=("point",)),
         *(p for index in (1, 2, 3) for p in (
             _sources(index, f"Source {index}: raster(s), stacked" + ("" if index == 1 else " (optional)"), index > 1),
-            Param(f"PATCH_SIZE{index}", "integer", f"Source {index}: patch size (pixels)",
+            Param(f"PATCH_SIZE{index}", "integer", f"Source {index}: patch size (pixels" +
+                  ("" if index == 1 else "; default: source 1's footprint") + ")",
                   16 if index == 1 else None, optional=index > 1, minimum=1))),
         Param("CLASS_FIELD", "field", "Class field (writes the labels image)", optional=True, parent="INPUT"),
         Param("LABEL_RASTER", "raster", "Label raster, extracted as an extra source (segmentation)", optional=True),

@@ -418,18 +418,20 @@ def test_points_in_another_crs_are_reprojected(run_op, nc, tmp_path):
 
 
 @pytest.mark.parametrize("coarse_size, expected",
-                         [(4, None), (5, "PATCH_SIZE2"), (3, "PATCH_SIZE2"), (8, "PATCH_SIZE2")])
+                         [(4, None), (None, None), (5, "PATCH_SIZE2"), (3, "PATCH_SIZE2"), (8, "PATCH_SIZE2")])
 def test_sources_must_cover_the_same_ground(run_op, nc, tmp_path, coarse_size, expected):
     """NC Landsat-7 at 28.5 m with its x4 degradation (114 m): 16 px at 28.5 m is 456 m, which 4 px at 114 m
-    cover; 5 px (570 m: a whole coarse pixel off), 3 px or 8 px are refused, naming PATCH_SIZE2 and the sizes
-    that would match, before anything is written."""
+    cover (and are PATCH_SIZE2's default: source 1's footprint); 5 px (570 m: a whole coarse pixel off), 3 px or
+    8 px are refused, naming PATCH_SIZE2 and the sizes that would match, before anything is written."""
     image = str(nc / "landsat_multiband.tif")
     coarse = str(tmp_path / "lr.tif")
     gdal.Warp(coarse, image, xRes=114.0, yRes=114.0, resampleAlg="average", creationOptions=["COMPRESS=NONE"])
     out = tmp_path / "out"
     out.mkdir()
     job = {"INPUT": str(nc / "landsat96_points.shp"), "SOURCE1": image, "PATCH_SIZE1": 16, "SOURCE2": coarse,
-           "PATCH_SIZE2": coarse_size, "CLASS_FIELD": "label", "OUTPUT": str(out / "d.json")}
+           "CLASS_FIELD": "label", "OUTPUT": str(out / "d.json")}
+    if coarse_size is not None:
+        job["PATCH_SIZE2"] = coarse_size
     if expected is None:
         result, _ = run_op("extract_patches", **job)
         assert result["COUNT"] > 0

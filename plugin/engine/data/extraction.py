@@ -28,6 +28,9 @@ def _sources_from(params: Params) -> list[Source]:
         if paths:
             stack = RasterStack(paths, f"SOURCE{index}")
             size = params.integer(f"PATCH_SIZE{index}")
+            if size is None and sources:  # the patch covering source 1's ground, at this source's pixel size
+                reference = sources[0]
+                size = max(1, round(reference.patch_size * abs(reference.grid.dx) / abs(stack.grid.dx)))
             if size is None:
                 raise PatchFlowError(f"a patch size is required for SOURCE{index}.", f"PATCH_SIZE{index}")
             sources.append(Source(f"source{index}", f"SOURCE{index}", stack, size))
