@@ -417,7 +417,10 @@ def bench_training(workdir: Path) -> dict:
 # ---- serving throughput and memory (section 4) ----------------------------------------------
 
 # Zoo models, untrained (seeded weights; they do not change the speed): (training patch size, classes).
-SERVING_MODELS = {"fcnn": (64, 5), "patch_cnn": (16, 5)}
+SERVING_MODELS = {"fcnn": (64, 5), "patch_cnn": (16, 5), "fusion_unet": (64, 5)}
+# Two-source models: a second source over the same ground, this many times coarser (source 2 of the
+# fusion U-Net: the window averaged 4x, 40 m pixels, 16 px patches), upsampled inside the network
+TWO_SOURCES = {"fusion_unet": 4}
 SERVING_SIZE = 4096  # the window timed, over the image's top-left corner
 SERVING_RSS_SIZES = (4096, 8192)  # 4x apart in pixels; the smaller one already has several blocks in flight
 SERVING_PATCH_SIZE = 1024  # the window of the patch-mode row (informative only)
@@ -436,9 +439,16 @@ def serving_model_path(model: str) -> Path:
     return CACHE / f"serving_{model}_{DATA_VERSION}"
 
 
+def serving_coarse_path(size: int, ratio: int) -> Path:
+    return CACHE / f"serving_{size}_coarse{ratio}_{DATA_VERSION}.tif"
+
+
 def serving_params(model: str, size: int, output: str, mode: str = "fully_convolutional") -> dict:
-    return {"MODEL": str(serving_model_path(model)), "SOURCE1": [str(serving_window_path(size))], "MODE": mode,
-            "OUTPUT": output}
+    params = {"MODEL": str(serving_model_path(model)), "SOURCE1": [str(serving_window_path(size))], "MODE": mode,
+              "OUTPUT": output}
+    if model in TWO_SOURCES:
+        params["SOURCE2"] = [str(serving_coarse_path(size, TWO_SOURCES[model]))]
+    return params
 
 
 def cpu_seconds() -> float:
@@ -466,6 +476,15 @@ def child_serving_data(workdir: str) -> dict:  # noqa: ARG001
             gdal.Translate(str(partial), str(raster_path()), format="VRT", srcWin=[0, 0, size, size])
             os.replace(partial, path)
             made.append(f"{size}x{size} window (VRT): {path.relative_to(ROOT)}")
+        for ratio in sorted(set(TWO_SOURCES.values())):
+            coarse = serving_coarse_path(size, ratio)
+            if not coarse.exists():
+                partial = coarse.with_suffix(".partial.tif")
+                gdal.Translate(str(partial), str(path), width=size // ratio, height=size // ratio,
+                               resampleAlg="average", creationOptions=["TILED=YES", "COMPRESS=DEFLATE"])
+                os.replace(partial, coarse)
+                made.append(f"{size // ratio}x{size // ratio} second source ({ratio}x coarser): "
+                            f"{coarse.relative_to(ROOT)}")
     stats = None
     for model, (patch, n_classes) in SERVING_MODELS.items():
         final = serving_model_path(model)
@@ -476,8 +495,12 @@ def child_serving_data(workdir: str) -> dict:  # noqa: ARG001
             stats = [window.GetRasterBand(b + 1).ComputeStatistics(True) for b in range(window.RasterCount)]
         normalization = Normalization("standard", [s[2] for s in stats], [s[3] for s in stats])
         classes = [{"id": c.id, "name": c.name, "color": c.color} for c in complete(list(range(1, n_classes + 1)), {})]
-        network, card = build_model(model, [InputSpec("source1", len(stats), patch, "source1", normalization)],
-                                    classes, seed=0)
+        inputs = [InputSpec("x1" if model in TWO_SOURCES else "source1", len(stats), patch, "source1", normalization,
+                            PIXEL)]
+        if model in TWO_SOURCES:  # the coarse source: the same bands averaged, so the same statistics
+            ratio = TWO_SOURCES[model]
+            inputs.append(InputSpec("x2", len(stats), patch // ratio, "source2", normalization, PIXEL * ratio))
+        network, card = build_model(model, inputs, classes, seed=0)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         export_model(network, card, str(partial))
@@ -783,7 +806,8 @@ def section_training(workdir: Path) -> list[tuple[str, str]]:
 
 def section_serving(workdir: Path) -> list[tuple[str, str]]:
     small, large = SERVING_RSS_SIZES
-    models = ", ".join(SERVING_MODELS)
+    models = ", ".join(f"{m} (+ a second source {TWO_SOURCES[m]}x coarser)" if m in TWO_SOURCES else m
+                       for m in SERVING_MODELS)
     print(f"\n4. serving: apply_model (MODE fully_convolutional, the engine's default tiles and margins) on a\n"
           f"   {SERVING_SIZE}x{SERVING_SIZE} window of the {RASTER_BANDS}-band Int16 image, zoo models {models} "
           "(untrained,\n   seeded); against the same tiles through the model alone (compute bound) and through "
