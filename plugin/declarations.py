@@ -388,6 +388,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     )),
     Operation("classify", (
         Param("INPUT", "rasters", "Raster(s) to classify, stacked", layers=("raster",)),
+        *(Param(f"INPUT{index}", "rasters", f"{which} source (multi-source model): raster(s), stacked", optional=True,
+                layers=("raster",)) for index, which in ((2, "Second"), (3, "Third"))),
         Param("CLASSIFIER", "file", "Classifier (.skops, its .json beside it)",
               file_filter="Classifier files (*.skops);;Legacy pickle classifiers, need TRUST_MODEL (*.joblib *.pkl)"),
         Param("OUTPUT", "raster_destination", "Class map", style="STYLE"),

@@ -24,6 +24,7 @@ ENGINE = ROOT / "plugin" / "engine"
 MODULE_OPERATIONS = {
     "evaluate.assess": ("assess_accuracy",), "evaluate.compare": ("compare_accuracy",),
     "classify.deepfeatures": ("classify",), "classify.trainclassifier": ("train_classifier",),
+    "classify.multisource": ("classify",),
     "data.manifest": ("describe_patches",), "data.extraction": ("extract_patches",),
     "data.polygonlabels": ("extract_patches",),
     "evaluate.quality": ("assess_image_quality",), "data.sampling": ("sample_label_raster", "sample_vector"),

@@ -29,6 +29,7 @@ from .modelchecks import (
     card_against_dataset,
     card_of,
     classifier_description,
+    classifier_sources,
     input_against_classifier,
     model_folder,
     outputs_in_card,
@@ -50,7 +51,7 @@ from .writability import check_writable, writable
 __all__ = [
     "IMAGE_LOSSES", "SAMPLED_BANDS", "SAMPLED_BLOCKS", "architecture_fits", "card_against_dataset", "card_of",
     "check_writable", "class_counts", "class_names", "classes_missing_from_reference", "classes_missing_from_sets",
-    "classifier_description", "classifier_training", "dataset", "extent_overlaps", "image_target",
+    "classifier_description", "classifier_sources", "classifier_training", "dataset", "extent_overlaps", "image_target",
     "input_against_classifier", "integer_valued", "missing_classes", "model_folder", "outputs_in_card",
     "raster_paths", "rasters", "readable_raster", "resume", "sources_against_card", "stacked_bands", "training",
     "two_classes", "writable",

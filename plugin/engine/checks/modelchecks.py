@@ -118,6 +118,130 @@ def input_against_classifier(params: Params, description: dict | None) -> None:
         names = ", ".join(description.get("band_descriptions") or [])
         raise PatchFlowError(f"the classifier was trained on {bands} bands ({names}) but the input has {have}. Give "
                              "the same bands, stacked in the same order.", "INPUT")
+    sources_against_classifier(params, description)
+
+
+EXTRA_INPUTS = ("INPUT2", "INPUT3")  # Classify's sources 2 and 3 (classify/multisource.py)
+
+
+def _source_label(entry: dict) -> str:
+    size = entry.get("pixel_size")
+    pixel = f" at {abs(float(size[0])):g}" if isinstance(size, list) and size and size[0] else ""
+    return f"'{entry['name']}' ({entry['bands']} bands{pixel}, {entry['patch_size']} px patches)"
+
+
+def sources_against_classifier(params: Params, description: dict) -> None:
+    """Classify with a multi-source classifier: INPUT2, INPUT3 given for its other sources, each with
+    their bands, INPUT's CRS, overlapping INPUT, at the pixel-size ratio to INPUT its training had."""
+    from osgeo import gdal
+
+    from ..geodata.raster import Grid
+
+    sources = description.get("sources") or []
+    if len(sources) > 1 + len(EXTRA_INPUTS):
+        raise PatchFlowError(f"the classifier reads {len(sources)} sources; Classify takes {1 + len(EXTRA_INPUTS)} "
+                             "at most (INPUT, " + ", ".join(EXTRA_INPUTS) + ").", "CLASSIFIER")
+    for index, parameter in enumerate(EXTRA_INPUTS, start=1):
+        if raster_paths(params, parameter) and index >= len(sources):
+            raise PatchFlowError(f"the classifier reads {max(1, len(sources))} source(s) "
+                                 f"({', '.join(_source_label(s) for s in sources) or 'INPUT'}): {parameter} is not "
+                                 f"used. Clear {parameter}, or use a classifier trained on a multi-source model.",
+                                 parameter)
+    paths = raster_paths(params, "INPUT")
+    if len(sources) < 2 or not paths:
+        return
+    reference = Grid.of(gdal.Open(paths[0]), "INPUT")
+    for parameter, entry in zip(EXTRA_INPUTS, sources[1:]):
+        given = raster_paths(params, parameter)
+        label = _source_label(entry)
+        if not given:
+            listed = ", ".join(map(_source_label, sources))
+            raise PatchFlowError(f"the classifier reads {len(sources)} sources ({listed}): give source {label} as "
+                                 f"{parameter} (the rasters it was extracted from, or the same bands over this "
+                                 "scene).", parameter)
+        have = stacked_bands(given)
+        if have != int(entry["bands"]):
+            names = ", ".join(entry.get("band_descriptions") or [])
+            raise PatchFlowError(f"the classifier's source {label} has {entry['bands']} bands ({names}) but "
+                                 f"{parameter} has {have}. Give the same bands, stacked in the same order.", parameter)
+        grid = Grid.of(gdal.Open(given[0]), parameter)
+        _same_ground(reference, grid, parameter)
+        _pixel_ratio(reference, grid, sources[0], entry, parameter)
+
+
+def _same_ground(reference, grid, parameter: str) -> None:
+    from ..geodata.raster import crs_label
+
+    if not reference.same_crs_as(grid):
+        raise PatchFlowError(f"{parameter} is in {crs_label(grid.crs_wkt)} but INPUT is in "
+                             f"{crs_label(reference.crs_wkt)}. Reproject it to INPUT's CRS first (gdalwarp -t_srs).",
+                             parameter)
+    ax0, ay0, ax1, ay1 = reference.extent
+    bx0, by0, bx1, by1 = grid.extent
+    if bx1 <= ax0 or bx0 >= ax1 or by1 <= ay0 or by0 >= ay1:
+        raise PatchFlowError(f"{parameter} ({bx0:g},{bx1:g},{by0:g},{by1:g}) does not overlap INPUT ({ax0:g},{ax1:g},"
+                             f"{ay0:g},{ay1:g}). Give the rasters of the same scene.", parameter)
+
+
+def _pixel_ratio(reference, grid, first: dict, entry: dict, parameter: str) -> None:
+    """INPUT_i's pixel size / INPUT's within 1 % of the training sources' (the dataset's, else the card's)."""
+    def size(source: dict, axis: int) -> float | None:
+        value = source.get("pixel_size")
+        if isinstance(value, list) and len(value) > axis and value[axis]:
+            return abs(float(value[axis]))
+        card = source.get("model_pixel_size")
+        return abs(float(card)) if card else None
+
+    for axis, (ref_pixel, pixel) in enumerate(((reference.dx, grid.dx), (reference.dy, grid.dy))):
+        trained_first, trained = size(first, axis), size(entry, axis)
+        if not trained_first or not trained:
+            return  # unknown at training (patches-images made elsewhere)
+        expected, have = trained / trained_first, abs(pixel) / abs(ref_pixel)
+        if abs(have / expected - 1) > 0.01:
+            raise PatchFlowError(
+                f"{parameter}'s pixels are {abs(pixel):g} map units, {have:g} x INPUT's ({abs(ref_pixel):g}), but the "
+                f"classifier's source '{entry['name']}' was {expected:g} x its first source's ({trained:g} to "
+                f"{trained_first:g}). Resample {parameter} to {expected * abs(ref_pixel):g} (gdalwarp -tr), or give "
+                "INPUT at the resolution it had.", parameter)
+
+
+def inputs_against_dataset(inputs: list[tuple[str, str, int, int]], manifest: dict, path: str | None,
+                           parameter: str) -> None:
+    """Each (model input, source, bands, patch size) of a multi-input model has its source in the
+    dataset, with its bands and patches as large: a missing source names ``parameter``, bands or a
+    patch size the model cannot take name MODEL for DATASET (the model does not fit it), else ``parameter``."""
+    sources = {s["name"]: s for s in manifest.get("sources") or [] if s.get("role", "image") == "image"}
+    blame = "MODEL" if parameter == "DATASET" else parameter
+    for name, source, bands, patch_size in inputs:
+        entry = sources.get(source)
+        if entry is None:
+            raise PatchFlowError(f"the model's input '{name}' is fed the source '{source}' (its card) but {path} has "
+                                 f"no such image source (it has: {', '.join(sources)}). Extract the patches with that "
+                                 f"source too ({bands} bands, {patch_size} px patches), or choose a model made for "
+                                 "this dataset.", parameter)
+        have, size = len(entry["bands"]), int(entry["patch_size"])
+        if have != bands:
+            raise PatchFlowError(f"the model input '{name}' takes {bands} bands (its card) but the source '{source}' "
+                                 f"of {path} has {have}. Use a dataset extracted from the bands the model was made "
+                                 "for.", blame)
+        if patch_size > size:
+            raise PatchFlowError(f"the model input '{name}' takes {patch_size} px patches of '{source}' (its card) but "
+                                 f"{path} has {size} px ones. Extract them with {patch_size} px or more.", blame)
+
+
+def classifier_sources(params: Params) -> None:
+    """train_classifier with a multi-input model: DATASET, VALID and TEST feed each of its inputs."""
+    from ..data.manifest import load_manifest
+
+    model = params.values.get("MODEL") or None
+    card = card_of(model) if model else None
+    if card is None or len(card.inputs) < 2:
+        return
+    inputs = [(spec.name, spec.source, spec.bands, spec.patch_size) for spec in card.inputs]
+    for key in ("DATASET", "VALID", "TEST"):
+        path = params.values.get(key) or None
+        if path and not str(path).lower().endswith((".tif", ".tiff")):
+            inputs_against_dataset(inputs, load_manifest(str(path), key), str(path), key)
 
 
 def outputs_in_card(path: str | None, card, names: list[str], parameter: str) -> None:

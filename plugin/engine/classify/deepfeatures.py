@@ -9,7 +9,7 @@ the training (trainclassifier.py) have their own modules; their names used from 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -22,6 +22,7 @@ from ..report.rasterstyle import set_class_table, sidecar_path, write_class_qml
 from .classifierfile import SKOPS_TYPES, is_skops, load_classifier, load_estimator
 from .features import DEEP, PIXELS, FeatureExtractor, deep_extractor, reload_extractor
 from .labelled import dataset_features, load_dataset
+from .multisource import BlockPatches, extra_sources
 from .trainclassifier import CLASSIFIERS
 
 __all__ = [  # run_classify, and the names of the other modules used from here
@@ -65,10 +66,11 @@ def padded_block(stack: RasterStack, window: tuple[int, int, int, int], patch_si
 
 
 def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureExtractor, classifier,
-                   with_confidence: bool,
-                   cancelled: Callable[[], bool] = lambda: False) -> tuple[np.ndarray, np.ndarray | None]:
+                   with_confidence: bool, cancelled: Callable[[], bool] = lambda: False,
+                   others: Sequence[BlockPatches] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """Classes (and max probabilities) of the valid pixels of a block: ``values`` is the padded block
-    (bands, rows + p - 1, cols + p - 1), ``invalid`` the (rows, cols) pixels to skip."""
+    (bands, rows + p - 1, cols + p - 1), ``invalid`` the (rows, cols) pixels to skip, ``others`` the
+    other sources' patches of a multi-input model (multisource.py)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     p = extractor.patch_size
@@ -83,7 +85,7 @@ def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureEx
             raise Cancelled()
         index = flat[start:start + step]
         patches = windows[:, index // cols, index % cols].transpose(1, 2, 3, 0)  # (n, p, p, bands)
-        features = extractor.from_patches(patches)
+        features = extractor.from_patches(patches, [other.patches(index) for other in others])
         if with_confidence:
             probabilities = classifier.predict_proba(features)
             classes.append(np.asarray(classifier.classes_)[probabilities.argmax(axis=1)])
@@ -100,7 +102,7 @@ def run_classify(params: Params, context: RunContext) -> dict:
     from .. import checks
 
     checks.writable(params, "OUTPUT", "OUTPUT_CONFIDENCE")
-    checks.rasters(params, "INPUT", reporter=context.reporter)
+    checks.rasters(params, "INPUT", "INPUT2", "INPUT3", reporter=context.reporter)
     checks.input_against_classifier(params, checks.classifier_description(params.values.get("CLASSIFIER")))
     classifier_path = params.string("CLASSIFIER")
     trusted = params.boolean("TRUST_MODEL")
@@ -114,6 +116,7 @@ def run_classify(params: Params, context: RunContext) -> dict:
         raise PatchFlowError(f"the classifier was trained on {bands} bands ({names}) but the input has "
                              f"{stack.band_count}. Give the same bands, stacked in the same order.", "INPUT")
     extractor = reload_extractor(description, "CLASSIFIER", trusted, context.reporter)
+    extras = extra_sources(params, description, extractor)  # INPUT2, INPUT3 of a multi-input model
     if min(stack.grid.width, stack.grid.height) < 2 and extractor.patch_size > 1:
         raise PatchFlowError("the input is less than 2 pixels wide or high; patches cannot be mirrored at its "
                              "edges.", "INPUT")
@@ -133,6 +136,7 @@ def run_classify(params: Params, context: RunContext) -> dict:
     p = extractor.patch_size
     counts = np.zeros(len(classes), dtype=np.int64)
     ids = np.asarray([c["id"] for c in classes])
+    uncovered = 0  # INPUT's pixels that INPUT2 / INPUT3 do not feed (centre outside them, or nodata)
     for done, window in enumerate(windows):
         if context.cancelled():
             raise Cancelled()
@@ -142,8 +146,12 @@ def run_classify(params: Params, context: RunContext) -> dict:
         invalid = missing[p // 2:p // 2 + height, p // 2:p // 2 + width]
         if missing.any() and p > 1:
             values = np.where(missing[np.newaxis], fill[:, None, None], values.astype(np.float32))
+        others = [extra.block(stack, window) for extra in extras]
+        for other in others:
+            uncovered += int((other.invalid & ~invalid).sum())
+            invalid = invalid | other.invalid
         labels, confidence = classify_block(values, invalid, extractor, classifier, confidence_ds is not None,
-                                            context.cancelled)
+                                            context.cancelled, others)
         class_block = np.full((height, width), nodata, dtype=dtype)
         class_block[~invalid] = labels
         class_ds.GetRasterBand(1).WriteArray(class_block, xoff, yoff)
@@ -158,6 +166,10 @@ def run_classify(params: Params, context: RunContext) -> dict:
     confidence_ds = None
     write_class_qml(staged_qml, classes)
     total = int(counts.sum())
+    if uncovered:
+        names = ", ".join(extra.parameter for extra in extras)
+        context.reporter.warning(f"{uncovered} pixels of INPUT are left nodata: {names} has no data under them "
+                                 "(they lie outside it, or on its nodata).")
     for info, count in zip(classes, counts):
         context.reporter.log(f"{info['id']} {info['name']}: {int(count)} px ({100.0 * count / max(1, total):.1f} %)")
     context.reporter.progress(100)

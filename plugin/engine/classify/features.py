@@ -10,6 +10,7 @@ network goes through the model gate (``modelsafety.open_model``) when it is load
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +22,26 @@ from ..models.modelcard import Normalization, load_card
 from ..reporting import Reporter
 
 PIXELS, DEEP, CONTEXT = "pixels", "deep_features", "pixels_neighbourhood"
+
+
+@dataclass
+class ModelInput:
+    """One input of a model: its name, the dataset source feeding it, its bands, patch size (at its
+    own resolution), normalisation and ground pixel size (its card's)."""
+
+    name: str
+    source: str
+    bands: int
+    patch_size: int
+    normalization: Normalization = field(default_factory=Normalization)
+    pixel_size: float | None = None
+
+    def fill_value(self) -> np.ndarray:
+        """What this source's nodata pixels become (its band means, as for the first input)."""
+        norm = self.normalization
+        if norm.kind == "standard" and norm.mean:
+            return np.asarray(norm.mean, dtype=np.float32)
+        return np.zeros(self.bands, dtype=np.float32)
 
 
 @dataclass
@@ -41,12 +62,22 @@ class FeatureExtractor:
     card_summary: dict | None = None
     model: Any = None
     nodata: tuple[float | None, ...] = ()
+    pixel_size: float | None = None  # the first input's (its card's)
+    extra: tuple[ModelInput, ...] = ()  # a multi-input model's other inputs, in the dataset's source order
 
-    def from_dataset_patches(self, patches: np.ndarray) -> np.ndarray:
+    @property
+    def inputs(self) -> list[ModelInput]:
+        """Every model input, the first (fed by source ``source``, Classify's INPUT) first."""
+        first = ModelInput(self.input_name or "", self.source, self.bands, self.patch_size, self.normalization,
+                           self.pixel_size)
+        return [first, *self.extra]
+
+    def from_dataset_patches(self, patches: np.ndarray, extra: Sequence[np.ndarray] = ()) -> np.ndarray:
         """Features of dataset patches (n, P, P, bands), P >= patch_size: the model sees the centred
-        sub-patch (same centre pixel P // 2)."""
-        offset = patches.shape[1] // 2 - self.patch_size // 2
-        patches = patches[:, offset:offset + self.patch_size, offset:offset + self.patch_size, :]
+        sub-patch (same centre pixel P // 2); ``extra``: the other inputs' patches, cropped alike."""
+        patches = centred(patches, self.patch_size)
+        if self.extra:
+            return self.from_patches(patches, [centred(p, spec.patch_size) for p, spec in zip(extra, self.extra)])
         if self.kind == CONTEXT:  # nodata pixels become NaN, as Classify fills them (fill_value)
             missing = np.zeros(patches.shape[:3], dtype=bool)
             for index, nodata in enumerate(self.nodata):
@@ -57,12 +88,14 @@ class FeatureExtractor:
                 patches = np.where(missing[..., None], np.float32(np.nan), patches.astype(np.float32))
         return self.from_patches(patches)
 
-    def from_patches(self, patches: np.ndarray) -> np.ndarray:
+    def from_patches(self, patches: np.ndarray, extra: Sequence[np.ndarray] = ()) -> np.ndarray:
+        """Features of (n, p, p, bands) patches; ``extra``: each other input's (n, p_i, p_i, bands_i)."""
         if self.kind == PIXELS:
             return patches[:, 0, 0, :].astype(np.float32)
         if self.kind == CONTEXT:
             return neighbourhood_features(patches)
         inputs = {self.input_name: self.normalization.apply(patches)}
+        inputs.update({spec.name: spec.normalization.apply(values) for spec, values in zip(self.extra, extra)})
         values = self.model.predict(inputs, outputs=[self.feature_output])[self.feature_output]
         values = np.asarray(values)
         if values.ndim == 4:  # spatial output (n, h, w, F): the centre position
@@ -84,6 +117,12 @@ class FeatureExtractor:
                 "feature_output": self.feature_output, "input_name": self.input_name, "source": self.source,
                 "bands": self.bands, "patch_size": self.patch_size, "normalization": asdict(self.normalization),
                 **({"neighbourhood": self.patch_size, "nodata": list(self.nodata)} if self.kind == CONTEXT else {})}
+
+
+def centred(patches: np.ndarray, size: int) -> np.ndarray:
+    """The centred size x size sub-patches of (n, P, P, bands) patches (same centre pixel P // 2)."""
+    offset = patches.shape[1] // 2 - size // 2
+    return patches[:, offset:offset + size, offset:offset + size, :]
 
 
 def neighbourhood_features(patches: np.ndarray) -> np.ndarray:
@@ -133,8 +172,10 @@ def card_summary(card) -> dict | None:
 
 
 def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL", trusted: bool = False,
-                   reporter: Reporter | None = None) -> FeatureExtractor:
-    """Load the model (through the safety gate) and check it has one input and the feature output."""
+                   reporter: Reporter | None = None, source_order: Sequence[str] | None = None) -> FeatureExtractor:
+    """Load the model (through the safety gate) and check it has the feature output and a card. A
+    model with several inputs: each is fed the source its card names, the first in ``source_order``
+    (the dataset's sources) first: that one is Classify's INPUT, the others INPUT2, INPUT3."""
     from ..models.modelio import InferenceModel
 
     path = os.path.abspath(model_folder(model_path))
@@ -146,16 +187,28 @@ def deep_extractor(model_path: str, feature_output: str, parameter: str = "MODEL
     if feature_output not in model.output_names:
         raise PatchFlowError(f"the model has no output '{feature_output}'; its outputs are: "
                              f"{', '.join(model.output_names)}. Set FEATURE_OUTPUT to one of them.", "FEATURE_OUTPUT")
-    if len(model.input_names) != 1:
-        raise PatchFlowError(f"the model has {len(model.input_names)} inputs ({', '.join(model.input_names)}); "
-                             "deep-feature classification takes models with one input.", parameter)
     if card is None:
         raise PatchFlowError(f"{path} has no PatchFlow model card (patchflow_card.json / <stem>.card.json), so its "
                              "bands, patch size and normalisation are unknown. Use a model written by PatchFlow.",
                              parameter)
-    spec = card.inputs[0] if len(card.inputs) == 1 else card.input(model.input_names[0])
-    return FeatureExtractor(DEEP, spec.bands, spec.patch_size, spec.source, path, feature_output,
-                            model.input_names[0], spec.normalization, card_summary(card), model)
+    if len(model.input_names) == 1:
+        specs = [card.inputs[0] if len(card.inputs) == 1 else card.input(model.input_names[0])]
+        names = list(model.input_names)
+    else:
+        unknown = [name for name in model.input_names if name not in {spec.name for spec in card.inputs}]
+        if unknown:
+            raise PatchFlowError(f"the model's inputs {', '.join(unknown)} are not in its card (inputs: "
+                                 f"{', '.join(spec.name for spec in card.inputs)}). Use a model written by PatchFlow.",
+                                 parameter)
+        specs = [card.input(name) for name in model.input_names]
+        order = list(source_order or [])
+        specs.sort(key=lambda spec: order.index(spec.source) if spec.source in order else len(order))
+        names = [spec.name for spec in specs]
+    first, *others = specs
+    extra = tuple(ModelInput(spec.name, spec.source, spec.bands, spec.patch_size, spec.normalization,
+                             spec.pixel_size) for spec in others)
+    return FeatureExtractor(DEEP, first.bands, first.patch_size, first.source, path, feature_output, names[0],
+                            first.normalization, card_summary(card), model, pixel_size=first.pixel_size, extra=extra)
 
 
 def reload_extractor(description: dict, parameter: str = "CLASSIFIER", trusted: bool = False,
@@ -171,11 +224,18 @@ def reload_extractor(description: dict, parameter: str = "CLASSIFIER", trusted: 
         raise PatchFlowError(f"the classifier's model {model_path} is gone. Put it back, or train the classifier "
                              "again.", parameter)
     try:
-        extractor = deep_extractor(model_path, description["feature_output"], parameter, trusted, reporter)
+        extractor = deep_extractor(model_path, description["feature_output"], parameter, trusted, reporter,
+                                   [s["name"] for s in description.get("sources") or []])
     except PatchFlowError as exc:
         if exc.parameter != parameter:
             raise
         raise PatchFlowError(f"the classifier's network: {exc.message}", parameter) from None
+    sources = description.get("sources") or [description]
+    if [(spec.source, spec.bands, spec.patch_size) for spec in extractor.inputs][1:] != [
+            (s["name"], int(s["bands"]), int(s["patch_size"])) for s in sources[1:]]:
+        raise PatchFlowError(f"the model {model_path} changed since the classifier was trained (its inputs now take "
+                             + ", ".join(f"{spec.source}: {spec.patch_size} px patches of {spec.bands} bands"
+                                         for spec in extractor.inputs) + "). Train the classifier again.", parameter)
     if (extractor.bands, extractor.patch_size) != (int(description["bands"]), int(description["patch_size"])):
         raise PatchFlowError(f"the model {model_path} changed since the classifier was trained (it now takes "
                              f"{extractor.patch_size} px patches of {extractor.bands} bands). Train the classifier "

@@ -7,7 +7,7 @@ patches, read in chunks of about ``CHUNK_BYTES``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class LabelledPatches:
     source: dict
     labels: np.ndarray
     classes: list[dict]
+    extra_sources: list[dict] = field(default_factory=list)  # a multi-input model's other sources (multisource.py)
 
     @property
     def bands(self) -> int:
@@ -114,13 +115,19 @@ def dataset_features(dataset: LabelledPatches, extractor: FeatureExtractor, repo
                      cancelled: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Features (n, F) of every patch of the dataset, read in chunks of about CHUNK_BYTES."""
     image = PatchesImage(dataset.source["patches"], dataset.patch_size, dataset.parameter)
-    per_patch = image.patch_size * image.patch_size * image.bands * image.dtype.itemsize
+    others = [PatchesImage(s["patches"], int(s["patch_size"]), dataset.parameter) for s in dataset.extra_sources]
+    for source, other in zip(dataset.extra_sources, others):
+        if len(other) != len(image):
+            raise PatchFlowError(f"{other.path} (source '{source['name']}') holds {len(other)} patches but "
+                                 f"{image.path} {len(image)}. Extract the dataset again.", dataset.parameter)
+    per_patch = sum(i.patch_size * i.patch_size * i.bands * i.dtype.itemsize for i in [image, *others])
     step = max(1, CHUNK_BYTES // per_patch)
     parts = []
     for start in range(0, len(image), step):
         if cancelled():
             raise Cancelled()
-        parts.append(extractor.from_dataset_patches(image.read(start, start + step)))
+        parts.append(extractor.from_dataset_patches(image.read(start, start + step),
+                                                    [other.read(start, start + step) for other in others]))
         reporter.progress(100.0 * min(len(image), start + step) / max(1, len(image)))
-    del image
+    del image, others
     return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)

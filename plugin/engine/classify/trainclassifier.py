@@ -22,6 +22,7 @@ from ..reporting import Reporter
 from .classifierfile import EXTENSION, FORMAT, LEGACY_EXTENSIONS, VERSION
 from .features import PIXELS, deep_extractor, pixel_extractor
 from .labelled import check_compatible, check_validation, dataset_features, load_dataset
+from .multisource import attach_sources, describe_sources, resolution_warning, source_order, unused_sources
 
 if TYPE_CHECKING:
     from ..evaluate.metrics import Scores
@@ -74,6 +75,7 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
     from .. import checks
 
     checks.classifier_training(params)
+    checks.classifier_sources(params)
 
     import skops.io
 
@@ -93,19 +95,24 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
         raise PatchFlowError("FEATURES chooses the features of a classifier without a model; with a MODEL they are "
                              "its feature output. Set FEATURES to 'pixel values', or clear MODEL.", "FEATURES")
     trusted = params.boolean("TRUST_MODEL")
-    extractor = deep_extractor(model_path, feature_output, "MODEL", trusted, context.reporter) if model_path else None
+    extractor = deep_extractor(model_path, feature_output, "MODEL", trusted, context.reporter,
+                               source_order(params.string("DATASET"))) if model_path else None
     source_name = extractor.source if extractor else "source1"
     train = load_dataset(params.string("DATASET"), "DATASET", source_name)
     if extractor is None:
         extractor = pixel_extractor(features_choice, params.integer("NEIGHBOURHOOD"), train.bands, train.patch_size,
                                     [b.get("nodata") for b in train.source["bands"]], source_name)
     check_compatible(train, extractor)
+    attach_sources(train, extractor)
+    unused_sources(train, extractor, context.reporter)
+    resolution_warning(train, extractor, context.reporter)
     scored = {}  # VALID and TEST: scored on the classifier fitted on DATASET, neither chooses anything
     for key in ("VALID", "TEST"):
         if params.string(key):
             scored[key] = load_dataset(params.string(key), key, source_name)
             check_validation(train, scored[key], key)
             check_compatible(scored[key], extractor)
+            attach_sources(scored[key], extractor)
     staged = context.staging.stage(output, "OUTPUT")
     stem = os.path.splitext(output)[0]
     staged_json = context.staging.stage(stem + ".json", "OUTPUT")
@@ -156,6 +163,7 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
         "band_descriptions": [b.get("description", "") for b in train.source["bands"]],
         "band_nodata": [b.get("nodata") for b in train.source["bands"]],
         "dataset_patch_size": train.patch_size,
+        "sources": describe_sources(train, extractor),
         "classes": train.classes,
         "training": {"dataset": os.path.abspath(train.path), "n_samples": int(len(features)),
                      **training_scores.as_dict()},
