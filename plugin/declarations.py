@@ -125,6 +125,10 @@ ARCHITECTURES = (
     ("fcnn", "FCNN (OTBTF API tutorial, U-Net-like): one class per pixel"),
     ("unet", "U-Net with batch normalisation: one class per pixel"),
     ("sr_generator", "Super-resolution generator (SR4RS-style): LR patch → HR patch (a super-resolution dataset)"),
+    ("fusion_cnn", "Fusion CNN (OTBTF/M3Fusion-style): one branch per image source, each at its own resolution "
+     "and patch size → one class per patch (a dataset of 2 sources or more)"),
+    ("fusion_unet", "Fusion U-Net: coarser sources upsampled (integer ratio) to source 1's grid, then U-Net → one "
+     "class per pixel (a dataset of 2 sources or more)"),
 )
 MODES = (
     ("auto", "Auto: patch-based for one pixel per receptive field, else fully convolutional"),

@@ -42,7 +42,7 @@ def exported(tmp_path_factory):
 
 
 def test_architectures_are_described():
-    assert set(ARCHITECTURES) == {"patch_cnn", "fcnn", "unet", "sr_generator"}
+    assert set(ARCHITECTURES) == {"patch_cnn", "fcnn", "unet", "sr_generator", "fusion_cnn", "fusion_unet"}
     assert ARCHITECTURES["patch_cnn"].task == "classification"
     assert ARCHITECTURES["sr_generator"].task == "super_resolution"  # tests/engine/test_srmodel.py
     assert {ARCHITECTURES[n].task for n in ("fcnn", "unet")} == {"segmentation"}

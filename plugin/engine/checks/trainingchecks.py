@@ -56,7 +56,9 @@ def training(params: Params, reporter: Reporter, batch_size: int, epochs: int) -
 
 
 def architecture_fits(params: Params, manifest: dict) -> None:
-    """The architecture to build (no MODEL) can be built for TRAIN's first source and classes."""
+    """The architecture to build (no MODEL) can be built for TRAIN's first source (a fusion architecture:
+    every image source, or those INPUTS names) and classes."""
+    from ..models.fusion import FUSION, describe_inputs, fusion_specs
     from ..models.modelcard import InputSpec
     from ..models.srmodel import ARCHITECTURE as SR_ARCHITECTURE
     from ..models.zoo import check_build
@@ -67,20 +69,27 @@ def architecture_fits(params: Params, manifest: dict) -> None:
         return
     source = sources[0]
     images = [s["name"] for s in sources if s.get("role", "image") == "image"]
-    if len(images) > 1 and not params.string("INPUTS"):  # before TensorFlow; trainsetup checks any model
+    # before TensorFlow; trainsetup checks any model
+    if len(images) > 1 and not params.string("INPUTS") and architecture not in FUSION:
         raise PatchFlowError(
             f"the dataset has {len(images)} image sources ({', '.join(images)}) but the zoo's {architecture} takes "
             f"1 (x1 <- {images[0]}): {', '.join(images[1:])} would be silently left out. Give a model with an input "
             "per source, extract the dataset from the sources the model takes, or name the sources to use in INPUTS "
             f"(e.g. x1={images[0]}) to train without the others on purpose.", "ARCHITECTURE")
-    spec = InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"])
+    specs = fusion_specs(manifest, params.string("INPUTS")) if architecture in FUSION else [
+        InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"])]
+    spec = specs[0]
     try:
-        check_build(architecture, [spec], list(manifest.get("classes") or []))
+        check_build(architecture, specs, list(manifest.get("classes") or []))
     except PatchFlowError as exc:
-        if exc.parameter == "ARCHITECTURE":
+        if exc.parameter in ("ARCHITECTURE", "INPUTS"):
             raise
-        raise PatchFlowError(f"{exc.message} (the dataset has {spec.bands} bands, {spec.patch_size} px patches and "
-                             f"{len(manifest.get('classes') or [])} classes)", "TRAIN") from None
+        has = describe_inputs(specs) if len(specs) > 1 else f"{spec.bands} bands, {spec.patch_size} px patches"
+        raise PatchFlowError(f"{exc.message} (the dataset has {has} and {len(manifest.get('classes') or [])} "
+                             "classes)", "TRAIN") from None
+    if architecture == "fusion_cnn" and not manifest.get("labels"):
+        raise PatchFlowError("fusion_cnn gives one class per patch, but TRAIN has label patches only (no labels "
+                             "image): extract the patches with a CLASS_FIELD, or choose fusion_unet.", "TRAIN")
     if any(s.get("role") == "label" for s in sources) or int((manifest.get("labels") or {}).get("patch_size") or 1) > 1:
         from ..models.zoo import ARCHITECTURES
 

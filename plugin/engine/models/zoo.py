@@ -7,6 +7,7 @@ probabilities and deep features (and OTBTF-style cropped outputs for seamless se
 * ``fcnn``: the U-Net-like FCNN of OTBTF's API tutorial (4 strided convolutions, 4 transposed
   convolutions with additive skips, softmax) → one class per pixel.
 * ``unet``: a U-Net with batch normalisation (4 levels, concatenated skips) → one class per pixel.
+* ``fusion_cnn``, ``fusion_unet``: one input per image source of a multi-source dataset (models/fusion.py).
 
 Keras and TensorFlow are imported inside functions: importing this module costs nothing.
 """
@@ -23,6 +24,7 @@ from ..geodata.classes import complete
 from ..ownership import check_replaceable
 from ..params import Params, RunContext
 from ..reporting import Reporter
+from .fusion import FUSION, build_fusion, check_fusion, describe_inputs, fusion_specs, spec_of
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec, card_path
 from .modelio import save_serving_model
 
@@ -75,6 +77,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     # 9×9 convolution, 8 residual blocks, ×2 sub-pixel upsampling stages to the dataset's scale, 9×9
     # convolution, plus the input upsampled bilinearly (global skip); LR → HR
     "sr_generator": Architecture("sr_generator", "super_resolution", 64),
+    # one branch per image source, each to its own patch, global pooling, fused dense features (fusion.py)
+    "fusion_cnn": Architecture("fusion_cnn", "classification", 16),
+    # coarser sources upsampled (bilinear, integer ratio) to source 1's grid, concatenated, then unet
+    "fusion_unet": Architecture("fusion_unet", "segmentation", 32, patch_multiple=16, min_segmentation_patch=64),
 }
 
 
@@ -207,13 +213,15 @@ def check_build(architecture: str, inputs: list[InputSpec], classes: list[dict])
                              "ARCHITECTURE")
     if not inputs:
         raise PatchFlowError("a model needs at least one input.", "BANDS")
-    for spec in inputs:
+    if arch.name in FUSION:
+        check_fusion(arch, inputs)
+    for spec in inputs if arch.name not in FUSION else []:
         if spec.bands < 1:
             raise PatchFlowError(f"input {spec.name} has {spec.bands} bands; a model needs 1 band or more.", "BANDS")
         problem = arch.patch_size_problem(spec.patch_size)
         if problem:
             raise PatchFlowError(problem, "PATCH_SIZE")
-    if len({spec.patch_size for spec in inputs}) > 1:
+    if len({spec.patch_size for spec in inputs}) > 1 and arch.name not in FUSION:
         raise PatchFlowError(f"{arch.name} stacks its inputs, so they need the same patch size; got "
                              f"{[spec.patch_size for spec in inputs]}.", "PATCH_SIZE")
     if len(classes) < 2:
@@ -230,6 +238,8 @@ def build_model(architecture: str, inputs: list[InputSpec], classes: list[dict],
     width = width or arch.default_width
     if width < 1:
         raise PatchFlowError(f"the width must be 1 or more, not {width}.", "WIDTH")
+    if arch.name in FUSION:
+        return build_fusion(arch, inputs, classes, width, seed)
     tensors, stacked = _input_tensors(inputs)
     logits = _BUILDERS[arch.name](stacked, len(classes), width, _Initializers(seed))
     probabilities = keras.layers.Softmax(name="probabilities")(logits)
@@ -325,7 +335,8 @@ def _default_classes(count: int) -> list[dict]:
     return [{"id": c.id, "name": c.name, "color": c.color} for c in complete(list(range(count)), {})]
 
 
-def _from_dataset(params: Params, path: str, architecture: str, reporter: Reporter) -> tuple[InputSpec, list[dict]]:
+def _from_dataset(params: Params, path: str, architecture: str, reporter: Reporter) -> tuple[list[InputSpec],
+                                                                                            list[dict]]:
     manifest = load_manifest(path, "DATASET")
     if ARCHITECTURES[architecture].task == "segmentation" and not any(
             s.get("role") == "label" for s in manifest["sources"]):
@@ -334,10 +345,8 @@ def _from_dataset(params: Params, path: str, architecture: str, reporter: Report
     images = [s for s in manifest["sources"] if s.get("role", "image") == "image"]
     if not images:
         raise PatchFlowError(f"{path} has no image source to feed a model.", "DATASET")
-    source = images[0]
-    spec = InputSpec(source["name"], len(source["bands"]), int(source["patch_size"]), source["name"],
-                     Normalization.from_stats(source["bands"]))
-    for name, value in (("BANDS", spec.bands), ("PATCH_SIZE", spec.patch_size)):
+    specs = fusion_specs(manifest) if architecture in FUSION else [spec_of(images[0]["name"], images[0])]
+    for name, value in (("BANDS", specs[0].bands), ("PATCH_SIZE", specs[0].patch_size)):
         given = params.integer(name)
         if given is not None and given != value:
             raise PatchFlowError(f"{given} differs from the dataset's {value}; leave it empty or choose another "
@@ -346,7 +355,7 @@ def _from_dataset(params: Params, path: str, architecture: str, reporter: Report
     if len(classes) < 2:
         raise PatchFlowError(f"the dataset has {len(classes)} classes; a classifier needs 2 or more (extract "
                              "patches with a class field or a label raster).", "DATASET")
-    return spec, classes
+    return specs, classes
 
 
 def _check_output(path: str, overwrite: bool) -> None:
@@ -394,9 +403,13 @@ def run_create_model(params: Params, context: RunContext) -> dict[str, Any]:
     if ARCHITECTURES[architecture].task == "super_resolution":
         return _create_sr(params, context, dataset)
     if dataset:
-        spec, classes = _from_dataset(params, dataset, architecture, context.reporter)
+        specs, classes = _from_dataset(params, dataset, architecture, context.reporter)
+    elif architecture in FUSION:
+        raise PatchFlowError(f"{architecture} takes one input per image source of a dataset: give the DATASET (patches "
+                             "extracted from 2 sources or more); BANDS and PATCH_SIZE describe one source.", "DATASET")
     else:
-        spec = InputSpec("source1", params.integer("BANDS", required=True), params.integer("PATCH_SIZE", required=True))
+        specs = [InputSpec("source1", params.integer("BANDS", required=True),
+                           params.integer("PATCH_SIZE", required=True))]
         n_classes = params.integer("N_CLASSES", required=True)
         if n_classes < 2:
             raise PatchFlowError(f"a classifier needs 2 classes or more, not {n_classes}.", "N_CLASSES")
@@ -405,11 +418,11 @@ def run_create_model(params: Params, context: RunContext) -> dict[str, Any]:
     seed = params.integer("SEED")
     output = os.path.abspath(params.string("OUTPUT"))
     _check_output(output, params.boolean("OVERWRITE"))
-    check_build(architecture, [spec], classes)
+    check_build(architecture, specs, classes)
 
     staged = context.staging.stage(output, "OUTPUT")
     context.reporter.progress(5)
-    model, card = build_model(architecture, [spec], classes, width, seed)
+    model, card = build_model(architecture, specs, classes, width, seed)
     context.reporter.progress(40)
     if context.cancelled():
         raise Cancelled()
@@ -417,8 +430,8 @@ def run_create_model(params: Params, context: RunContext) -> dict[str, Any]:
     export_model(model, card, staged)
     n_parameters = card.parameters["n_parameters"]
     context.reporter.log(
-        f"{architecture}: {n_parameters:,} parameters, input {spec.name} {spec.patch_size}×{spec.patch_size}×"
-        f"{spec.bands}, {len(classes)} classes, receptive field {card.receptive_field} px, expression field "
+        f"{architecture}: {n_parameters:,} parameters, input {describe_inputs(specs)}, {len(classes)} classes, "
+        f"receptive field {card.receptive_field} px, expression field "
         f"{card.expression_field} px, outputs {', '.join(o.name for o in card.outputs)}")
     context.reporter.progress(100)
     return {"OUTPUT": output, "CARD": card_path(output), "PARAMETERS": n_parameters}

@@ -20,6 +20,7 @@ from ..data.datasets import (
     label_values,
 )
 from ..errors import PatchFlowError
+from ..models.fusion import FUSION, fusion_specs, source_pixel_size
 from ..models.modelcard import InputSpec, ModelCard, Normalization, OutputSpec
 from ..models.srmodel import ARCHITECTURE as SR_ARCHITECTURE
 from ..models.srmodel import TASK as SR_TASK
@@ -41,11 +42,13 @@ def obtain_model(params: Params, dataset: PatchDataset, settings: Settings, repo
     architecture = params.choice("ARCHITECTURE")
     if architecture == SR_ARCHITECTURE:
         return build_sr_for(params, dataset, settings)
-    source = dataset.manifest["sources"][0]
-    spec = InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"],
-                     Normalization.from_stats(source["bands"]))
-    return build_model(architecture, [spec], dataset.classes, params.integer("WIDTH"),
-                       settings.seed)
+    if architecture in FUSION:  # one input per image source (or per source INPUTS names)
+        specs = fusion_specs(dataset.manifest, params.string("INPUTS"))
+    else:
+        source = dataset.manifest["sources"][0]
+        specs = [InputSpec("x1", len(source["bands"]), int(source["patch_size"]), source["name"],
+                           Normalization.from_stats(source["bands"]))]
+    return build_model(architecture, specs, dataset.classes, params.integer("WIDTH"), settings.seed)
 
 
 def sr_sources(params: Params, dataset: PatchDataset) -> tuple[dict, dict]:
@@ -242,9 +245,11 @@ def image_target(dataset: PatchDataset, name: str, output_shape: tuple[int, ...]
 
 
 def card_for(model, card: ModelCard | None, feeds: list[Feed], target: Target, classes: list[dict],
-             architecture: str) -> ModelCard:
-    """The card of the trained model: the model's own, with this training's inputs and classes."""
-    inputs = [InputSpec(f.input_name, f.bands, f.size, f.source, f.normalization) for f in feeds]
+             architecture: str, dataset: PatchDataset | None = None) -> ModelCard:
+    """The card of the trained model: the model's own, with this training's inputs (each with its source's
+    pixel size in ``dataset``'s manifest, which says at what resolution it is served) and classes."""
+    sizes = {f.source: source_pixel_size(dataset.source(f.source)) if dataset is not None else None for f in feeds}
+    inputs = [InputSpec(f.input_name, f.bands, f.size, f.source, f.normalization, sizes[f.source]) for f in feeds]
     if card is not None:
         card.inputs = inputs
         card.classes = classes if target.kind == "classes" else card.classes
@@ -303,7 +308,7 @@ def plan_training(params: Params, model, card: ModelCard | None, train: PatchDat
                                seed=settings.seed)
     architecture = card.architecture if card is not None else "user"
     model_classes = classes[:len(target.class_ids)] if target.kind == "classes" else classes
-    plan_card = card_for(model, card, feeds, target, model_classes, architecture)
+    plan_card = card_for(model, card, feeds, target, model_classes, architecture, train)
     if target.kind == "image":  # the HR range, for Apply model's CLIP
         record_target_range(plan_card, train.source(target.source)["bands"])
     return TrainingPlan(plan_card, train_stream, valid_stream, target, classes, architecture)
