@@ -9,6 +9,7 @@ import os
 
 from ..errors import PatchFlowError
 from ..geodata.classes import ClassInfo, classes_from_raster, complete
+from ..geodata.gridoffset import offset_report
 from ..geodata.raster import RasterStack, crs_label
 from ..geodata.vector import open_layer, read_points, resolve_class_field
 from ..params import Params, RunContext
@@ -71,6 +72,12 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
     sources = _sources_from(params)
     check_sources(sources)
     reference = sources[0]
+    for source in sources[1:]:  # as Apply model reports it (geodata.gridoffset)
+        if source.role == "image":
+            line, warning = offset_report(source.parameter, reference.grid, source.grid, source.patch_size)
+            context.reporter.log(line)
+            if warning:
+                context.reporter.warning(warning)
     points_uri = params.string("INPUT")
     field = params.string("CLASS_FIELD")
     class_field = None

@@ -149,6 +149,14 @@ def open_trainable(path: str, parameter: str, safe_mode: bool, compile: bool = F
 Runner = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
+def static_side(shape) -> int | None:
+    """The side of a (n, side, side, bands) input of fixed square size, else None."""
+    dims = list(shape) if getattr(shape, "rank", len(shape)) is not None else []
+    if len(dims) != 4 or dims[1] is None or dims[1] != dims[2]:
+        return None
+    return int(dims[1])
+
+
 class InferenceModel:
     """Named inputs (normalised float32 arrays, (n, h, w, bands)) in, named outputs out."""
 
@@ -159,6 +167,7 @@ class InferenceModel:
         self.path, self.card, self.parameter = path, card, parameter
         self.input_names, self.output_names, self.input_bands = input_names, output_names, input_bands
         self._runner = runner
+        self.input_sizes: dict[str, int | None] = {}  # a static square input side (rows == columns), else None
 
     @classmethod
     def load(cls, path: str, parameter: str = "MODEL", trusted: bool = False,
@@ -199,6 +208,7 @@ class InferenceModel:
 
         model = cls(path, card, names, outputs, bands, run, parameter)
         model._loaded = loaded  # keeps the signature's variables alive
+        model.input_sizes = {name: static_side(spec.shape) for name, spec in specs.items()}
         return model
 
     @classmethod
@@ -227,7 +237,9 @@ class InferenceModel:
             return result
 
         outputs = list(heads) + (["class"] if derive_class else [])
-        return cls(path, card, names, outputs, bands, run, parameter)
+        served = cls(path, card, names, outputs, bands, run, parameter)
+        served.input_sizes = {tensor.name: static_side(tensor.shape) for tensor in model.inputs}
+        return served
 
     def _check(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> int:
         unknown = [name for name in outputs if name not in self.output_names]

@@ -15,6 +15,7 @@ from ..models.modelcard import Normalization
 from ..models.modelio import InferenceModel, model_kind
 from ..params import Params
 from ..reporting import Reporter
+from .sourcegrids import check_grids
 
 MAX_SOURCES = 3
 ARGMAX = ":argmax"  # "<output>:argmax": the index (or the card's class id) of each pixel's largest channel
@@ -25,6 +26,12 @@ class Source:
     name: str  # the model input it feeds
     stack: RasterStack
     normalization: Normalization
+    # its grid against SOURCE1's (sourcegrids): pixel size ratio, SOURCE1 pixels per whole number of its
+    # pixels, its receptive field in its own pixels (0: SOURCE1's, not yet set)
+    ratio: float = 1.0
+    period: int = 1
+    receptive: int = 0
+    parameter: str = "SOURCE1"
 
 
 def load_model(params: Params, reporter: Reporter) -> InferenceModel:
@@ -59,14 +66,9 @@ def bind_sources(params: Params, model: InferenceModel) -> list[Source]:
             raise PatchFlowError(f"the model's input '{name}' takes {bands} bands but {parameter} has "
                                  f"{stack.band_count}. Stack the bands the model was trained on, in order.", parameter)
         normalization = card.input(name).normalization if card else Normalization()
-        sources.append(Source(name, stack, normalization))
-    reference = sources[0].stack
-    for parameter, source in zip([s[0] for s in stacks][1:], sources[1:]):
-        if not reference.grid.same_crs_as(source.stack.grid):
-            raise PatchFlowError(f"{parameter} is not in the CRS of SOURCE1. Reproject it first (gdalwarp).", parameter)
-        if not source.stack.grid.same_as(reference.grid):
-            raise PatchFlowError(f"{parameter} is not on the grid of SOURCE1 (size, origin, pixel size). Resample it "
-                                 "to SOURCE1's grid first (gdalwarp -tr -te).", parameter)
+        sources.append(Source(name, stack, normalization, parameter=parameter))
+    # other resolutions, origins and extents are served at their own pixels (sourcegrids)
+    check_grids(sources, [parameter for parameter, _ in stacks], card)
     return sources
 
 

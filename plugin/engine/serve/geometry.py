@@ -20,6 +20,7 @@ from ..models.modelcard import ModelCard
 from ..models.modelio import InferenceModel
 from ..params import Params
 from .binding import Source, base_name, predict
+from .sourcegrids import alignment, describe, input_sizes
 
 PROBE_CORE, PROBE_MARGIN = 128, 96  # input pixels: the block whose edges are probed, the context added around
 PROBE_TOLERANCE = 1e-5
@@ -67,20 +68,28 @@ def declared_geometry(params: Params, card: ModelCard | None, outputs: list[str]
 
 def probe(model: InferenceModel, sources: list[Source], outputs: list[str], size: int,
           values: Callable[[tuple], np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    inputs = {s.name: (values or np.zeros)((1, size, size, s.stack.band_count)).astype(np.float32) for s in sources}
+    """The outputs for a SOURCE1 input of ``size`` px (each other source at its own size for it)."""
+    sizes = input_sizes(sources, size)
+    inputs = {s.name: (values or np.zeros)((1, sizes[s.name], sizes[s.name], s.stack.band_count)).astype(np.float32)
+              for s in sources}
     return predict(model, inputs, outputs, 1)
 
 
 def measure_geometry(model: InferenceModel, sources: list[Source], outputs: list[str], receptive: int,
-                     expression: int | None, factor: float) -> Geometry:
+                     expression: int | None, factor: float, receptive_given: bool = True) -> Geometry:
     """The geometry the model really has: refuses a receptive field it cannot take, or an expression
     field / scale factor its outputs contradict."""
     try:
         first = probe(model, sources, outputs, receptive)
     except Exception as exc:  # noqa: BLE001 - TensorFlow raises many kinds for a shape it cannot take
-        raise PatchFlowError(f"the model cannot take an input of {receptive}x{receptive} px "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). "
-                             "Check RECEPTIVE_FIELD.", "RECEPTIVE_FIELD") from None
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if len(sources) == 1:
+            raise PatchFlowError(f"the model cannot take an input of {receptive}x{receptive} px ({why}). "
+                                 "Check RECEPTIVE_FIELD.", "RECEPTIVE_FIELD") from None
+        given = describe(input_sizes(sources, receptive), sources)
+        parameter = "RECEPTIVE_FIELD" if receptive_given else "MODEL"
+        fix = "Check RECEPTIVE_FIELD" if receptive_given else "Check the model's card (its inputs' patch sizes)"
+        raise PatchFlowError(f"the model cannot take inputs of {given} ({why}). {fix}.", parameter) from None
     sizes = {name: value.shape[1:3] for name, value in first.items()}
     if len({tuple(s) for s in sizes.values()}) > 1 or any(s[0] != s[1] for s in sizes.values()):
         raise PatchFlowError(f"the outputs {', '.join(outputs)} have different or non-square sizes for one "
@@ -103,27 +112,41 @@ def measure_geometry(model: InferenceModel, sources: list[Source], outputs: list
 
 
 def fully_convolutional(model: InferenceModel, sources: list[Source], outputs: list[str], geometry: Geometry) -> bool:
-    """Whether the model takes a block of two expression fields and gives twice the output."""
+    """Whether the model takes a block of two expression fields (or more: the fewest that are whole
+    periods of every source) and gives as many times the output."""
+    step = alignment(geometry.unit, sources) // geometry.unit
+    units = next((k for k in range(1, step + 1) if whole_block(sources, geometry.receptive + k * geometry.unit)), 0)
+    if not units:
+        return False
     try:
-        out = probe(model, sources, outputs, geometry.receptive + geometry.unit)
+        out = probe(model, sources, outputs, geometry.receptive + units * geometry.unit)
     except Exception:  # noqa: BLE001 - a model with a fixed input size
         return False
-    return all(value.shape[1] == 2 * geometry.expression for value in out.values())
+    return all(value.shape[1] == (units + 1) * geometry.expression for value in out.values())
+
+
+def whole_block(sources: list[Source], size: int) -> bool:
+    return all(size % source.period == 0 for source in sources[1:])
 
 
 def influence_radius(model: InferenceModel, sources: list[Source], outputs: list[str], geometry: Geometry,
                      max_units: int) -> int:
     """Units near a block's edge whose outputs change when the block is cut out of a larger one
     (zero padding inside the network reaching them): the margin seamless tiling needs."""
-    core = max(4, math.ceil(PROBE_CORE / geometry.unit))
+    step = alignment(geometry.unit, sources) // geometry.unit  # units: cut starts and sizes whole periods
+    core = step * math.ceil(max(4, math.ceil(PROBE_CORE / geometry.unit)) / step)
+    max_units = step * math.ceil(max_units / step)
     rng = np.random.default_rng(0)
     big_units = core + 2 * max_units
-    big = {s.name: rng.standard_normal((1, geometry.receptive + (big_units - 1) * geometry.unit,
-                                        geometry.receptive + (big_units - 1) * geometry.unit,
-                                        s.stack.band_count)).astype(np.float32) for s in sources}
     start = max_units * geometry.unit
     size = geometry.receptive + (core - 1) * geometry.unit
-    small = {name: values[:, start:start + size, start:start + size] for name, values in big.items()}
+    big_sizes = input_sizes(sources, geometry.receptive + (big_units - 1) * geometry.unit)
+    small_sizes = input_sizes(sources, size)
+    big = {s.name: rng.standard_normal((1, big_sizes[s.name], big_sizes[s.name],
+                                        s.stack.band_count)).astype(np.float32) for s in sources}
+    starts = {s.name: int(round(start / s.ratio)) for s in sources}
+    small = {name: values[:, starts[name]:starts[name] + small_sizes[name],
+                          starts[name]:starts[name] + small_sizes[name]] for name, values in big.items()}
     whole, cut = predict(model, big, outputs, 1), predict(model, small, outputs, 1)
     e = geometry.expression
     worst = 0

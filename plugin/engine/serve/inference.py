@@ -48,18 +48,25 @@ def infer_stitched(plan: ServingPlan, tile: Tile) -> np.ndarray:
 
 
 def infer_patches(plan: ServingPlan, tile: Tile) -> np.ndarray:
-    """Patch-based outputs, one receptive field per output pixel, ``plan.batch`` patches a call."""
+    """Patch-based outputs, one receptive field per output pixel, ``plan.batch`` patches a call; a source
+    on other pixels has its patches gathered at ``tile.gather``'s origins."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     s, r = plan.stride, plan.geometry.receptive
     assert tile.inputs is not None  # a tile with nothing valid is not inferred
     views = {name: sliding_window_view(data, (r, r), axis=(0, 1))[::s, ::s].transpose(0, 1, 3, 4, 2)  # type: ignore[call-overload]
-             for name, data in tile.inputs.items()}  # (rows, cols, r, r, bands), no copy
+             for name, data in tile.inputs.items() if name not in tile.gather}  # (rows, cols, r, r, bands), no copy
+    windows = {name: sliding_window_view(tile.inputs[name], (p, p), axis=(0, 1))  # type: ignore[call-overload]
+               for name, (_, _, p) in tile.gather.items()}  # (rows, cols, bands, p, p), no copy
     step = max(1, plan.batch // max(1, tile.out_w))  # output rows per batch
     rows = []
     for start in range(0, tile.out_h, step):
         batch = {name: np.ascontiguousarray(view[start:start + step]).reshape(-1, *view.shape[2:])
                  for name, view in views.items()}
+        for name, window in windows.items():
+            first_rows, first_cols, p = tile.gather[name]
+            picked = window[first_rows[start:start + step][:, None], first_cols[None, :]]  # (n, out_w, bands, p, p)
+            batch[name] = picked.transpose(0, 1, 3, 4, 2).reshape(-1, p, p, window.shape[2])
         values = predict(plan.model, batch, plan.outputs, len(next(iter(batch.values()))))
         parts = [values[name].reshape(len(values[name]), -1) for name in plan.outputs]
         rows.append(np.concatenate(parts, axis=1).reshape(-1, tile.out_w, sum(p.shape[1] for p in parts)))

@@ -15,8 +15,17 @@ from ..errors import PatchFlowError
 from ..geodata.raster import RasterStack, parse_extent
 from ..models.modelio import InferenceModel
 from ..params import Params, RunContext
+from ..reporting import Reporter
 from .binding import Source, bind_sources, choose_outputs, load_model
-from .geometry import PROBE_MARGIN, Geometry, declared_geometry, fully_convolutional, influence_radius, measure_geometry
+from .geometry import (
+    PROBE_MARGIN,
+    Geometry,
+    declared_geometry,
+    fully_convolutional,
+    influence_radius,
+    measure_geometry,
+)
+from .sourcegrids import alignment, assign_receptive, input_sizes, multi_resolution
 
 MODES = ("auto", "fully_convolutional", "patch")
 DEFAULT_TILE = 512  # input (or output, when finer) pixels along a tile's side by default (fully convolutional)
@@ -35,6 +44,7 @@ class ServingPlan:
     stitch: bool  # patch-based with a fully convolutional model: whole blocks, phases interleaved
     batch: int
     window: tuple[int, int, int, int]  # input pixels processed: xoff, yoff, width, height
+    alignment: int = 1  # fully convolutional: SOURCE1 pixels blocks start on (whole periods of every source)
 
 
 def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
@@ -59,14 +69,17 @@ def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[i
 
 def make_plan(params: Params, context: RunContext) -> ServingPlan:
     model = load_model(params, context.reporter)
-    return plan_for(params, model, bind_sources(params, model))
+    return plan_for(params, model, bind_sources(params, model), context.reporter)
 
 
-def plan_for(params: Params, model: InferenceModel, sources: list[Source]) -> ServingPlan:
+def plan_for(params: Params, model: InferenceModel, sources: list[Source],
+             reporter: Reporter | None = None) -> ServingPlan:
     """The plan of serving ``model`` on ``sources`` (Apply model's, and training's served scores)."""
     outputs = choose_outputs(params, model)
     receptive, expression, factor = declared_geometry(params, model.card, outputs)
-    geometry = measure_geometry(model, sources, outputs, receptive, expression, factor)
+    assign_receptive(sources, model, receptive, bool((params.string("INPUT_NAMES") or "").strip()), reporter)
+    geometry = measure_geometry(model, sources, outputs, receptive, expression, factor,
+                                bool(params.integer("RECEPTIVE_FIELD")))
     mode = params.choice("MODE")
     convolutional = fully_convolutional(model, sources, outputs, geometry)
     if mode == "auto":
@@ -79,6 +92,8 @@ def plan_for(params: Params, model: InferenceModel, sources: list[Source]) -> Se
                              f"{geometry.expression}. Use MODE fully_convolutional.", "MODE")
     tile = params.integer("TILE_SIZE")
     margin_units = tile_units = 0
+    align = alignment(geometry.unit, sources)
+    step = align // geometry.unit  # units: tiles and margins are whole periods of every source
     if mode == "fully_convolutional":
         stride = 1
         # TILE_SIZE counts output pixels; by default about DEFAULT_TILE pixels on the larger side, input or
@@ -94,13 +109,17 @@ def plan_for(params: Params, model: InferenceModel, sources: list[Source]) -> Se
             margin_units = max(math.ceil(crop * factor / geometry.expression) if crop else 0, measured)
         else:
             margin_units = math.ceil(margin / geometry.unit)
-        align = geometry.unit
+        tile_units, margin_units = step * math.ceil(tile_units / step), step * math.ceil(margin_units / step)
+        # blocks of whole pixels of every source (else an error naming MODE)
+        input_sizes(sources, geometry.receptive + (tile_units - 1 + 2 * margin_units) * geometry.unit, patch=False)
     else:
         align = stride
     window = processing_window(params, sources[0].stack, align)
     batch = params.integer("BATCH_SIZE") or default_batch(mode)
-    stitch = mode == "patch" and convolutional and geometry.unit % stride == 0
-    return ServingPlan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window)
+    stitch = (mode == "patch" and convolutional and geometry.unit % stride == 0
+              and not multi_resolution(sources))
+    return ServingPlan(model, sources, outputs, geometry, mode, margin_units, tile_units, stride, stitch, batch, window,
+                       align if mode == "fully_convolutional" else 1)
 
 
 def default_batch(mode: str) -> int:

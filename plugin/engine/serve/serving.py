@@ -42,6 +42,8 @@ def run_apply_model(params: Params, context: RunContext) -> dict:
         f"px, scale factor {g.factor:g}" + (f", margin {plan.margin_units * g.unit} px, tiles of "
                                             f"{plan.tile_units * g.expression} px" if plan.mode != "patch"
                                             else f", stride {plan.stride}") +
+        (f", blocks aligned to {plan.alignment} px of SOURCE1 (whole pixels of every source)"
+         if plan.alignment > g.unit else "") +
         f"; output {out_w}x{out_h} px, {fmt.channels} band(s) {fmt.dtype.name}")
     staged = context.staging.stage(output, "OUTPUT")
     staged_style = context.staging.stage(sidecar_path(output), "OUTPUT")

@@ -107,6 +107,7 @@ def serving_sources(stream: BatchStream) -> list:
     rasters the manifest names, checked to be those the patches were extracted from."""
     from ..geodata.raster import RasterStack
     from ..serve.binding import Source
+    from ..serve.sourcegrids import check_grids
 
     sources = []
     for feed in stream.feeds:
@@ -121,9 +122,10 @@ def serving_sources(stream: BatchStream) -> list:
             raise NotServable(f"the rasters of its source '{feed.source}' cannot be read ({exc.message})") from None
         check_bands(stack, entry, feed.source)
         sources.append(Source(feed.input_name, stack, feed.normalization))
-    for source in sources[1:]:
-        if not source.stack.grid.same_as(sources[0].stack.grid):
-            raise NotServable("its sources are not on one grid (Apply model takes sources on the grid of SOURCE1)")
+    try:  # as Apply model binds them: other pixel sizes served at their own pixels
+        check_grids(sources, [f"SOURCE{i}" for i in range(1, len(sources) + 1)])
+    except PatchFlowError as exc:
+        raise NotServable(f"Apply model cannot serve its sources ({exc.message})") from None
     return sources
 
 
