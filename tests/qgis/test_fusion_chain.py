@@ -74,6 +74,17 @@ def test_fusion_cnn_trains_and_serves_two_resolutions(run_alg, nc, nc_coarse, tm
                     EXTENT=extent, OUTPUT=str(tmp_path / "map_zeros.tif"))
     assert (read(other["OUTPUT"])[1] != classes).any()
 
+    # a Random Forest on the fused deep features, and the scene classified from both sources
+    rf = run_alg("trainclassifier", DATASET=extracted["OUTPUT"], MODEL=str(tmp_path / "fusion"), N_TREES=20,
+                 OUTPUT=str(tmp_path / "rf.skops"))
+    description = json.loads((tmp_path / "rf.json").read_text(encoding="utf-8"))
+    assert [s["name"] for s in description["sources"]] == ["source1", "source2"]
+    mapped = run_alg("classify", INPUT=[image], INPUT2=[str(nc_coarse)], CLASSIFIER=rf["OUTPUT"],
+                     OUTPUT=str(tmp_path / "rf_map.tif"))
+    transform, rf_classes = read(mapped["OUTPUT"])
+    assert transform == source and rf_classes.shape == (443, 489)
+    assert set(np.unique(rf_classes).tolist()) - {255} <= ids and len(np.unique(rf_classes)) > 1
+
 
 @pytest.fixture(scope="module")
 def spot6_pair(spot6, tmp_path_factory) -> tuple[Path, Path, Path]:

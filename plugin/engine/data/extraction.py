@@ -23,7 +23,7 @@ FLOAT_LABEL_NODATA = -99999.0  # label patches' nodata for a floating-point labe
 
 
 def _sources_from(params: Params) -> list[Source]:
-    sources = []
+    sources: list[Source] = []
     for index in range(1, MAX_SOURCES + 1):
         paths = params.paths(f"SOURCE{index}", required=index == 1)
         if paths:
