@@ -281,7 +281,6 @@ def test_extraction_errors_name_the_parameter_and_leave_nothing(run_op, gd, scen
         ({"SOURCE2": other_crs, "PATCH_SIZE2": 4}, "SOURCE2"),
         ({"PATCH_SIZE1": 51}, "PATCH_SIZE1"),
         ({"SOURCE2": image, "PATCH_SIZE2": 51}, "PATCH_SIZE2"),
-        ({"SOURCE2": image}, "PATCH_SIZE2"),
         ({"SOURCE1": [image, shifted]}, "SOURCE1"),
         ({"SOURCE1": [image, bigger]}, "SOURCE1"),
         ({"SOURCE1": None}, "SOURCE1"),
