@@ -129,6 +129,14 @@ def test_fusion_unet_serves_seamlessly_at_ratio_4(run_alg, spot6_pair, tmp_path)
         assert other_transform == transform
         assert np.abs(other - whole).max() <= 1e-5
         assert np.array_equal(other.argmax(0)[clear], whole.argmax(0)[clear])
+    # the same through qgis_process, with 64 px tiles: the same probabilities
+    done = subprocess.run(["bash", str(QGIS_PROCESS), "--json", "run", "patchflow:applymodel", "--",
+                           f"MODEL={tmp_path / 'unet'}", f"SOURCE1={scene}", f"SOURCE2={coarse}", f"EXTENT={extent}",
+                           "TILE_SIZE=64", "OUTPUTS=probabilities", f"OUTPUT={tmp_path / 'qgis_process.tif'}"],
+                          env=qgis_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    headless_transform, headless = read(tmp_path / "qgis_process.tif")
+    assert headless_transform == transform and np.abs(headless - whole).max() <= 1e-5
 
 
 def qgis_env(tmp_path: Path) -> dict[str, str]:
