@@ -118,7 +118,7 @@ CASES = [
     # ---- Extract patches
     C("ep-patch-too-big", "extractpatches", {"PATCH_SIZE1": 600}, "PATCH_SIZE1"),
     C("ep-source2-other-crs", "extractpatches", {"SOURCE2": ["@in/reprojected.tif"], "PATCH_SIZE2": 16}, "SOURCE2"),
-    C("ep-source2-without-patch-size", "extractpatches", {"SOURCE2": ["@in/band10.tif"]}, "PATCH_SIZE2"),
+    C("ep-source2-other-footprint", "extractpatches", {"SOURCE2": ["@in/band10.tif"], "PATCH_SIZE2": 8}, "PATCH_SIZE2"),
     C("ep-stack-other-grid", "extractpatches", {"SOURCE1": ["@in/image.tif", "@in/cropped.tif"]}, "SOURCE1"),
     C("ep-source1-truncated-data", "extractpatches", {"SOURCE1": ["@in/truncated_data.tif"]}, "SOURCE1"),
     C("ep-source1-truncated-header", "extractpatches", {"SOURCE1": ["@in/truncated_header.tif"]}, "SOURCE1"),
