@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .base import TRUST_HELP, PatchFlowAlgorithm
+from .base import TRUST_HELP, PatchFlowAlgorithm, layer_name, tr
+
+# the output's kind (the engine's KIND) -> what its layer is called
+KIND_NAMES = {"class": "Class map", "probabilities": "Class probabilities", "features": "Deep features",
+              "image": "Image"}
 
 
 class ApplyModel(PatchFlowAlgorithm):
@@ -10,6 +14,9 @@ class ApplyModel(PatchFlowAlgorithm):
     DISPLAY_NAME = "Apply model"
     GROUP_ID = "classification"
     OPERATION = "apply_model"
+    SHORT = "Apply a deep network to whole rasters, block by block and seamless: a class map or an image."
+    TAGS = ("tensorflow", "keras", "cnn", "neural network", "inference", "classification", "class map",
+            "segmentation", "super-resolution", "land cover", "otbtf", "serve")
     HELP = (
         "Applies a deep network to whole rasters, block by block, as OTBTF's TensorflowModelServe does: "
         "a model from <i>Train model</i> or <i>Create model</i>, or your own (a Keras <i>.keras</i> file, or "
@@ -43,3 +50,8 @@ class ApplyModel(PatchFlowAlgorithm):
         "the model card records (a super-resolved image to the HR training data's range); the log says how "
         "many values were clipped. Models without that range are written as they are." + TRUST_HELP
     )
+
+    def output_layer_name(self, param, job: dict, result: dict) -> str:
+        """"Class map (model)", "Image (model)": what the model wrote, and which model."""
+        what = tr(KIND_NAMES.get(result.get("KIND") or "", "Model output"))
+        return f"{what} ({layer_name(job['MODEL'])})" if job.get("MODEL") else what

@@ -12,6 +12,8 @@ class AssessAccuracy(PatchFlowAlgorithm):
     DISPLAY_NAME = "Assess accuracy"
     GROUP_ID = "accuracy"
     OPERATION = "assess_accuracy"
+    SHORT = "A class map against reference points, polygons or a raster: confusion matrix, OA, kappa, F1."
+    TAGS = ("accuracy", "kappa", "confusion matrix", "overall accuracy", "f1", "validation", "assessment")
     HELP = (
         "Compares a class raster (a classification map) with reference data and reports the confusion "
         "matrix, overall accuracy, Cohen's kappa and, per class, the reference and mapped counts, "

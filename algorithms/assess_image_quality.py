@@ -12,6 +12,8 @@ class AssessImageQuality(PatchFlowAlgorithm):
     DISPLAY_NAME = "Assess image quality"
     GROUP_ID = "accuracy"
     OPERATION = "assess_image_quality"
+    SHORT = "An image against a reference: PSNR, SSIM, SAM, ERGAS, with bicubic baselines."
+    TAGS = ("image quality", "psnr", "ssim", "sam", "ergas", "super-resolution", "assessment")
     HELP = (
         "Scores a produced image (a super-resolved one, say) against a reference image of the same area and "
         "bands: PSNR, SSIM, SAM (spectral angle) and ERGAS, per band and overall. Given the low-resolution "

@@ -39,17 +39,22 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
     QgsRasterLayer,
 )
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
 from ..plugin.declarations import OPERATIONS, TRUST_MODEL, Operation, Output, Param  # noqa: F401 (TRUST_MODEL)
-from ..plugin.provider import ICON
+from ..plugin.provider import HELP_PAGE, ICON
 from ..plugin.styles import LoadSidecarStyle
 
-GROUPS = {"sampling": "Sampling", "patches": "Patches", "models": "Models", "accuracy": "Accuracy",
-          "classification": "Classification"}
+# group id -> name: numbered so that the toolbox, which sorts groups by name, reads in workflow order
+GROUPS = {"sampling": "1 · Sampling", "patches": "2 · Patches", "models": "3 · Models",
+          "classification": "4 · Classification", "accuracy": "5 · Accuracy"}
+# every algorithm's tags start with these (the toolbox's search matches tags, names and short descriptions)
+COMMON_TAGS = ("patchflow", "deep learning", "remote sensing")
 _POST_PROCESSORS: list[LoadSidecarStyle] = []  # Processing keeps only a pointer to them
 # every algorithm that loads a model or a classifier declares TRUST_MODEL: the engine's model gate
 # (plugin/engine/models/modelsafety.py) refuses one that could run code or touch files unless it is ticked
@@ -69,6 +74,11 @@ OUTPUT_CLASSES = {"number": QgsProcessingOutputNumber, "string": QgsProcessingOu
                   "file": QgsProcessingOutputFile, "folder": QgsProcessingOutputFolder, "html": QgsProcessingOutputHtml}
 
 
+def tr(text: str) -> str:
+    """A user-visible string, translated (QGIS's translator, context "PatchFlow")."""
+    return QCoreApplication.translate("PatchFlow", text)
+
+
 def _number_type(param: Param):
     return QgsProcessingParameterNumber.Double if param.kind in ("number", "distance") else \
         QgsProcessingParameterNumber.Integer
@@ -85,7 +95,7 @@ def _bounds(param: Param) -> dict[str, float]:
 
 def qgis_parameter(param: Param) -> QgsProcessingParameterDefinition:
     """The Processing parameter a declaration describes."""
-    name, label, default, optional, kind = param.name, param.label, param.default, param.optional, param.kind
+    name, label, default, optional, kind = param.name, tr(param.label), param.default, param.optional, param.kind
     layers = [LAYER_TYPES[layer] for layer in param.layers]
     if kind in ("integer", "number"):
         definition = QgsProcessingParameterNumber(name, label, _number_type(param), default, optional, **_bounds(param))
@@ -96,7 +106,7 @@ def qgis_parameter(param: Param) -> QgsProcessingParameterDefinition:
     elif kind == "boolean":
         definition = QgsProcessingParameterBoolean(name, label, default, optional)
     elif kind == "enum":
-        definition = QgsProcessingParameterEnum(name, label, list(param.labels), False,
+        definition = QgsProcessingParameterEnum(name, label, [tr(text) for text in param.labels], False,
                                                 param.values.index(param.engine_default), optional)
     elif kind == "string":
         definition = QgsProcessingParameterString(name, label, default, False, optional)
@@ -131,12 +141,27 @@ def qgis_parameter(param: Param) -> QgsProcessingParameterDefinition:
     if param.advanced:
         definition.setFlags(definition.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     if param.help:
-        definition.setHelp(param.help)
+        definition.setHelp(tr(param.help))  # the widget's tooltip, and the dialog's help text (parameters_help)
     return definition
 
 
 def qgis_output(output: Output):
-    return OUTPUT_CLASSES[output.kind](output.name, output.label)
+    return OUTPUT_CLASSES[output.kind](output.name, tr(output.label))
+
+
+def parameters_help(parameters: tuple[Param, ...]) -> str:
+    """The help text's list of the parameters that say more than their label (their tooltips too)."""
+    items = "".join(f"<dt><b>{tr(param.label)}</b> ({param.name})</dt><dd>{tr(param.help)}</dd>"
+                    for param in parameters if param.help)
+    return f"<h3>{tr('Parameters')}</h3><dl>{items}</dl>" if items else ""
+
+
+def layer_name(path: str) -> str:
+    """A file's base name (a GeoPackage layer's name), as QGIS names a layer it loads from it."""
+    if "|layername=" in path:
+        return path.split("|layername=", 1)[1].split("|", 1)[0]
+    base = os.path.basename(os.path.normpath(path))
+    return "saved model" if base == "saved_model.pb" else os.path.splitext(base)[0]
 
 
 @contextmanager
@@ -169,33 +194,52 @@ def _why(definition, value) -> str:
 
 
 class PatchFlowAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set NAME, DISPLAY_NAME, GROUP_ID, OPERATION and HELP; the parameters and outputs are
-    the operation's declaration (plugin/declarations.py). A subclass overrides ``job`` or ``process``
-    only for what the declaration cannot say."""
+    """Subclasses set NAME, DISPLAY_NAME, GROUP_ID, OPERATION, HELP, SHORT (one sentence: the
+    toolbox's tooltip) and TAGS (what a toolbox search should find it by); the parameters and outputs
+    are the operation's declaration (plugin/declarations.py). A subclass overrides ``job`` or
+    ``process`` only for what the declaration cannot say."""
 
     NAME = ""
     DISPLAY_NAME = ""
     GROUP_ID = "sampling"
     OPERATION = ""
     HELP = ""
+    SHORT = ""
+    TAGS: tuple[str, ...] = ()
+
+    def tr(self, text: str) -> str:
+        return tr(text)
 
     def name(self) -> str:
         return self.NAME
 
     def displayName(self) -> str:  # noqa: N802
-        return self.DISPLAY_NAME
+        return self.tr(self.DISPLAY_NAME)
 
     def group(self) -> str:
-        return GROUPS[self.GROUP_ID]
+        return self.tr(GROUPS[self.GROUP_ID])
 
     def groupId(self) -> str:  # noqa: N802
         return self.GROUP_ID
 
+    def shortDescription(self) -> str:  # noqa: N802
+        return self.tr(self.SHORT)
+
+    def tags(self) -> list[str]:
+        return [self.tr(tag) for tag in COMMON_TAGS + self.TAGS]
+
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP
+        return self.tr(self.HELP) + parameters_help(self.declaration.parameters)
+
+    def helpUrl(self) -> str:  # noqa: N802
+        """The algorithm's section of the documentation (the anchor is its name)."""
+        return f"{HELP_PAGE}#{self.NAME}"
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON))
+
+    def svgIconPath(self) -> str:  # noqa: N802
+        return str(ICON)
 
     def createInstance(self):  # noqa: N802
         return type(self)()
@@ -224,6 +268,7 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         destinations = [p.name for p in self.declaration.parameters if p.destination]
         result = self.run_engine(job, [job[name] for name in destinations if job.get(name)], feedback)
         self.style_outputs(result, context)
+        self.name_output_layers(job, result, context)
         return {name: result.get(name) for name in self.declaration.results}
 
     def job(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
@@ -268,6 +313,39 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             return self.parameterAsFileOutput(parameters, name, context) or None
         raise ValueError(f"{name}: unknown parameter kind '{kind}'")
 
+    def output_layer_name(self, param: Param, job: dict, result: dict) -> str:
+        """The name of an output layer QGIS loads from a temporary file (a file the user chose keeps its
+        base name, as QGIS names it by default): what it is, of what, e.g. "Samples (landsat)"."""
+        source = next((job[p.name] for p in self.declaration.parameters
+                       if p.kind in ("raster", "rasters", "vector", "model") and job.get(p.name)), None)
+        if isinstance(source, list):
+            source = source[0]
+        return f"{tr(param.label)} ({layer_name(source)})" if source else tr(param.label)
+
+    def name_output_layers(self, job: dict, result: dict, context: QgsProcessingContext) -> None:
+        """Each output layer QGIS will load gets a name that says what it is (not "Output raster"), and
+        one that no layer of the project has yet: two runs give two layers told apart. A name chosen
+        for it already (a model's output name) is kept."""
+        for param in self.declaration.parameters:
+            path = job.get(param.name)
+            if param.kind not in ("raster_destination", "vector_destination") or not path \
+                    or not context.willLoadLayerOnCompletion(path):
+                continue
+            details = context.layerToLoadOnCompletionDetails(path)
+            if details.forceName or details.name not in ("", self.parameterDefinition(param.name).description()):
+                continue
+            # a file the user named keeps its base name; Processing's temporary "OUTPUT.tif" says nothing
+            temporary = os.path.normpath(path).startswith(os.path.normpath(QgsProcessingUtils.tempFolder()))
+            name = self.output_layer_name(param, job, result) if temporary else layer_name(path)
+            project = details.project or context.project()
+            taken = {layer.name() for layer in project.mapLayers().values()} if project is not None else set()
+            taken |= {other.name for key, other in context.layersToLoadOnCompletion().items() if key != path}
+            unique, count = name, 1
+            while unique in taken:
+                count += 1
+                unique = f"{name} {count}"
+            details.name = unique
+
     def style_outputs(self, result: dict, context: QgsProcessingContext) -> None:
         """Load the QML the engine wrote beside each output its declaration says is styled."""
         for param in self.declaration.parameters:
@@ -289,7 +367,7 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
             raise QgsProcessingException(
                 f"{self._describe(name)}: {layer.name()} is not a file raster (provider "
-                f"'{layer.providerType()}'). Save it as a GeoTIFF first.")
+                f"'{layer.providerType()}'). " + tr("Save it as a GeoTIFF first."))
         return layer.source()
 
     def model_path(self, parameters: dict, name: str, context: QgsProcessingContext) -> str | None:
@@ -328,7 +406,7 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
             labels = {definition.name(): definition.description() for definition in self.parameterDefinitions()}
             return WorkerClient().run(self.OPERATION, job, feedback, output_paths, labels)
         except WorkerCancelled:
-            raise QgsProcessingException("Cancelled: no output was written.") from None
+            raise QgsProcessingException(tr("Cancelled: no output was written.")) from None
         except WorkerError as exc:
             where = f"{self._describe(exc.parameter)}: " if exc.parameter else ""
             message = str(exc)

@@ -10,6 +10,8 @@ class BuildSrDataset(PatchFlowAlgorithm):
     DISPLAY_NAME = "Build super-resolution dataset"
     GROUP_ID = "patches"
     OPERATION = "build_sr_dataset"
+    SHORT = "Low- and high-resolution patch pairs for training a super-resolution network."
+    TAGS = ("super-resolution", "sr", "dataset", "patches", "wald", "sr4rs")
     HELP = (
         "Pairs of low-resolution (LR) and high-resolution (HR) patches covering the same ground, for training "
         "a super-resolution model (SR4RS-style), split spatially into training and validation datasets."

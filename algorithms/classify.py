@@ -3,7 +3,7 @@ ImageClassifierFromDeepFeatures)."""
 
 from __future__ import annotations
 
-from .base import TRUST_HELP, PatchFlowAlgorithm
+from .base import TRUST_HELP, PatchFlowAlgorithm, layer_name, tr
 
 
 class Classify(PatchFlowAlgorithm):
@@ -11,6 +11,9 @@ class Classify(PatchFlowAlgorithm):
     DISPLAY_NAME = "Classify with deep features (or pixels)"
     GROUP_ID = "classification"
     OPERATION = "classify"
+    SHORT = "Classify a raster with a trained Random Forest or SVM (deep features or pixels)."
+    TAGS = ("random forest", "rf", "svm", "scikit-learn", "classification", "class map", "deep features",
+            "tensorflow", "land cover")
     HELP = (
         "Classifies a raster, block by block, with a classifier from <i>Train classifier on deep features "
         "(or pixels)</i>, as OTBTF's ImageClassifierFromDeepFeatures does.<br><br>"
@@ -31,3 +34,7 @@ class Classify(PatchFlowAlgorithm):
         "PatchFlow versions) is a pickle, which can run any code: it is refused unless TRUST_MODEL is ticked "
         "(train it again to get a .skops file)." + TRUST_HELP
     )
+
+    def output_layer_name(self, param, job: dict, result: dict) -> str:
+        """"Class map (classifier)", "Confidence (classifier)"."""
+        return f"{tr(param.label)} ({layer_name(job['CLASSIFIER'])})" if job.get("CLASSIFIER") else tr(param.label)

@@ -10,6 +10,8 @@ class CompareAccuracy(PatchFlowAlgorithm):
     DISPLAY_NAME = "Compare accuracy"
     GROUP_ID = "accuracy"
     OPERATION = "compare_accuracy"
+    SHORT = "Accuracy reports side by side, with bootstrap intervals and McNemar's test."
+    TAGS = ("accuracy", "kappa", "comparison", "mcnemar", "bootstrap", "significance", "statistics")
     HELP = (
         "Puts several <i>Assess accuracy</i> reports (their CSV) side by side in one table: kappa, overall "
         "accuracy, macro F1 and the F1 of every class, one row per map, as CSV and HTML. Use it to end an "

@@ -15,6 +15,9 @@ class CreateModel(PatchFlowAlgorithm):
     DISPLAY_NAME = "Create model"
     GROUP_ID = "models"
     OPERATION = "create_model"
+    SHORT = "A ready-to-train network from the zoo (patch CNN, FCNN, U-Net, fusion, super-resolution)."
+    TAGS = ("tensorflow", "keras", "cnn", "neural network", "u-net", "fcnn", "segmentation", "super-resolution",
+            "fusion", "model zoo")
     HELP = (
         "Builds a ready-to-train network and writes it as a TensorFlow SavedModel folder with its model "
         "card (patchflow_card.json: inputs, bands, patch size, normalisation, outputs, receptive and "

@@ -10,6 +10,8 @@ class DescribePatches(PatchFlowAlgorithm):
     DISPLAY_NAME = "Describe OTBTF patches-images"
     GROUP_ID = "patches"
     OPERATION = "describe_patches"
+    SHORT = "A PatchFlow manifest for patches-images made by OTBTF."
+    TAGS = ("patches", "dataset", "manifest", "otbtf", "import")
     HELP = (
         "Writes a PatchFlow dataset manifest for patches-images made by OTBTF (or any tool writing "
         "patches stacked in rows): their count, bands, data type, per-band statistics and, with a "

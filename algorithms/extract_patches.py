@@ -10,6 +10,8 @@ class ExtractPatches(PatchFlowAlgorithm):
     DISPLAY_NAME = "Extract patches"
     GROUP_ID = "patches"
     OPERATION = "extract_patches"
+    SHORT = "Cut a patch around every point from one to three rasters: a dataset for training."
+    TAGS = ("patches", "extraction", "dataset", "segmentation", "labels", "otbtf", "cnn", "tensorflow")
     HELP = (
         "Extracts a patch around every point from one to three sources, as OTBTF's PatchesExtraction "
         "does. A source is one raster or several stacked (same grid); sources may have different "

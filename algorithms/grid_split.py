@@ -10,6 +10,8 @@ class GridSplit(PatchFlowAlgorithm):
     DISPLAY_NAME = "Split into training / validation / test on a grid"
     GROUP_ID = "sampling"
     OPERATION = "grid_split"
+    SHORT = "Patch centres on a grid, split into training, validation and test sets that share no pixel."
+    TAGS = ("split", "grid", "train", "validation", "test", "cross-validation", "otbtf", "patches")
     HELP = (
         "Places patch centres on a regular grid over the image (patch size, step) and splits them into "
         "training, validation and test sets, as OTBTF's PatchesSelection does. Patches touching nodata "

@@ -9,6 +9,8 @@ class SampleFromLabelRaster(PatchFlowAlgorithm):
     NAME = "samplefromlabelraster"
     DISPLAY_NAME = "Sample selection from label raster"
     OPERATION = "sample_label_raster"
+    SHORT = "Sample points drawn from a label raster, per class (OTBTF LabelImageSampleSelection)."
+    TAGS = ("sampling", "samples", "label raster", "training data", "otbtf", "stratified")
     HELP = (
         "Draws sample points from a label raster (one class id per pixel), as OTBTF's "
         "LabelImageSampleSelection does. The raster is read block by block: memory does not grow "

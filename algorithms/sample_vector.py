@@ -9,6 +9,8 @@ class SampleFromVector(PatchFlowAlgorithm):
     NAME = "samplefromvector"
     DISPLAY_NAME = "Sample selection from polygons or points"
     OPERATION = "sample_vector"
+    SHORT = "Sample pixels inside labelled polygons or at labelled points, on a raster's grid."
+    TAGS = ("sampling", "samples", "polygons", "training data", "otb", "stratified")
     HELP = (
         "Draws sample pixels inside labelled polygons (or at labelled points) on the pixel grid of a "
         "raster, as OTB's PolygonClassStatistics and SampleSelection do. The class field may be integer "

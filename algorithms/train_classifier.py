@@ -11,6 +11,9 @@ class TrainClassifier(PatchFlowAlgorithm):
     DISPLAY_NAME = "Train classifier on deep features (or pixels)"
     GROUP_ID = "classification"
     OPERATION = "train_classifier"
+    SHORT = "Train a Random Forest or SVM on a network's deep features, or on pixel values."
+    TAGS = ("random forest", "rf", "svm", "scikit-learn", "classifier", "deep features", "tensorflow", "kappa",
+            "machine learning", "otbtf")
     HELP = (
         "Trains a scikit-learn Random Forest or SVM, as OTBTF's TrainClassifierFromDeepFeatures does.<br><br>"
         "<b>With a model</b>: each training patch goes through the network and its <b>feature output</b> "

@@ -10,6 +10,9 @@ class TrainModel(PatchFlowAlgorithm):
     DISPLAY_NAME = "Train model"
     GROUP_ID = "models"
     OPERATION = "train_model"
+    SHORT = "Train a deep network on patches, with validation, test scores (kappa) and a report."
+    TAGS = ("tensorflow", "keras", "cnn", "neural network", "training", "u-net", "segmentation", "super-resolution",
+            "kappa", "accuracy", "otbtf")
     HELP = (
         "Trains a deep network on patches: a model made by <i>Create model</i>, your own model (a Keras "
         "<i>.keras</i> file, or a SavedModel: pick its <i>saved_model.pb</i>), or, when no model is given, "

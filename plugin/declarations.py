@@ -108,79 +108,103 @@ class Operation:
 # ---- choices shared by several operations ---------------------------------------------------------
 
 SAMPLING_STRATEGIES = (
-    ("constant", "Constant: the same number per class"),
+    ("constant", "Constant: same number per class"),
     ("all", "All labelled pixels"),
-    ("smallest", "Smallest class size, for every class"),
-    ("total", "Total number, split in proportion to class sizes"),
+    ("smallest", "Smallest class size, per class"),
+    ("total", "Total, in proportion to class sizes"),
 )
 SPLIT_STRATEGIES = (
-    ("split", "Split: random blocks in the given proportions"),
-    ("chessboard", "Chessboard: blocks alternate training / validation"),
+    ("split", "Split: random blocks, in proportions"),
+    ("chessboard", "Chessboard: training / validation"),
     ("all", "All: every patch to training"),
-    ("balanced", "Balanced: split, then as many patches per class as the rarest has"),
+    ("balanced", "Balanced: rarest class's count"),
 )
 # plugin/engine/zoo.py ARCHITECTURES
 ARCHITECTURES = (
-    ("patch_cnn", "Patch CNN (OTBTF tutorial): 16×16 patch → one class"),
-    ("fcnn", "FCNN (OTBTF API tutorial, U-Net-like): one class per pixel"),
-    ("unet", "U-Net with batch normalisation: one class per pixel"),
-    ("sr_generator", "Super-resolution generator (SR4RS-style): LR patch → HR patch (a super-resolution dataset)"),
-    ("fusion_cnn", "Fusion CNN (OTBTF/M3Fusion-style): one branch per image source, each at its own resolution "
-     "and patch size → one class per patch (a dataset of 2 sources or more)"),
-    ("fusion_unet", "Fusion U-Net: coarser sources upsampled (integer ratio) to source 1's grid, then U-Net → one "
-     "class per pixel (a dataset of 2 sources or more)"),
+    ("patch_cnn", "Patch CNN: 16×16 patch → one class"),
+    ("fcnn", "FCNN (U-Net-like): a class per pixel"),
+    ("unet", "U-Net: a class per pixel"),
+    ("sr_generator", "Super-resolution generator (SR4RS)"),
+    ("fusion_cnn", "Fusion CNN: per patch, 2+ sources"),
+    ("fusion_unet", "Fusion U-Net: per pixel, 2+ sources"),
 )
+ARCHITECTURES_HELP = (
+    "<b>Patch CNN</b>: OTBTF tutorial's, a 16×16 patch → one class. <b>FCNN</b>: OTBTF API tutorial's, "
+    "U-Net-like, one class per pixel. <b>U-Net</b>: with batch normalisation, one class per pixel. "
+    "<b>Super-resolution generator</b> (SR4RS-style): LR patch → HR patch, for a super-resolution dataset. "
+    "<b>Fusion CNN</b> (OTBTF/M3Fusion-style): one branch per image source, each at its own resolution and "
+    "patch size → one class per patch (a dataset of 2 sources or more). <b>Fusion U-Net</b>: coarser sources "
+    "upsampled (integer ratio) to source 1's grid, then U-Net → one class per pixel (2 sources or more).")
 MODES = (
-    ("auto", "Auto: patch-based for one pixel per receptive field, else fully convolutional"),
-    ("fully_convolutional", "Fully convolutional: whole blocks, outputs on the model's own grid"),
-    ("patch", "Patch-based: one receptive field per output pixel (every STRIDE pixels)"),
+    ("auto", "Auto"),
+    ("fully_convolutional", "Fully convolutional: whole blocks"),
+    ("patch", "Patch-based: a patch per output pixel"),
 )
-OUTPUT_TYPES = (("auto", "Auto: the smallest integer type for classes, else float32"),
+MODES_HELP = (
+    "<b>Auto</b>: patch-based for a model that gives one pixel per receptive field, else fully convolutional. "
+    "<b>Fully convolutional</b>: whole blocks, outputs on the model's own grid. <b>Patch-based</b>: one "
+    "receptive field per output pixel (every STRIDE pixels).")
+OUTPUT_TYPES = (("auto", "Auto: smallest integer type, or float32"),
                 *((name, name) for name in ("uint8", "uint16", "int16", "int32", "float32")))
 OPTIMIZERS = tuple((name, name) for name in ("adam", "adamw", "sgd", "rmsprop"))
 LOSSES = (
-    ("auto", "Auto: cross-entropy for classes, L1 for images"),
+    ("auto", "Auto: cross-entropy, or L1 for images"),
     ("crossentropy", "Cross-entropy"),
     ("l1", "L1 (mean absolute error, images)"),
     ("l2", "L2 (mean squared error, images)"),
-    ("ssim", "SSIM (1 - structural similarity, images)"),
+    ("ssim", "SSIM (1 - structural similarity)"),
 )
 DEVICES = (
-    ("auto", "Auto: a GPU if TensorFlow sees one, else the CPU"),
+    ("auto", "Auto: a GPU if there is one, else CPU"),
     ("cpu", "CPU"),
     ("gpu", "One GPU"),
     ("multi-gpu", "Several GPUs (MirroredStrategy)"),
 )
 NORMALIZATIONS = (
-    ("auto", "Auto: the model card's, else the training set's mean/std"),
+    ("auto", "Auto: the model card's, else dataset"),
     ("dataset", "The training set's per-band mean/std"),
     ("none", "None: raw pixel values"),
 )
 # plugin/engine/classify/features.py PIXELS, CONTEXT
 PIXEL_FEATURES = (("pixels", "Pixel values"),
-                  ("pixels_neighbourhood", "Pixel values + neighbourhood mean and std (per band, N x N pixels)"))
+                  ("pixels_neighbourhood", "Pixels + neighbourhood mean and std"))
 RESTORE_CHOICES = (
-    ("auto", "Auto: the best epoch's with early stopping (PATIENCE > 0), else the last epoch's"),
-    ("best", "The best epoch's (lowest validation loss, else training loss)"),
+    ("auto", "Auto: best if early stopping, else last"),
+    ("best", "The best epoch's"),
     ("last", "The last epoch's"),
 )
-CLASSIFIERS = (("rf", "Random Forest"), ("svm", "SVM (RBF kernel, standardised features, calibrated probabilities)"))
+RESTORE_HELP = (
+    "<b>Auto</b>: the best epoch's weights with early stopping (PATIENCE > 0), else the last epoch's. "
+    "<b>Best</b>: the epoch with the lowest validation loss (else training loss). <b>Last</b>: the last epoch's.")
+CLASSIFIERS = (("rf", "Random Forest"), ("svm", "SVM (RBF kernel)"))
+
+
+TRUST_PARAM_HELP = ("Tick only for a model from a source you trust: without it, a model that could run code or "
+              "touch files, the network or the Python interpreter (file, network or Python ops) is refused "
+              "before it is loaded.")
+PATCH_SIZE_HELP = ("The side of the square patch, in pixels of the source: a model's receptive field (16 for the "
+                   "zoo's patch CNN). The same size along the chain: sampling keeps the patch inside the image, "
+                   "the grid split puts one patch in each grid cell, extraction cuts it.")
 
 
 def trust() -> Param:
     """Every operation that loads a model or a classifier: the engine's model gate refuses one that
     could run code or touch files unless this is ticked."""
-    return Param(TRUST_MODEL, "boolean", "I trust this model (allow file, network or Python ops)", False)
+    return Param(TRUST_MODEL, "boolean", "I trust this model", False, help=TRUST_PARAM_HELP)
 
 
 def _sampling(distance_parent: str) -> tuple[Param, ...]:
     return (
-        Param("STRATEGY", "enum", "Sampling strategy", "constant", choices=SAMPLING_STRATEGIES),
-        Param("NUMBER", "integer", "Number of samples (per class for 'constant', in all for 'total')", 100,
-              minimum=1),
-        Param("PATCH_SIZE", "integer", "Patch size that must fit around each sample (edge padding)", 1, minimum=1),
-        Param("MIN_DISTANCE", "distance", "Minimum distance between samples (0: none)", 0.0, minimum=0.0,
-              parent=distance_parent),
+        Param("STRATEGY", "enum", "Sampling strategy", "constant", choices=SAMPLING_STRATEGIES,
+              help="Constant: NUMBER samples per class. All: every labelled pixel. Smallest: as many per class "
+                   "as the smallest class has. Total: NUMBER samples in all, split in proportion to class sizes."),
+        Param("NUMBER", "integer", "Number of samples", 100, minimum=1,
+              help="Per class for 'constant', in all for 'total' (unused by the other strategies)."),
+        Param("PATCH_SIZE", "integer", "Patch size (pixels)", 16, minimum=1,
+              help="Samples are drawn where a patch of this size centred on them fits in the image (edge "
+                   "padding); 1: anywhere. " + PATCH_SIZE_HELP),
+        Param("MIN_DISTANCE", "distance", "Minimum distance between samples", 0.0, minimum=0.0,
+              parent=distance_parent, help="No two samples are closer than this (0: no minimum)."),
         Param("SEED", "integer", "Random seed", 0),
         Param("OUTPUT", "vector_destination", "Samples", layers=("point",), file_based=True, style="STYLE"),
     )
@@ -198,10 +222,12 @@ def _table(label: str) -> tuple[Param, ...]:
     )
 
 
-def _sources(index: int, label: str, optional: bool) -> Param:
-    return Param(f"SOURCE{index}", "rasters", label, optional=optional, layers=("raster",))
+def _sources(index: int, label: str, optional: bool, help: str = "") -> Param:  # noqa: A002 (Param's field)
+    return Param(f"SOURCE{index}", "rasters", label, optional=optional, layers=("raster",), help=help)
 
 
+STACKED = "One raster, or several on one grid stacked as the bands of one source, in order."
+MODEL_HELP = "A Keras .keras file, or a SavedModel: pick its saved_model.pb."
 _QUALITY_SCORES = (("PSNR", "PSNR (dB, all bands)"), ("SSIM", "SSIM (mean of bands)"), ("SAM", "SAM (degrees)"),
                    ("ERGAS", "ERGAS"))
 _SCORED_SETS = (("TRAIN_", "training"), ("", "validation"), ("TEST_", "test"))
@@ -218,7 +244,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("INPUT", "raster", "Label raster"),
         # optional: QGIS 3.22 rejects an omitted band parameter even with a default
         Param("BAND", "band", "Band with the class ids", 1, optional=True, parent="INPUT"),
-        Param("NODATA", "number", "Value meaning 'no label' (default: the raster's nodata)", optional=True),
+        Param("NODATA", "number", "'No label' value", optional=True,
+              help="The value meaning 'no label' (default: the raster's nodata)."),
         *_sampling("INPUT"),
     ), _SAMPLING_OUTPUTS),
     Operation("sample_vector", (
@@ -228,20 +255,28 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         *_sampling("RASTER"),
     ), _SAMPLING_OUTPUTS),
     Operation("grid_split", (
-        Param("INPUT", "raster", "Image (defines the grid; nodata is avoided)"),
-        Param("PATCH_SIZE", "integer", "Patch size (pixels)", 32, minimum=1),
-        Param("STEP", "integer", "Grid step (pixels; default: the patch size)", optional=True, minimum=1),
-        Param("STRATEGY", "enum", "Strategy", "split", choices=SPLIT_STRATEGIES),
+        Param("INPUT", "raster", "Image (defines the grid)", help="The grid's image; nodata is avoided."),
+        Param("PATCH_SIZE", "integer", "Patch size (pixels)", 16, minimum=1,
+              help="The side of a grid cell: one patch per cell, so no pixel is in two sets. " + PATCH_SIZE_HELP),
+        Param("STEP", "integer", "Grid step (pixels)", optional=True, minimum=1,
+              help="Pixels between grid centres (default: the patch size)."),
+        Param("STRATEGY", "enum", "Strategy", "split", choices=SPLIT_STRATEGIES,
+              help="Split: random blocks in the given proportions. Chessboard: blocks alternate training / "
+                   "validation. All: every patch to training. Balanced: split, then as many patches per class "
+                   "as the rarest class has."),
         Param("TRAIN", "number", "Training proportion", 0.7, minimum=0.0),
         Param("VALID", "number", "Validation proportion", 0.15, minimum=0.0),
         Param("TEST", "number", "Test proportion", 0.15, minimum=0.0),
-        Param("BLOCK_SIZE", "integer", "Block size (grid cells per side decided together)", 1, minimum=1),
-        Param("STRATIFY", "boolean", "Keep every class in every set (whole blocks exchanged, with classes)", True),
-        Param("LABELS", "raster", "Label raster (class at each patch centre)", optional=True),
-        Param("SAMPLES", "vector", "Existing samples to split instead of grid centres", optional=True,
-              layers=("point",)),
+        Param("BLOCK_SIZE", "integer", "Block size (grid cells per side)", 1, minimum=1,
+              help="Grid cells per side of a block decided together (all to the same set)."),
+        Param("STRATIFY", "boolean", "Keep every class in every set", True,
+              help="Whole blocks are exchanged, with their classes, so that every class is in every set when the "
+                   "blocks allow it (a warning names the class and the set otherwise)."),
+        Param("LABELS", "raster", "Label raster", optional=True, help="The class at each patch centre."),
+        Param("SAMPLES", "vector", "Existing samples to split", optional=True, layers=("point",),
+              help="Split these samples instead of grid centres."),
         Param("CLASS_FIELD", "field", "Class field of the samples", optional=True, parent="SAMPLES"),
-        Param("NODATA", "number", "Nodata value of the image (default: the raster's)", optional=True),
+        Param("NODATA", "number", "Nodata value of the image", optional=True, help="Default: the raster's."),
         Param("SEED", "integer", "Random seed", 0),
         *(Param(f"OUTPUT_{name}", "vector_destination", label, optional=name != "TRAIN", layers=("point",),
                 file_based=True, style=f"STYLE_{name}") for name, label in _SPLIT_SETS),
@@ -249,18 +284,21 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("extract_patches", (
         Param("INPUT", "vector", "Patch centres (points)", layers=("point",)),
         *(p for index in (1, 2, 3) for p in (
-            _sources(index, f"Source {index}: raster(s), stacked" + ("" if index == 1 else " (optional)"), index > 1),
-            Param(f"PATCH_SIZE{index}", "integer", f"Source {index}: patch size (pixels" +
-                  ("" if index == 1 else "; default: source 1's footprint") + ")",
-                  16 if index == 1 else None, optional=index > 1, minimum=1))),
-        Param("CLASS_FIELD", "field", "Class field (writes the labels image)", optional=True, parent="INPUT"),
-        Param("LABEL_RASTER", "raster", "Label raster, extracted as an extra source (segmentation)", optional=True),
-        Param("LABEL_POLYGONS", "vector", "Labelled polygons, burnt on source 1's grid as label patches "
-              "(segmentation; instead of a label raster)", optional=True, layers=("polygon",)),
-        Param("LABEL_FIELD", "field", "Class field of the labelled polygons (integer or text)", optional=True,
-              parent="LABEL_POLYGONS"),
-        Param("LABEL_PATCH_SIZE", "integer", "Label patch size (default: the footprint of source 1)",
-              optional=True, minimum=1),
+            _sources(index, f"Source {index}: raster(s)", index > 1, STACKED),
+            Param(f"PATCH_SIZE{index}", "integer", f"Source {index}: patch size (pixels)",
+                  16 if index == 1 else None, optional=index > 1, minimum=1,
+                  help=PATCH_SIZE_HELP if index == 1 else "Default: source 1's footprint (the same ground at "
+                  "this source's pixel size)."))),
+        Param("CLASS_FIELD", "field", "Class field", optional=True, parent="INPUT",
+              help="Writes the labels image (one class per patch)."),
+        Param("LABEL_RASTER", "raster", "Label raster (segmentation)", optional=True,
+              help="Extracted as an extra source: label patches, for models with a class per pixel."),
+        Param("LABEL_POLYGONS", "vector", "Label polygons (segmentation)", optional=True, layers=("polygon",),
+              help="Burnt on source 1's grid as label patches (segmentation; instead of a label raster)."),
+        Param("LABEL_FIELD", "field", "Class field of the polygons", optional=True, parent="LABEL_POLYGONS",
+              help="Integer or text."),
+        Param("LABEL_PATCH_SIZE", "integer", "Label patch size", optional=True, minimum=1,
+              help="Default: the footprint of source 1."),
         Param("SKIP_NODATA", "boolean", "Drop patches touching nodata", True),
         Param("OUTPUT", "file_destination", "Dataset manifest", file_filter=JSON_FILES),
     ), (
@@ -274,34 +312,37 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     )),
     Operation("describe_patches", (
         Param("PATCHES", "rasters", "Patches-images, one per source", layers=("raster",)),
-        Param("PATCH_SIZE", "integer", "Patch size (0: the image width)", 0, minimum=0),
+        Param("PATCH_SIZE", "integer", "Patch size (0: the image width)", 0, minimum=0,
+              help="The side of a patch in the patches-image, in pixels (patches are stacked in rows)."),
         Param("LABELS", "raster", "Labels image", optional=True),
         Param("OUTPUT", "file_destination", "Dataset manifest", file_filter=JSON_FILES),
     ), (Output("COUNT", "number", "Number of patches"),)),
     Operation("create_model", (
-        Param("ARCHITECTURE", "enum", "Architecture", "patch_cnn", choices=ARCHITECTURES),
-        Param("DATASET", "file", "Dataset manifest (gives bands, patch size, classes, normalisation)",
-              optional=True, file_filter=JSON_FILES),
-        Param("BANDS", "integer", "Number of bands (without a dataset)", optional=True, minimum=1,
-              why="a model needs 1 band or more"),
-        Param("PATCH_SIZE", "integer", "Patch size (without a dataset)", optional=True, minimum=1),
-        Param("N_CLASSES", "integer", "Number of classes (without a dataset)", optional=True, minimum=2,
-              why="a classifier needs 2 classes or more"),
-        Param("WIDTH", "integer", "Width: filters of the first layer (empty: the architecture's default)",
-              optional=True, minimum=1),
+        Param("ARCHITECTURE", "enum", "Architecture", "patch_cnn", choices=ARCHITECTURES, help=ARCHITECTURES_HELP),
+        Param("DATASET", "file", "Dataset manifest", optional=True, file_filter=JSON_FILES,
+              help="Gives the bands, patch size, classes and normalisation."),
+        Param("BANDS", "integer", "Number of bands", optional=True, minimum=1,
+              why="a model needs 1 band or more", help="Without a dataset."),
+        Param("PATCH_SIZE", "integer", "Patch size", optional=True, minimum=1,
+              help="Without a dataset. " + PATCH_SIZE_HELP),
+        Param("N_CLASSES", "integer", "Number of classes", optional=True, minimum=2,
+              why="a classifier needs 2 classes or more", help="Without a dataset."),
+        Param("WIDTH", "integer", "Width (filters of the first layer)", optional=True, minimum=1,
+              help="Empty: the architecture's default."),
         Param("SEED", "integer", "Random seed of the weights", 0),
         Param("OVERWRITE", "boolean", "Overwrite an existing model folder", False),
         Param("OUTPUT", "folder_destination", "Model folder (SavedModel)"),
     ), (Output("CARD", "file", "Model card"), Output("PARAMETERS", "number", "Number of parameters"))),
     Operation("train_model", (
         Param("TRAIN", "file", "Training dataset (manifest)", file_filter="Dataset manifests (*.json)"),
-        Param("VALID", "file", "Validation dataset (manifest): chooses the best epoch (and seed)", optional=True,
-              file_filter="Dataset manifests (*.json)"),
-        Param("TEST", "file", "Test dataset (manifest): scored once at the end, never used to choose", optional=True,
-              file_filter="Dataset manifests (*.json)"),
-        Param("MODEL", "model", "Model: a .keras file or a SavedModel's saved_model.pb (empty: build the "
-              "architecture below)", optional=True, file_filter=MODEL_FILES),
-        Param("ARCHITECTURE", "enum", "Architecture (when no model is given)", "patch_cnn", choices=ARCHITECTURES),
+        Param("VALID", "file", "Validation dataset", optional=True, file_filter="Dataset manifests (*.json)",
+              help="A manifest: chooses the best epoch (and seed), so its scores are optimistic."),
+        Param("TEST", "file", "Test dataset", optional=True, file_filter="Dataset manifests (*.json)",
+              help="A manifest: scored once at the end, never used to choose."),
+        Param("MODEL", "model", "Model", optional=True, file_filter=MODEL_FILES,
+              help=MODEL_HELP + " Empty: build the architecture below."),
+        Param("ARCHITECTURE", "enum", "Architecture (when no model is given)", "patch_cnn", choices=ARCHITECTURES,
+              help=ARCHITECTURES_HELP),
         Param("EPOCHS", "integer", "Epochs", 20, minimum=1),
         Param("BATCH_SIZE", "integer", "Batch size", 32, minimum=1),
         Param("LEARNING_RATE", "number", "Learning rate", 0.001, minimum=0.0),
@@ -309,26 +350,32 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("CLASS_WEIGHTS", "boolean", "Balance classes (weights from counts)", True,
               choices=(("none", "No: every sample weighs 1"), ("auto", "Yes: weights from the class counts"))),
         Param("AUGMENT", "boolean", "Augment: flips and 90° rotations", True),
-        Param("PATIENCE", "integer", "Early stopping: epochs without improvement (0: off)", 0, minimum=0),
-        Param("RESTORE_BEST", "enum", "Weights saved", "auto", choices=RESTORE_CHOICES),
+        Param("PATIENCE", "integer", "Early stopping patience (0: off)", 0, minimum=0,
+              help="Epochs without improvement before training stops (0: no early stopping)."),
+        Param("RESTORE_BEST", "enum", "Weights saved", "auto", choices=RESTORE_CHOICES, help=RESTORE_HELP),
         Param("SEED", "integer", "Random seed", 0),
-        Param("REPEATS", "integer", "Repeats: seeds SEED, SEED+1, ... trained in turn (mean ± sd; the seed with the "
-              "lowest validation loss is kept)", 1, minimum=1, maximum=100, why="each repeat is a whole training"),
+        Param("REPEATS", "integer", "Repeats (seeds SEED, SEED+1, ...)", 1, minimum=1, maximum=100,
+              why="each repeat is a whole training",
+              help="Seeds SEED, SEED+1, ... trained in turn (mean ± sd of every score); the seed with the lowest "
+                   "validation loss is kept."),
         Param("DEVICE", "enum", "Device", "auto", choices=DEVICES),
-        Param("RESUME", "boolean", "Resume an interrupted training of this output", True),
+        Param("RESUME", "boolean", "Resume an interrupted training", True,
+              help="Continue an interrupted training of this output from its last complete epoch."),
         Param("OVERWRITE", "boolean", "Overwrite the output folder", False),
         trust(),
-        Param("WIDTH", "integer", "Architecture width (filters of the first layer; empty: default)", optional=True,
-              minimum=1, advanced=True),
-        Param("INPUTS", "string", "Which source feeds which model input, e.g. x1=source1;x2=source2 (empty: the "
-              "model card's, else in order)", optional=True, advanced=True),
-        Param("TARGET", "string", "Target source (empty: the labels image, else the label patches)", optional=True,
-              advanced=True),
+        Param("WIDTH", "integer", "Architecture width", optional=True, minimum=1, advanced=True,
+              help="Filters of the first layer (empty: the architecture's default)."),
+        Param("INPUTS", "string", "Sources of the model inputs", optional=True, advanced=True,
+              help="Which source feeds which model input, e.g. x1=source1;x2=source2 (empty: the model card's, "
+                   "else in order)."),
+        Param("TARGET", "string", "Target source", optional=True, advanced=True,
+              help="Empty: the labels image, else the label patches."),
         Param("LOSS", "enum", "Loss", "auto", choices=LOSSES, advanced=True),
-        Param("LOSS_WEIGHTS", "string", "Image losses combined, e.g. l1=1;ssim=0.2;adversarial=0.001 (overrides "
-              "Loss; adversarial: an LSGAN discriminator)", optional=True, advanced=True),
-        Param("PRETRAIN_EPOCHS", "integer", "Epochs of content loss before the adversarial loss (empty: half the "
-              "epochs)", optional=True, minimum=0, advanced=True),
+        Param("LOSS_WEIGHTS", "string", "Combined image losses", optional=True, advanced=True,
+              help="Image losses combined, e.g. l1=1;ssim=0.2;adversarial=0.001 (overrides Loss; adversarial: an "
+                   "LSGAN discriminator)."),
+        Param("PRETRAIN_EPOCHS", "integer", "Pre-training epochs", optional=True, minimum=0, advanced=True,
+              help="Epochs of content loss before the adversarial loss (empty: half the epochs)."),
         Param("NORMALIZATION", "enum", "Input normalisation", "auto", choices=NORMALIZATIONS, advanced=True),
         Param("OUTPUT", "folder_destination", "Trained model folder (SavedModel)"),
     ), (
@@ -350,31 +397,35 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("INPUT", "raster", "Class raster (classification map)"),
         Param("BAND", "band", "Band", 1, optional=True, parent="INPUT"),
         Param("REFERENCE", "vector", "Reference points or polygons", optional=True, layers=("point", "polygon")),
-        Param("CLASS_FIELD", "field", "Reference class field (class ids, or the map's class names)", optional=True,
-              parent="REFERENCE"),
-        Param("REFERENCE_RASTER", "raster", "Or: reference label raster (map's CRS and pixel size)", optional=True),
-        Param("REFERENCE_BAND", "band", "Reference label raster band", 1, optional=True, parent="REFERENCE_RASTER"),
-        Param("REFERENCE_NODATA", "number", "Reference label raster 'no label' value (default: its nodata)",
-              optional=True),
+        Param("CLASS_FIELD", "field", "Reference class field", optional=True, parent="REFERENCE",
+              help="Class ids, or the map's class names."),
+        Param("REFERENCE_RASTER", "raster", "Or: reference label raster", optional=True,
+              help="In the map's CRS and pixel size."),
+        Param("REFERENCE_BAND", "band", "Reference raster band", 1, optional=True, parent="REFERENCE_RASTER"),
+        Param("REFERENCE_NODATA", "number", "Reference 'no label' value", optional=True,
+              help="The reference label raster's 'no label' value (default: its nodata)."),
         *_table("Accuracy report (HTML)"),
     ), tuple(Output(name, "number", label) for name, label in (
         ("OA", "Overall accuracy"), ("KAPPA", "Kappa"), ("N", "Number of pairs"), ("MACRO_F1", "Macro F1"),
         ("WEIGHTED_F1", "Weighted F1"))) + (
         Output("PAIRS", "file", "Samples scored (CSV beside the scores: x, y, reference, predicted)"),)),
     Operation("train_classifier", (
-        Param("DATASET", "file", "Training dataset manifest (with a class field)", file_filter=JSON_FILES),
+        Param("DATASET", "file", "Training dataset manifest", file_filter=JSON_FILES,
+              help="A dataset manifest with a class field."),
         Param("VALID", "file", "Validation dataset manifest", optional=True, file_filter=JSON_FILES),
-        Param("TEST", "file", "Test dataset manifest (scored once, beside validation)", optional=True,
-              file_filter=JSON_FILES),
-        Param("MODEL", "model", "Model: a .keras file, or a SavedModel's saved_model.pb (empty: classify pixel "
-              "values)", optional=True, file_filter=MODEL_FILES),
+        Param("TEST", "file", "Test dataset manifest", optional=True, file_filter=JSON_FILES,
+              help="Scored once, beside validation."),
+        Param("MODEL", "model", "Model (deep features)", optional=True, file_filter=MODEL_FILES,
+              help=MODEL_HELP + " Empty: classify pixel values."),
         Param("FEATURE_OUTPUT", "string", "Model output used as features", "features", optional=True),
-        Param("FEATURES", "enum", "Features without a model", "pixels", choices=PIXEL_FEATURES),
-        Param("NEIGHBOURHOOD", "integer", "Neighbourhood: N x N pixels around each pixel (0: the dataset's patch "
-              "size)", 3, minimum=0),
-        Param("CLASSIFIER", "enum", "Classifier", "rf", choices=CLASSIFIERS),
+        Param("FEATURES", "enum", "Features without a model", "pixels", choices=PIXEL_FEATURES,
+              help="Pixel values, or pixel values with each band's mean and std over the N x N neighbourhood."),
+        Param("NEIGHBOURHOOD", "integer", "Neighbourhood (N x N pixels)", 3, minimum=0,
+              help="N x N pixels around each pixel (0: the dataset's patch size)."),
+        Param("CLASSIFIER", "enum", "Classifier", "rf", choices=CLASSIFIERS,
+              help="Random Forest, or SVM (RBF kernel, standardised features, calibrated probabilities)."),
         Param("N_TREES", "integer", "Random Forest: number of trees", 100, minimum=1),
-        Param("MAX_DEPTH", "integer", "Random Forest: maximum depth (0: unlimited)", 0, minimum=0),
+        Param("MAX_DEPTH", "integer", "Random Forest: maximum depth", 0, minimum=0, help="0: unlimited."),
         Param("SVM_C", "number", "SVM: regularisation C", 1.0, minimum=1e-9),
         Param("SEED", "integer", "Random seed", 0),
         trust(),
@@ -391,48 +442,54 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Output("TEST_KAPPA", "number", "Test kappa"),
     )),
     Operation("classify", (
-        Param("INPUT", "rasters", "Raster(s) to classify, stacked", layers=("raster",)),
-        *(Param(f"INPUT{index}", "rasters", f"{which} source (multi-source model): raster(s), stacked", optional=True,
-                layers=("raster",)) for index, which in ((2, "Second"), (3, "Third"))),
-        Param("CLASSIFIER", "file", "Classifier (.skops, its .json beside it)",
+        Param("INPUT", "rasters", "Raster(s) to classify", layers=("raster",), help=STACKED),
+        *(Param(f"INPUT{index}", "rasters", f"{which} source: raster(s)", optional=True, layers=("raster",),
+                help="For a classifier on a multi-source model's features. " + STACKED)
+          for index, which in ((2, "Second"), (3, "Third"))),
+        Param("CLASSIFIER", "file", "Classifier (.skops)", help="Its .json description beside it.",
               file_filter="Classifier files (*.skops);;Legacy pickle classifiers, need TRUST_MODEL (*.joblib *.pkl)"),
         Param("OUTPUT", "raster_destination", "Class map", style="STYLE"),
-        Param("OUTPUT_CONFIDENCE", "raster_destination", "Confidence (highest class probability)", optional=True,
-              create_by_default=False),
+        Param("OUTPUT_CONFIDENCE", "raster_destination", "Confidence", optional=True, create_by_default=False,
+              help="The highest class probability of each pixel."),
         trust(),
     ), (Output("STYLE", "file", "Class map style (QML)"), Output("COUNT", "number", "Pixels classified"))),
     Operation("apply_model", (
-        Param("MODEL", "model", "Model: a .keras file or a SavedModel's saved_model.pb", file_filter=MODEL_FILES),
-        _sources(1, "Source 1: raster(s), stacked", False),
-        *(_sources(index, f"Source {index}: raster(s), stacked (models with {index} inputs)", True)
+        Param("MODEL", "model", "Model", file_filter=MODEL_FILES, help=MODEL_HELP),
+        _sources(1, "Source 1: raster(s)", False, STACKED),
+        *(_sources(index, f"Source {index}: raster(s)", True, f"For models with {index} inputs. " + STACKED)
           for index in (2, 3)),
-        Param("OUTPUTS", "string", "Model output(s) to write, separated by ; (stacked as bands; empty: 'class' if "
-              "the model has it, else its first output, e.g. a super-resolved 'image')", "", optional=True),
-        Param("MODE", "enum", "Mode", "auto", choices=MODES),
-        Param("STRIDE", "integer", "Stride: input pixels between output pixels (patch-based)", 1, minimum=1),
-        Param("TILE_SIZE", "integer", "Tile size in output pixels (fully convolutional; 0: about 512 pixels a side "
-              "on the finer of the input and output grids)", 0, minimum=0),
-        Param("BATCH_SIZE", "integer", "Batch size: patches, or blocks (fully convolutional), per model call "
-              "(0: auto)", 0, minimum=0),
-        Param("EXTENT", "extent", "Processing extent (empty: the whole of source 1)", optional=True,
-              parent="SOURCE1"),
-        Param("OUTPUT_TYPE", "enum", "Output data type", "auto", choices=OUTPUT_TYPES),
-        Param("NODATA", "number", "Output nodata value (empty: 0 or 255 for classes, -9999 otherwise)",
-              optional=True),
-        Param("CLIP", "boolean", "Clip image outputs to the range of the training target (a super-resolved image "
-              "to the HR training data's; only models whose card records it)", True),
+        Param("OUTPUTS", "string", "Model output(s) to write", "", optional=True,
+              help="Separated by ; (stacked as bands); empty: 'class' if the model has it, else its first output, "
+                   "e.g. a super-resolved 'image'. <i>name:argmax</i> writes the class of the largest channel."),
+        Param("MODE", "enum", "Mode", "auto", choices=MODES, help=MODES_HELP),
+        Param("STRIDE", "integer", "Stride (patch-based)", 1, minimum=1,
+              help="Input pixels between output pixels (patch-based)."),
+        Param("TILE_SIZE", "integer", "Tile size (0: auto)", 0, minimum=0,
+              help="Tile size in output pixels (fully convolutional; 0: about 512 pixels a side on the finer of "
+                   "the input and output grids)."),
+        Param("BATCH_SIZE", "integer", "Batch size (0: auto)", 0, minimum=0,
+              help="Patches, or blocks (fully convolutional), per model call (0: auto)."),
+        Param("EXTENT", "extent", "Processing extent", optional=True, parent="SOURCE1",
+              help="Empty: the whole of source 1."),
+        Param("OUTPUT_TYPE", "enum", "Output data type", "auto", choices=OUTPUT_TYPES,
+              help="Auto: the smallest integer type for classes, else float32."),
+        Param("NODATA", "number", "Output nodata value", optional=True,
+              help="Empty: 0 or 255 for classes, -9999 otherwise."),
+        Param("CLIP", "boolean", "Clip images to the training range", True,
+              help="Clip image outputs to the range of the training target (a super-resolved image to the HR "
+                   "training data's; only models whose card records it)."),
         trust(),
-        Param("INPUT_NAMES", "string", "Model inputs fed by the sources, in order, e.g. x1;x2 (empty: the model "
-              "card's)", optional=True, advanced=True),
-        Param("RECEPTIVE_FIELD", "integer", "Receptive field: input patch size in pixels (0: the model card's)", 0,
-              minimum=0, advanced=True),
-        Param("EXPRESSION_FIELD", "integer", "Expression field: output pixels per receptive field (0: measured)", 0,
-              minimum=0, advanced=True),
-        Param("SCALE_FACTOR", "number", "Scale factor: output pixels per input pixel, e.g. 0.25 for stride 4 (0: "
-              "the model card's, else 1)", 0.0, minimum=0.0, advanced=True),
-        Param("MARGIN", "integer", "Margin cropped around blocks, input pixels (fully convolutional; -1: measured)",
-              -1, minimum=-1, advanced=True),
-        Param("OUTPUT", "raster_destination", "Output raster", style="STYLE"),
+        Param("INPUT_NAMES", "string", "Model inputs fed by the sources", optional=True, advanced=True,
+              help="In order, e.g. x1;x2 (empty: the model card's)."),
+        Param("RECEPTIVE_FIELD", "integer", "Receptive field (0: the card's)", 0, minimum=0, advanced=True,
+              help="Input patch size in pixels (0: the model card's)."),
+        Param("EXPRESSION_FIELD", "integer", "Expression field (0: measured)", 0, minimum=0, advanced=True,
+              help="Output pixels per receptive field (0: measured)."),
+        Param("SCALE_FACTOR", "number", "Scale factor (0: the card's)", 0.0, minimum=0.0, advanced=True,
+              help="Output pixels per input pixel, e.g. 0.25 for stride 4 (0: the model card's, else 1)."),
+        Param("MARGIN", "integer", "Margin (-1: measured)", -1, minimum=-1, advanced=True,
+              help="Input pixels cropped around blocks (fully convolutional; -1: measured from the model)."),
+        Param("OUTPUT", "raster_destination", "Model output raster", style="STYLE"),
     ), (
         Output("STYLE", "file", "Output style (QML)"),
         Output("KIND", "string", "Output kind (class, probabilities, features, image)"),
@@ -440,43 +497,46 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Output("HEIGHT", "number", "Output height (pixels)"),
     )),
     Operation("build_sr_dataset", (
-        Param("HR", "rasters", "High-resolution image: raster(s), stacked", layers=("raster",)),
-        Param("LR", "rasters", "Low-resolution image: raster(s), stacked (empty: degrade the HR image)",
-              optional=True, layers=("raster",)),
-        Param("SCALE", "number", "Scale factor when degrading (whole number; empty: 4; with an LR image it is "
-              "measured)", optional=True, minimum=1.0),
+        Param("HR", "rasters", "High-resolution image: raster(s)", layers=("raster",), help=STACKED),
+        Param("LR", "rasters", "Low-resolution image: raster(s)", optional=True, layers=("raster",),
+              help="Empty: degrade the HR image. " + STACKED),
+        Param("SCALE", "number", "Scale factor when degrading", optional=True, minimum=1.0,
+              help="A whole number (empty: 4); with an LR image it is measured."),
         Param("PATCH_SIZE", "integer", "LR patch size (pixels)", 32, minimum=1),
-        Param("STEP", "integer", "Step between patch centres (LR pixels; default: the patch size)", optional=True,
-              minimum=1),
+        Param("STEP", "integer", "Step between patch centres", optional=True, minimum=1,
+              help="In LR pixels (default: the patch size)."),
         Param("VALID", "number", "Validation fraction", 0.3, minimum=0.0, maximum=0.95,
               why="a larger fraction leaves little or nothing for training"),
-        Param("BLOCK_SIZE", "integer", "Block size (patches per side that go to the same set)", 4, minimum=1),
+        Param("BLOCK_SIZE", "integer", "Block size (patches per side)", 4, minimum=1,
+              help="Patches per side of a block that goes to the same set."),
         Param("SEED", "integer", "Random seed", 0),
-        Param("RADIOMETRIC", "boolean", "Match the HR radiometry to the LR (per-band linear fit)", False),
-        Param("NODATA", "number", "Nodata value of the images (default: the rasters')", optional=True),
+        Param("RADIOMETRIC", "boolean", "Match the HR radiometry to the LR", False,
+              help="A per-band linear fit."),
+        Param("NODATA", "number", "Nodata value of the images", optional=True, help="Default: the rasters'."),
         Param("OUTPUT_TRAIN", "file_destination", "Training dataset manifest", file_filter=JSON_FILES),
         Param("OUTPUT_VALID", "file_destination", "Validation dataset manifest", optional=True,
               file_filter=JSON_FILES),
-        Param("OUTPUT_LR", "raster_destination", "Degraded LR image (when no LR image is given)", optional=True,
-              create_by_default=False),
+        Param("OUTPUT_LR", "raster_destination", "Degraded LR image", optional=True, create_by_default=False,
+              help="When no LR image is given."),
     ), tuple(Output(name, "number", label) for name, label in (
         ("COUNT_TRAIN", "Training patch pairs"), ("COUNT_VALID", "Validation patch pairs"),
         ("SCALE", "Scale (LR pixel / HR pixel)"),
         ("OFFSET_X", "HR grid offset from the LR grid, across (LR pixels)"),
         ("OFFSET_Y", "HR grid offset from the LR grid, down (LR pixels)")))),
     Operation("assess_image_quality", (
-        Param("INPUT", "rasters", "Produced image: raster(s), stacked", layers=("raster",)),
-        Param("REFERENCE", "rasters", "Reference image: raster(s), stacked", layers=("raster",)),
-        Param("LOW_RESOLUTION", "rasters", "Low-resolution input, for a bicubic baseline: raster(s), stacked",
-              optional=True, layers=("raster",)),
-        Param("DATA_RANGE", "number", "Data range for PSNR and SSIM (empty: the reference band's max - min)",
-              optional=True, minimum=0.0),
-        Param("SCALE_FOR_ERGAS", "number", "ERGAS ratio h/l, high- over low-resolution pixel size (empty: from the "
-              "pixel sizes, else 1)", optional=True, minimum=0.0),
-        Param("EXTENT", "extent", "Compared extent (empty: the whole reference)", optional=True, parent="REFERENCE"),
-        Param("FIT_EXTENT", "extent", "Training part the sharpened bicubic baseline is fitted on, outside the compared "
-              "extent (empty: the reference outside EXTENT; without EXTENT, the compared pixels)", optional=True,
-              parent="REFERENCE"),
+        Param("INPUT", "rasters", "Produced image: raster(s)", layers=("raster",), help=STACKED),
+        Param("REFERENCE", "rasters", "Reference image: raster(s)", layers=("raster",), help=STACKED),
+        Param("LOW_RESOLUTION", "rasters", "Low-resolution input", optional=True, layers=("raster",),
+              help="For a bicubic baseline. " + STACKED),
+        Param("DATA_RANGE", "number", "Data range for PSNR and SSIM", optional=True, minimum=0.0,
+              help="Empty: the reference band's max - min."),
+        Param("SCALE_FOR_ERGAS", "number", "ERGAS ratio h/l", optional=True, minimum=0.0,
+              help="High- over low-resolution pixel size (empty: from the pixel sizes, else 1)."),
+        Param("EXTENT", "extent", "Compared extent", optional=True, parent="REFERENCE",
+              help="Empty: the whole reference."),
+        Param("FIT_EXTENT", "extent", "Baseline fitting extent", optional=True, parent="REFERENCE",
+              help="The training part the sharpened bicubic baseline is fitted on, outside the compared extent "
+                   "(empty: the reference outside EXTENT; without EXTENT, the compared pixels)."),
         *_table("Image quality report (HTML)"),
     ), (
         *(output for name, label in _QUALITY_SCORES for output in (
@@ -490,10 +550,12 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Output("PIXELS", "number", "Pixels compared"),
     )),
     Operation("compare_accuracy", (
-        Param("REPORTS", "files", "Accuracy reports (CSV from Assess accuracy)", layers=("file",)),
-        Param("NAMES", "string", "Names of the maps, separated by ; (empty: the file names)", "", optional=True),
-        Param("PAIRS", "files", "Samples scored, one file per report (empty: the <report>_pairs.csv beside each)",
-              optional=True, layers=("file",)),
+        Param("REPORTS", "files", "Accuracy reports (CSV)", layers=("file",),
+              help="The CSV files written by Assess accuracy."),
+        Param("NAMES", "string", "Names of the maps", "", optional=True,
+              help="Separated by ; (empty: the file names)."),
+        Param("PAIRS", "files", "Samples scored, per report", optional=True, layers=("file",),
+              help="One file per report (empty: the &lt;report&gt;_pairs.csv beside each)."),
         Param("RESAMPLES", "integer", "Bootstrap resamples (95 % intervals)", 2000, minimum=100,
               why="fewer resamples give unstable 95 % intervals"),
         Param("SEED", "integer", "Bootstrap random seed", 0),

@@ -11,6 +11,7 @@ class PatchFlowPlugin:
     def __init__(self, iface=None) -> None:
         self.iface = iface
         self.provider: PatchFlowProvider | None = None
+        self.options_factory = None  # PatchFlow's page in Settings > Options (the desktop only)
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
         if self.provider is None:
@@ -19,8 +20,16 @@ class PatchFlowPlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
+        if self.iface is not None and hasattr(self.iface, "registerOptionsWidgetFactory"):
+            from .settingspage import PatchFlowOptionsFactory
+
+            self.options_factory = PatchFlowOptionsFactory()
+            self.iface.registerOptionsWidgetFactory(self.options_factory)
 
     def unload(self) -> None:
+        if self.options_factory is not None and self.iface is not None:
+            self.iface.unregisterOptionsWidgetFactory(self.options_factory)
+            self.options_factory = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

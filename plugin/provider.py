@@ -8,6 +8,10 @@ from qgis.PyQt.QtGui import QIcon
 from .settings import PLUGIN_ROOT, PYTHON_SETTING
 
 ICON = PLUGIN_ROOT / "resources" / "icon.svg"
+# the page every algorithm's Help button opens, at the algorithm's anchor (its name, e.g. #trainmodel):
+# the README's algorithm table; change it here alone if that table moves (tests/qgis/test_conventions.py
+# checks that every anchor is in the file this URL names)
+HELP_PAGE = "https://github.com/patchflow/patchflow/blob/main/README.md"
 
 
 def _algorithms() -> list:
@@ -56,7 +60,8 @@ class PatchFlowProvider(QgsProcessingProvider):
         ProcessingConfig.settingIcons[self.name()] = self.icon()
         ProcessingConfig.addSetting(Setting(
             self.name(), PYTHON_SETTING,
-            "Python interpreter for the worker (empty: PATCHFLOW_PYTHON, else the plugin's .venv, else QGIS's)",
+            "Python interpreter for the worker (empty: PATCHFLOW_PYTHON, else the plugin's .venv, else QGIS's; "
+            "Settings > Options > PatchFlow shows the one in effect and checks it)",
             "", valuetype=Setting.FILE))
         ProcessingConfig.readSettings()
         self.refreshAlgorithms()

@@ -41,9 +41,10 @@ def qgis_python() -> str:
     return shutil.which("python3") or "python3"
 
 
-def worker_python() -> tuple[str, str]:
-    """(interpreter, where that choice came from)."""
-    setting = _setting_value()
+def worker_python(setting: str | None = None) -> tuple[str, str]:
+    """(interpreter, where that choice came from); ``setting``: the Processing setting's value to
+    suppose (the settings page, before it is saved), else the saved one."""
+    setting = (setting if setting is not None else _setting_value()).strip()
     if setting:
         return setting, "the Processing setting 'PatchFlow: Python interpreter for the worker'"
     env = os.environ.get(PYTHON_ENV, "").strip()
@@ -53,3 +54,73 @@ def worker_python() -> tuple[str, str]:
     if venv is not None:
         return str(venv), "the plugin's .venv"
     return qgis_python(), "QGIS's own Python (no setting, no PATCHFLOW_PYTHON, no .venv)"
+
+
+# run by the worker's interpreter: what the worker will find there (one JSON line on stdout)
+CHECK_SCRIPT = r"""
+import json, os, platform, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+found = {"python": platform.python_version(), "executable": sys.executable}
+def version(name, attribute="__version__"):
+    try:
+        module = __import__(name, fromlist=["_"])
+        found[name.split(".")[-1]] = str(getattr(module, attribute, "?"))
+        return module
+    except Exception as exc:
+        found[name.split(".")[-1]] = None
+        found.setdefault("missing", []).append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+version("numpy")
+version("osgeo.gdal")
+tf = version("tensorflow")
+if tf is not None:
+    try:
+        found["gpus"] = [device.name for device in tf.config.list_physical_devices("GPU")]
+    except Exception as exc:
+        found["gpus"] = []
+        found.setdefault("missing", []).append(f"GPU list: {exc}"[:300])
+print("PATCHFLOW_CHECK " + json.dumps(found))
+"""
+CHECK_PREFIX = "PATCHFLOW_CHECK "
+NEEDED = ("numpy", "gdal", "tensorflow")
+
+
+def parse_check(stdout: str, stderr: str = "", returncode: int = 0) -> dict:
+    """The check's result: python, executable, numpy, gdal, tensorflow (versions, None when missing),
+    gpus, missing (why each import failed), ok (all three there); error when the interpreter failed."""
+    import json
+
+    line = next((line for line in reversed(stdout.splitlines()) if line.startswith(CHECK_PREFIX)), None)
+    if line is None:
+        tail = (stderr or stdout).strip().splitlines()[-3:]
+        return {"ok": False, "error": f"the interpreter failed (exit code {returncode}): " + " ".join(tail)}
+    found = json.loads(line[len(CHECK_PREFIX):])
+    found["ok"] = all(found.get(name) for name in NEEDED)
+    return found
+
+
+def check_interpreter(python: str | None = None, timeout: float = 120.0) -> dict:
+    """Run the worker's interpreter (``python``, else the one in effect) on CHECK_SCRIPT."""
+    import subprocess
+
+    python = python or worker_python()[0]
+    try:
+        done = subprocess.run([python, "-c", CHECK_SCRIPT], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"ok": False, "error": f"cannot run {python}: {exc}"}
+    return parse_check(done.stdout, done.stderr, done.returncode)
+
+
+def describe_check(found: dict) -> str:
+    """The check in a few lines, for the settings page."""
+    if found.get("error"):
+        return found["error"]
+    gpus = found.get("gpus") or []
+    lines = [f"Python {found.get('python')} ({found.get('executable')})",
+             f"numpy {found.get('numpy') or 'MISSING'}, GDAL {found.get('gdal') or 'MISSING'}, "
+             f"TensorFlow {found.get('tensorflow') or 'MISSING'}",
+             f"GPU: {', '.join(gpus)}" if gpus else "GPU: none (TensorFlow runs on the CPU)" if found.get(
+                 "tensorflow") else "GPU: unknown (no TensorFlow)"]
+    lines += [f"missing: {why}" for why in found.get("missing", [])]
+    lines.append("OK: the worker can run here." if found.get("ok") else
+                 "Not usable for every algorithm: install what is missing, or choose another interpreter.")
+    return "\n".join(lines)

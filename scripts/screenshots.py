@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo-output"
 IMAGE = ROOT / ".cache" / "demo-data" / "nc" / "landsat_multiband.tif"
 OUTPUT = ROOT / "docs" / "img"
-DIALOG_SIZE = (900, 700)
+DIALOG_SIZE = (688, 523)  # QGIS's default Processing dialog: what a user sees first
 MAP_WIDTH = 900
 INPUT_WIDTH = 600
 RGB_BANDS = (4, 3, 2)  # near infrared, red, green: vegetation shows red
@@ -115,8 +115,10 @@ def grab_dialog(algorithm_id: str, parameters: dict, path: Path) -> Path:
     dialog = processing.createAlgorithmDialog(algorithm_id, parameters)
     if dialog is None:
         raise RuntimeError(f"no dialog for {algorithm_id}: is PatchFlow's provider loaded?")
+    dialog.show()  # showing restores the last dialog geometry saved: resize after
+    for _ in range(5):
+        QApplication.processEvents()
     dialog.resize(*DIALOG_SIZE)
-    dialog.show()
     for _ in range(5):
         QApplication.processEvents()
     image = dialog.grab().toImage()

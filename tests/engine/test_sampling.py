@@ -49,6 +49,30 @@ def error_of(call) -> PatchFlowError:
 
 
 @pytest.fixture
+def run_op(run_op):
+    """These tests count samples over every labelled pixel: PATCH_SIZE 1 (no edge padding) unless a
+    test gives one (the declared default is the patch CNN's 16, tests/qgis/test_conventions.py)."""
+    def run(operation: str, **parameters):
+        if operation.startswith("sample_"):
+            parameters.setdefault("PATCH_SIZE", 1)
+        return run_op(operation, **parameters)
+
+    return run
+
+
+def test_the_default_patch_must_fit_around_every_sample(run_op, gd, tmp_path):
+    from patchflow.plugin.declarations import OPERATIONS
+
+    size = OPERATIONS["sample_label_raster"].parameter("PATCH_SIZE").default
+    array = np.ones((3 * size, 3 * size), dtype=np.uint8)
+    path = gd.write_raster(tmp_path / "ones.tif", array, nodata=0, origin=ORIGIN, pixel=2.0)
+    out, _ = run_op("sample_label_raster", INPUT=path, STRATEGY="all", PATCH_SIZE=None,
+                    OUTPUT=str(tmp_path / "s.gpkg"))
+    cols, rows, _, _ = sampled_pixels(gd, out["OUTPUT"], path)
+    assert size > 1 and len(cols) == len(expected_pixels(array, size)) < array.size
+
+
+@pytest.fixture
 def label_raster(gd, tmp_path):
     array = labels(60, 50)
     array[array == 3] = 1

@@ -29,7 +29,7 @@ def test_provider_lists_every_algorithm(provider):
                    "patchflow:classify", "patchflow:applymodel", "patchflow:buildsrdataset",
                    "patchflow:assessimagequality", "patchflow:compareaccuracy"}
     groups = {algorithm.group() for algorithm in provider.algorithms()}
-    assert groups == {"Sampling", "Patches", "Models", "Accuracy", "Classification"}
+    assert groups == {"1 · Sampling", "2 · Patches", "3 · Models", "4 · Classification", "5 · Accuracy"}
 
 
 def test_sample_from_label_raster_real(run_alg, nc, tmp_path):

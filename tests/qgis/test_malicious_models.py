@@ -24,7 +24,7 @@ from malicious_models import (
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParameterBoolean
 
-TRUST_LABEL = "I trust this model (allow file, network or Python ops)"
+TRUST_LABEL = "I trust this model"
 # each run starts a worker that imports TensorFlow to parse the SavedModel: WriteFile and Lambda run
 # always, the other kinds (all of them checked in-process by tests/engine/test_model_gate.py) with the slow tests
 KINDS = [kind if kind in ("WriteFile", "Lambda") else pytest.param(kind, marks=pytest.mark.slow)
@@ -43,9 +43,9 @@ def picked(network: str) -> str:
 
 
 ALGORITHMS = {
-    "trainmodel": ("Model: a .keras file", lambda w, model, out: {
+    "trainmodel": ("Model", lambda w, model, out: {
         "TRAIN": w.train, "MODEL": model, "EPOCHS": 1, "OUTPUT": str(out / "trained")}),
-    "trainclassifier": ("Model: a .keras file", lambda w, model, out: {
+    "trainclassifier": ("Model (deep features)", lambda w, model, out: {
         "DATASET": w.train, "MODEL": model, "OUTPUT": str(out / "c.skops")}),
     "applymodel": ("Model", lambda w, model, out: {
         "MODEL": model, "SOURCE1": [w.window], "OUTPUT": str(out / "map.tif")}),

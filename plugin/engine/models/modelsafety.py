@@ -34,6 +34,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ...declarations import trust
 from ..errors import PatchFlowError
 from .modelio import EXPECTED, SIGNATURE, TRAINING_MODEL, model_kind
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     from ..reporting import Reporter
 
-TRUST_LABEL = "I trust this model (allow file, network or Python ops)"
+TRUST_LABEL = trust().label  # the TRUST_MODEL checkbox, as the dialog shows it
 TRUST = f'tick TRUST_MODEL ("{TRUST_LABEL}") only if the model comes from a source you trust'
 REFUSED = f"Use a model that does not, or {TRUST}."
 
