@@ -45,6 +45,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..plugin.beforerun import check_before_run
 from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
 from ..plugin.declarations import OPERATIONS, TRUST_MODEL, Operation, Output, Param  # noqa: F401 (TRUST_MODEL)
 from ..plugin.provider import HELP_PAGE, ICON
@@ -408,11 +409,14 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         except WorkerCancelled:
             raise QgsProcessingException(tr("Cancelled: no output was written.")) from None
         except WorkerError as exc:
-            where = f"{self._describe(exc.parameter)}: " if exc.parameter else ""
-            message = str(exc)
-            if exc.parameter and message.startswith(f"{exc.parameter}: "):
-                message = message[len(exc.parameter) + 2:]
-            raise QgsProcessingException(where + message) from None
+            raise QgsProcessingException(self._engine_message(exc.parameter, str(exc))) from None
+
+    def _engine_message(self, parameter: str | None, message: str) -> str:
+        """An engine error as the dialog says it: "Description (KEY): what is wrong, and the fix"."""
+        where = f"{self._describe(parameter)}: " if parameter else ""
+        if parameter and message.startswith(f"{parameter}: "):
+            message = message[len(parameter) + 2:]
+        return where + message
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         """QGIS's own checks name a parameter by its key alone ("Incorrect parameter value for INPUT"):
@@ -424,6 +428,11 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         if definition is not None:
             why = _why(definition, parameters.get(definition.name()))
             message = f"{self._describe(definition.name())}: {message}{why}"
+        if ok:  # the engine's cheap checks (band counts, patch sizes, CRS, extents) here, before any worker starts
+            with inputs_without_side_files():
+                found = check_before_run(self, parameters, context)
+            if found is not None:
+                return False, self._engine_message(*found)
         return ok, message
 
     def _describe(self, name: str | None) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import protocol
 from .settings import PLUGIN_ROOT, worker_python
+from .workerlog import WorkerLog
 
 GRACE_SECONDS = 1.5
 POLL_SECONDS = 0.05
@@ -115,6 +116,7 @@ class WorkerClient:
         except OSError:
             pass  # the worker died at start; its exit status and stderr tell why
         stderr_tail: deque[str] = deque(maxlen=30)
+        stderr_log = WorkerLog(feedback, job.job_id)  # TensorFlow's chatter to a debug file, each line once
         result: dict | None = None
         failure: protocol.Message | None = None
         open_streams = 2
@@ -129,7 +131,7 @@ class WorkerClient:
                 open_streams -= 1
             elif tag == "err":
                 stderr_tail.append(line)
-                feedback.pushDebugInfo(line)
+                stderr_log.line(line)
             else:
                 message = protocol.Message.from_line(line)
                 if message is None:

@@ -22,4 +22,9 @@ fi
 # PatchFlow's algorithms) and GDAL would save them as an .aux.xml beside the user's file: this one-shot
 # QGIS keeps them to itself. The worker gets PAM back (it reads, and never writes, the inputs' .aux.xml).
 export GDAL_PAM_ENABLED=NO PATCHFLOW_QGIS_PAM_OFF=1
+# QGIS 3.22 itself calls sip.setapi() when it starts Python (QgsPythonUtilsImpl::checkSystemImports, in C++,
+# before any plugin loads), as code of __main__, so Python prints "<string>:1: DeprecationWarning: setapi() is
+# deprecated" on every call. Only that warning is turned off, for QGIS's __main__ alone; the user's own
+# PYTHONWARNINGS come after it and win.
+export PYTHONWARNINGS="ignore:setapi() is deprecated:DeprecationWarning:__main__${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 exec "$binary" "$@"
