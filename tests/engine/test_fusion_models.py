@@ -1,8 +1,8 @@
 """Fusion models of the zoo (models/fusion.py, issue 13 item 2): one input per image source, each at its own
-resolution and patch size. fusion_cnn (one branch per source, global pooling, dense ``features``) and
-fusion_unet (coarser sources upsampled to source 1's grid, then the zoo's U-Net): shapes, cards, the
-refusals (each naming its parameter), Create model and Train model on real data: NC Landsat-7 at 28.5 m
-with a 57 m copy (gdal.Warp, average) as source 2."""
+resolution and patch size. fusion_cnn (one branch per source, flattened so the patch's layout is kept, dense
+``features``) and fusion_unet (coarser sources upsampled to source 1's grid, then the zoo's U-Net): shapes,
+cards, the refusals (each naming its parameter), Create model and Train model on real data: NC Landsat-7 at
+28.5 m with a 57 m copy (gdal.Warp, average) as source 2."""
 
 from __future__ import annotations
 
@@ -54,6 +54,36 @@ def test_fusion_cnn_takes_each_source_at_its_own_patch_size(sizes):
     assert card.parameters["n_parameters"] == model.count_params()
 
 
+@pytest.mark.parametrize(("sizes", "cells"), [(((16, 28.5), (8, 57.0)), (4, 4)), (((20, 1.5), (3, 10.0)), (5, 3))])
+def test_fusion_cnn_branches_keep_where_in_the_patch_features_are(sizes, cells):
+    """Each branch ends in its last feature map flattened (cells x cells x 2 width: 16 px -> 2 poolings -> 4 x 4,
+    8 px -> 4 x 4, 20 px -> 5 x 5, 3 px -> no pooling), not a global pooling that forgets where the centre
+    pixel is; so each input has its card's patch size, and the dense features see every cell."""
+    (p1, s1), (p2, s2) = sizes
+    width = 4
+    model, card = build_model("fusion_cnn", [spec("x1", 6, p1, s1), spec("x2", 4, p2, s2)], CLASSES, width, 0)
+    assert [tuple(t.shape) for t in model.inputs] == [(None, p1, p1, 6), (None, p2, p2, 4)]
+    flat = [model.get_layer(f"b{index}_flat").output.shape[-1] for index in (1, 2)]
+    assert flat == [cell * cell * 2 * width for cell in cells]
+    assert not [layer.name for layer in model.layers if "Global" in type(layer).__name__]
+    assert {"b1_bn1", "b2_bn1"} <= {layer.name for layer in model.layers}  # batch norm in the branches
+    assert tuple(model.get_layer("features").kernel.shape) == (sum(flat), card.output("features").channels)
+    # one cell of the last feature map (a corner, far from the centre) moves the features on its own
+    branch = keras_model(model.inputs, [model.get_layer("b1_flat").output, model.get_layer("features").output])
+    x1, x2 = noise(1, p1, 6, 7), noise(1, p2, 4, 8)
+    corner = x1.copy()
+    corner[0, :2, :2] += 3.0
+    before, after = np.asarray(branch([x1, x2])[0]), np.asarray(branch([corner, x2])[0])
+    changed = np.flatnonzero(np.abs(before - after) > 1e-6)
+    assert 0 < len(changed) < flat[0] / 2  # only the cells near that corner: the layout is kept
+
+
+def keras_model(inputs, outputs):
+    import keras
+
+    return keras.Model(inputs, outputs)
+
+
 def test_fusion_unet_upsamples_the_coarse_source_to_source_1s_grid(tmp_path):
     inputs = [spec("x1", 3, 64, 10.0), spec("x2", 2, 16, 40.0)]
     model, card = build_model("fusion_unet", inputs, CLASSES, 2, 0)
@@ -74,8 +104,8 @@ def test_fusion_unet_upsamples_the_coarse_source_to_source_1s_grid(tmp_path):
 
 
 def test_export_serves_fusion_cnn_inputs_by_name(tmp_path):
-    """The SavedModel takes x1 and x2 by name, whatever order: swapping the arrays' sizes is refused by the
-    signature and the same patches give the same outputs as the Keras model."""
+    """The SavedModel takes x1 and x2 by name, whatever order: the same patches give the same outputs as the
+    Keras model; source 2 at another patch size than its card's is refused (its branch is flattened)."""
     from patchflow.plugin.engine.models.modelio import InferenceModel
 
     model, card = build_model("fusion_cnn", [spec("x1", 6, 16, 28.5), spec("x2", 3, 8, 57.0)], CLASSES, 4, 1)
@@ -87,6 +117,8 @@ def test_export_serves_fusion_cnn_inputs_by_name(tmp_path):
     assert out["features"].shape == (5, card.output("features").channels)
     assert np.allclose(out["probabilities"], np.asarray(model([x1, x2])), atol=1e-5)
     assert set(out["class"][:, 0]) <= {c["id"] for c in CLASSES}
+    with pytest.raises(Exception):  # noqa: B017 - source 2 at source 1's patch size: not the card's 8 px
+        served.predict({"x1": x1, "x2": noise(5, 16, 3, 2)})
 
 
 @pytest.mark.parametrize("architecture", ["fusion_cnn", "fusion_unet"])

@@ -77,7 +77,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     # 9×9 convolution, 8 residual blocks, ×2 sub-pixel upsampling stages to the dataset's scale, 9×9
     # convolution, plus the input upsampled bilinearly (global skip); LR → HR
     "sr_generator": Architecture("sr_generator", "super_resolution", 64),
-    # one branch per image source, each to its own patch, global pooling, fused dense features (fusion.py)
+    # one branch per image source, each to its own (fixed) patch, flattened, fused dense features (fusion.py)
     "fusion_cnn": Architecture("fusion_cnn", "classification", 16),
     # coarser sources upsampled (bilinear, integer ratio) to source 1's grid, concatenated, then unet
     "fusion_unet": Architecture("fusion_unet", "segmentation", 32, patch_multiple=16, min_segmentation_patch=64),
