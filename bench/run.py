@@ -9,7 +9,7 @@ they report. Test data is made once with GDAL in .cache/bench/ (gitignored) and 
 
     .venv/bin/python bench/run.py              # everything (extraction timings: best of 3)
     .venv/bin/python bench/run.py --repeat 1   # one run per extraction method
-    .venv/bin/python bench/run.py --only serving     # one section (extraction, sampling, training, serving)
+    .venv/bin/python bench/run.py --only serving     # one section (extraction, sampling, training, serving, startup)
 """
 
 from __future__ import annotations
@@ -659,7 +659,13 @@ def bench_serving(workdir: Path) -> dict:
     return results
 
 
-CHILDREN = {"prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
+def child_startup(workdir: str) -> dict:  # noqa: ARG001
+    from startup import child_startup_data
+
+    return child_startup_data(CACHE, DATA_VERSION, _engine_runner())
+
+
+CHILDREN = {"startup-data": child_startup, "prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
             "extract-naive": child_extract_naive, "baseline": child_baseline, "sample": child_sample,
             "compare": child_compare, "train-data": child_train_data, "train": child_train,
             "serving-data": child_serving_data, "serve": child_serve, "serving-bounds": child_serving_bounds}
@@ -735,7 +741,7 @@ def bench_sampling(workdir: Path, env: dict) -> dict:
     return peaks
 
 
-SECTIONS = ("extraction", "sampling", "training", "serving")
+SECTIONS = ("extraction", "sampling", "training", "serving", "startup")
 
 
 def section_extraction(workdir: Path, repeat: int) -> tuple[list[tuple[str, str]], bool]:
@@ -881,6 +887,10 @@ def main() -> int:
         rows += section_training(workdir)
     if "serving" in sections:
         rows += section_serving(workdir)
+    if "startup" in sections:
+        from startup import section_startup
+
+        rows += section_startup(workdir, CACHE, DATA_VERSION, run_child, LINKS)
     shutil.rmtree(workdir, ignore_errors=True)
 
     width = max(len(label) for label, _ in rows)

@@ -2,8 +2,13 @@
 
 The client writes one JSON line (the job) to the worker's stdin and keeps stdin open:
 when it closes, the worker stops. The worker answers with JSON lines on stdout, one
-message each: progress, log, warning, result or error. This module imports nothing
-beyond the standard library, so both sides can use it.
+message each: progress, log, warning, stage (what it is doing now: a progress text, and a log
+line unless "log" is false), result or error. A warm worker (``worker --serve``) then waits for
+the next job line, each job ending with its result or error line, whose "worker" entry says
+its pid, its resident memory and whether it takes another job; it stops when stdin closes, on a
+"cancel" line or SIGTERM (cancelling a running job, see the engine's worker.py), or after
+``--idle`` seconds without a job. This module imports nothing beyond the standard library, so
+both sides can use it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ PROTOCOL_VERSION = 1
 PROGRESS = "progress"
 LOG = "log"
 WARNING = "warning"
+STAGE = "stage"
 RESULT = "result"
 ERROR = "error"
-MESSAGE_TYPES = (PROGRESS, LOG, WARNING, RESULT, ERROR)
+MESSAGE_TYPES = (PROGRESS, LOG, WARNING, STAGE, RESULT, ERROR)
+CANCEL = "cancel"  # the line that cancels the running job (and ends the worker)
+# operations that change the worker process for good (TensorFlow's devices, op determinism):
+# each runs in a worker of its own, which ends with it
+ONE_SHOT_OPERATIONS = frozenset({"train_model"})
 
 # Temporary outputs live in a folder named with this prefix and the job id, next to
 # the final output, so whoever outlives a dead worker can remove them.
@@ -118,12 +128,18 @@ def warning(text: str) -> Message:
     return Message(WARNING, {"text": text})
 
 
-def result(outputs: dict[str, Any]) -> Message:
-    return Message(RESULT, {"outputs": outputs})
+def stage(text: str, log: bool = True) -> Message:
+    return Message(STAGE, {"text": text, "log": log})
 
 
-def error(message: str, parameter: str | None = None, traceback: str = "") -> Message:
-    return Message(ERROR, {"message": message, "parameter": parameter, "traceback": traceback})
+def result(outputs: dict[str, Any], worker: dict[str, Any] | None = None) -> Message:
+    return Message(RESULT, {"outputs": outputs, **({"worker": worker} if worker else {})})
+
+
+def error(message: str, parameter: str | None = None, traceback: str = "",
+          worker: dict[str, Any] | None = None) -> Message:
+    return Message(ERROR, {"message": message, "parameter": parameter, "traceback": traceback,
+                           **({"worker": worker} if worker else {})})
 
 
 def send(stream: TextIO, message: Message) -> None:

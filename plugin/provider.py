@@ -5,7 +5,14 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .settings import PLUGIN_ROOT, PYTHON_SETTING
+from .settings import (
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_MAX_MIB,
+    IDLE_SETTING,
+    MEMORY_SETTING,
+    PLUGIN_ROOT,
+    PYTHON_SETTING,
+)
 
 ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 # the page every algorithm's Help button opens, at the algorithm's anchor (its name, e.g. #trainmodel):
@@ -63,16 +70,26 @@ class PatchFlowProvider(QgsProcessingProvider):
             "Python interpreter for the worker (empty: PATCHFLOW_PYTHON, else the plugin's .venv, else QGIS's; "
             "Settings > Options > PatchFlow shows the one in effect and checks it)",
             "", valuetype=Setting.FILE))
+        ProcessingConfig.addSetting(Setting(
+            self.name(), IDLE_SETTING, "Seconds a worker left running waits for the next run (0: a new worker "
+            "for every run)", DEFAULT_IDLE_SECONDS, valuetype=Setting.INT))
+        ProcessingConfig.addSetting(Setting(
+            self.name(), MEMORY_SETTING, "Memory (MiB) above which a worker is not reused",
+            DEFAULT_MAX_MIB, valuetype=Setting.INT))
         ProcessingConfig.readSettings()
         self.refreshAlgorithms()
         return True
 
     def unload(self) -> None:
+        from .client import POOL
+
+        POOL.shutdown()  # the warm workers end with the plugin
         try:
             from processing.core.ProcessingConfig import ProcessingConfig
         except ImportError:
             return
-        ProcessingConfig.removeSetting(PYTHON_SETTING)
+        for name in (PYTHON_SETTING, IDLE_SETTING, MEMORY_SETTING):
+            ProcessingConfig.removeSetting(name)
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         for algorithm in _algorithms():

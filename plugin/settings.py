@@ -124,3 +124,37 @@ def describe_check(found: dict) -> str:
     lines.append("OK: the worker can run here." if found.get("ok") else
                  "Not usable for every algorithm: install what is missing, or choose another interpreter.")
     return "\n".join(lines)
+
+
+# ---- the warm worker -------------------------------------------------------------------------------
+
+IDLE_SETTING = "PATCHFLOW_WORKER_IDLE"  # Processing setting and environment variable alike
+MEMORY_SETTING = "PATCHFLOW_WORKER_MAX_MIB"
+DEFAULT_IDLE_SECONDS = 600  # a worker left running ends after this long without a job (0: one worker per job)
+DEFAULT_MAX_MIB = 4096  # a worker whose resident memory passes this after a job is not reused
+
+
+def _number(name: str, default: float) -> float:
+    """The Processing setting ``name`` when set, else the environment variable ``name``, else ``default``."""
+    value = None
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        value = ProcessingConfig.getSetting(name)
+    except (ImportError, KeyError):
+        pass
+    for candidate in (value, os.environ.get(name)):
+        try:
+            if candidate not in (None, ""):
+                return max(0.0, float(candidate))
+        except (TypeError, ValueError):
+            continue
+    return float(default)
+
+
+def worker_idle_seconds() -> float:
+    return _number(IDLE_SETTING, DEFAULT_IDLE_SECONDS)
+
+
+def worker_max_mib() -> float:
+    return _number(MEMORY_SETTING, DEFAULT_MAX_MIB)

@@ -1,6 +1,7 @@
 """The engine's command line.
 
-    python -m <plugin>.plugin.engine worker             # one job line on stdin (what QGIS uses)
+    python -m <plugin>.plugin.engine worker             # one job line on stdin
+    python -m <plugin>.plugin.engine worker --serve --idle 600   # job after job (what QGIS uses)
     python -m <plugin>.plugin.engine run OP KEY=VALUE ...
     python -m <plugin>.plugin.engine run OP --json params.json
     python -m <plugin>.plugin.engine list
@@ -25,7 +26,10 @@ def _parse_value(text: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patchflow-engine", description="PatchFlow engine (no QGIS needed)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("worker", help="run one job read from stdin, answering in JSON lines")
+    worker = commands.add_parser("worker", help="run one job read from stdin, answering in JSON lines")
+    worker.add_argument("--serve", action="store_true", help="then wait for the next job (a warm worker)")
+    worker.add_argument("--idle", type=float, default=0.0, help="with --serve: end after this many seconds "
+                        "without a job (0: never; stdin closing always ends it)")
     commands.add_parser("list", help="list the operations")
     commands.add_parser("check", help="print the versions of the engine's dependencies")
     run = commands.add_parser("run", help="run one operation")
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from .worker import main as worker_main
 
-        return worker_main()
+        return worker_main(args.serve, args.idle)
     if args.command == "check":
         return _check()
     from .operations import OPERATIONS

@@ -11,6 +11,15 @@ import pytest
 from patchflow.tests import helpers
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_workers_end_with_the_session():
+    """The warm workers the algorithms left running end with the test session (none left behind)."""
+    yield
+    from patchflow.plugin.client import POOL
+
+    POOL.shutdown()
+
+
 @pytest.fixture
 def run_alg(provider):
     """run_alg(name, feedback=None, **parameters) -> results of processing.run('patchflow:name')."""

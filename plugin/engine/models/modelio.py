@@ -14,6 +14,7 @@ call it): the safety check runs before TensorFlow or Keras read the model. ``ope
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
 EXPECTED = "a Keras .keras file or a SavedModel directory (with saved_model.pb)"
 SIGNATURE = "serving_default"
 TRAINING_MODEL = "model.keras"
+
+
+def import_tensorflow(reporter: Reporter, percent: float | None = None, until: float | None = None) -> None:
+    """Import TensorFlow (seconds, the first time in a process), a stage of the run when it is not yet."""
+    if "tensorflow" not in sys.modules:
+        reporter.stage("importing TensorFlow", percent, until)
+    import tensorflow  # noqa: F401
 
 
 def model_kind(path: str, parameter: str = "MODEL") -> str:

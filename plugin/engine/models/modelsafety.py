@@ -430,10 +430,12 @@ def open_model(path: str, trusted: bool = False, parameter: str = "MODEL", repor
     a ``.keras`` file in safe mode unless trusted. Returns an ``InferenceModel``, or with
     ``trainable`` the Keras model to train and its card (``compile``: with its optimiser state, a
     training checkpoint)."""
-    from . import modelio
+    from . import modelcache, modelio
 
     check_model(path, trusted, parameter, reporter)
     safe_mode = keras_safe_mode(trusted)
     if trainable:
         return modelio.open_trainable(path, parameter, safe_mode, compile)
-    return modelio.InferenceModel.open(path, parameter, safe_mode)
+    # a warm worker reuses the model it loaded for an earlier job: same files, same trust decision
+    return modelcache.cached(path, trusted, parameter, lambda: modelio.InferenceModel.open(path, parameter, safe_mode),
+                             reporter)

@@ -19,10 +19,11 @@ from .clipping import Clip
 from .inference import infer_group
 from .outputs import OutputFormat, write_tile
 from .plan import ServingPlan, output_size
-from .tiles import Tile, tiles
+from .tiles import Tile, tile_count, tiles
 
 QUEUE_BLOCKS = 2  # blocks waiting between the threads, each way
 _DONE = object()
+TILES_START, TILES_END = 10.0, 97.0  # progress over the tiles (before: loading and measuring the model)
 BACKGROUND_NICENESS = 10  # reader and writer threads: scheduled in the model's idle time first
 
 
@@ -131,10 +132,12 @@ def serve(plan: ServingPlan, ds: gdal.Dataset, fmt: OutputFormat, context: RunCo
     class maps (else empty)."""
     out_w, out_h = output_size(plan)
     total = out_w * out_h
-    done = 0
+    done = tiles_done = 0
+    count = tile_count(plan)
     stop = threading.Event()
     writer = Writer(ds, fmt)
     try:
+        context.reporter.stage(f"tiles 0/{count}", TILES_START, log=False)
         for group in batches(plan, threaded(tiles(plan), stop)):
             if context.cancelled():
                 raise Cancelled()
@@ -144,7 +147,9 @@ def serve(plan: ServingPlan, ds: gdal.Dataset, fmt: OutputFormat, context: RunCo
                     result = clip.apply(result, tile.invalid)
                 writer.put(tile, result)
                 done += tile.out_w * tile.out_h
-            context.reporter.progress(2 + 95 * done / total)
+            tiles_done += len(group)
+            context.reporter.stage(f"tiles {tiles_done}/{count}", log=False)
+            context.reporter.progress(TILES_START + (TILES_END - TILES_START) * done / total)
     finally:
         writer.close()
     return writer.counts

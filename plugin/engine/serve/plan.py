@@ -7,6 +7,7 @@ outputs equal a whole-image run), the batch size, the processing window (EXTENT)
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,11 @@ def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[i
 
 
 def make_plan(params: Params, context: RunContext) -> ServingPlan:
+    """Apply model's plan, its stages reported between 4 % and 10 % of progress."""
+    name = os.path.basename(os.path.normpath(params.string("MODEL") or ""))
+    context.reporter.stage(f"loading the model {name}", 4, 7)
     model = load_model(params, context.reporter)
+    context.reporter.stage("measuring the model's geometry and margin", 7, 10)
     return plan_for(params, model, bind_sources(params, model), context.reporter)
 
 

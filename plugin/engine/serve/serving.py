@@ -6,6 +6,7 @@ their module; this one runs the operation.
 
 from __future__ import annotations
 
+from ..models.modelio import import_tensorflow
 from ..params import Params, RunContext
 from ..report.rasterstyle import sidecar_path
 from .binding import ARGMAX, MAX_SOURCES, base_name
@@ -27,7 +28,8 @@ def run_apply_model(params: Params, context: RunContext) -> dict:
     checks.outputs_in_card(params.string("MODEL"), card, str(params.values.get("OUTPUTS") or "").split(";"), "OUTPUTS")
     checks.extent_overlaps(params, "SOURCE1")
     output = params.string("OUTPUT")
-    plan = make_plan(params, context)
+    import_tensorflow(context.reporter, 1, 4)
+    plan = make_plan(params, context)  # stages up to 10 %, then the tiles (pipeline.serve) up to 97 %
     g = plan.geometry
     out_w, out_h = output_size(plan)
     probe_values = probe(plan.model, plan.sources, plan.outputs, g.receptive)

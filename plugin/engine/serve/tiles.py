@@ -149,6 +149,13 @@ def read_padded_rect(stack: RasterStack, x: int, y: int, width: int, height: int
     return values.transpose(1, 2, 0), missing
 
 
+def tile_count(plan: ServingPlan) -> int:
+    """How many tiles ``tiles`` yields."""
+    if plan.mode == "patch":
+        return sum(1 for _ in patch_rows(plan, output_size(plan)[1]))
+    return sum(1 for _ in fcn_tiles(plan))
+
+
 def tiles(plan: ServingPlan) -> Iterator[Tile]:
     out_w, out_h = output_size(plan)
     if plan.mode == "patch":
