@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from patchflow.plugin.engine.evaluate.metrics import Scores
+from patchflow.plugin.engine.geodata.classcolors import semantic_color
 from patchflow.plugin.engine.geodata.classes import PALETTE, ClassInfo
 from patchflow.plugin.engine.report.rasterstyle import class_qml, set_class_table
 
@@ -32,8 +33,8 @@ def test_scores_name_classes_alike_from_classinfo_and_dicts():
     from_infos = Scores.from_matrix(matrix, [ClassInfo.of(d) for d in DICTS])
     assert from_infos.class_ids == from_dicts.class_ids == [3, 5, 7, 9]
     assert from_infos.names == from_dicts.names == ["water", "class 5", "forest", "class 9"]
-    # missing colours: the palette at the class's position
-    assert from_infos.colors == from_dicts.colors == ["#0000ff", "#00ff00", PALETTE[2], PALETTE[3]]
+    # missing colours: the one the name suggests (forest), else the first palette colour no class has
+    assert from_infos.colors == from_dicts.colors == ["#0000ff", "#00ff00", semantic_color("forest"), PALETTE[0]]
     pairs = Scores.from_pairs(np.array([3, 5, 7]), np.array([3, 6, 7]), [ClassInfo.of(d) for d in DICTS])
     assert pairs.class_ids == [3, 5, 7, 9, 6] and pairs.names[-1] == "class 6"
 

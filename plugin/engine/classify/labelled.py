@@ -68,11 +68,13 @@ def load_dataset(path: str, parameter: str, source_name: str = "source1") -> Lab
     classes = [{"id": int(c["id"]), "name": c.get("name") or f"class {c['id']}", "color": c.get("color") or ""}
                for c in manifest.get("classes", [])]
     known = {c["id"] for c in classes}
-    from ..geodata.classes import default_color
-
-    for position, value in enumerate(sorted(set(values.tolist()) - known)):
-        classes.append({"id": value, "name": f"class {value}", "color": default_color(len(known) + position)})
+    classes += [{"id": value, "name": f"class {value}", "color": ""} for value in sorted(set(values.tolist()) - known)]
     classes.sort(key=lambda c: c["id"])
+    from ..geodata.classcolors import default_colors
+
+    colors = default_colors([str(c["name"]) for c in classes], [str(c["color"]) for c in classes])
+    for info, color in zip(classes, colors):
+        info["color"] = color
     return LabelledPatches(path, parameter, manifest, sources[source_name], values, classes)
 
 

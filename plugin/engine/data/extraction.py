@@ -83,7 +83,7 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
     class_field = None
     if field:
         _, layer = open_layer(points_uri, "INPUT")
-        class_field = resolve_class_field(layer, field, "CLASS_FIELD")
+        class_field = resolve_class_field(layer, field, "CLASS_FIELD", points_uri)
     points = read_points(points_uri, "INPUT", reference.grid.crs_wkt, class_field)
     if len(points.xs) == 0:
         raise PatchFlowError("the point layer has no point (with a class value).", "INPUT")

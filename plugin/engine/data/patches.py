@@ -19,6 +19,7 @@ from ..errors import Cancelled, PatchFlowError
 from ..geodata.geotiff import create_geotiff, creation_options
 from ..geodata.raster import Grid, RasterStack, crs_label, nodata_mask, numpy_to_gdal_type
 from ..reporting import Reporter
+from .strips import strip_readers
 
 CHUNK = 512  # pixels of source 1 per chunk side
 WRITE_BATCH_BYTES = 32 << 20
@@ -127,19 +128,20 @@ class BandStats:
         if len(patches) == 0:
             return
         raw = patches.transpose(1, 0, 2, 3).reshape(self.bands, -1)
-        values = raw.astype(np.float64)
         invalid = np.zeros(raw.shape, dtype=bool)
         nodata = list(self.nodata or [])
-        for band in range(self.bands):
-            invalid[band] = nodata_mask(raw[band], nodata[band] if band < len(nodata) else None)
+        if raw.dtype.kind in "fc" or any(v is not None for v in nodata):
+            for band in range(self.bands):
+                invalid[band] = nodata_mask(raw[band], nodata[band] if band < len(nodata) else None)
         if raw.dtype.kind in "fc":
             self.nonfinite += (~np.isfinite(raw)).sum(axis=1)
-        if not invalid.any():
+        values = raw.astype(np.float64)
+        if not invalid.any():  # one pass each, min and max in the data's own type
             self.count += values.shape[1]
             self.total += values.sum(axis=1)
-            self.squares += np.square(values).sum(axis=1)
-            self.low = np.minimum(self.low, values.min(axis=1))
-            self.high = np.maximum(self.high, values.max(axis=1))
+            self.squares += np.einsum("ij,ij->i", values, values)
+            self.low = np.minimum(self.low, raw.min(axis=1))
+            self.high = np.maximum(self.high, raw.max(axis=1))
             return
         valid = ~invalid  # patches kept with nodata (SKIP_NODATA off): their nodata pixels do not count
         self.count += valid.sum(axis=1)
@@ -187,6 +189,10 @@ class PatchesImageWriter:
         rows = np.ascontiguousarray(batch.transpose(1, 0, 2, 3).reshape(self.bands, n * p, p))
         self.ds.WriteRaster(0, self.written * p, p, n * p, rows.tobytes(),
                             buf_type=numpy_to_gdal_type(self.dtype), band_list=list(range(1, self.bands + 1)))
+        # written out now, every band of a block together: left in GDAL's block cache, the blocks would be
+        # flushed one by one as the source's reads need room (for a pixel-interleaved file, a block rewritten
+        # for each band)
+        self.ds.FlushCache()
         self.written += n
         self.pending, self.pending_bytes = [], 0
 
@@ -308,6 +314,25 @@ def chunk_row_cache_bytes(sources: list[Source]) -> int:
     return total
 
 
+def memory_bound() -> int:
+    """The most memory extraction asks for, strips and GDAL block cache each: MAX_CACHE_BYTES, and no
+    more than an eighth of the machine's RAM."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): MAX_CACHE_BYTES
+        return MAX_CACHE_BYTES
+    return min(MAX_CACHE_BYTES, max(ram // 8, 16 << 20))
+
+
+def size_cache(sources: list[Source]) -> None:
+    """GDAL's block cache grown (never shrunk, and not when GDAL_CACHEMAX is set) to hold a row of chunks
+    of the sources read patch by patch, with room for the patches-images' write batches, within memory_bound."""
+    if "GDAL_CACHEMAX" in os.environ or not sources:
+        return
+    wanted = min(memory_bound(), chunk_row_cache_bytes(sources) + WRITE_BATCH_BYTES * len(sources))
+    gdal.SetCacheMax(max(gdal.GetCacheMax(), wanted))
+
+
 def extract(
     sources: list[Source],
     xs: np.ndarray,
@@ -321,9 +346,6 @@ def extract(
 ) -> Extraction:
     """Extract the patch of every point from every source; drop those partly outside a source or
     touching nodata in any source; write one patches-image per source (and the labels image)."""
-    if "GDAL_CACHEMAX" not in os.environ:
-        wanted = min(MAX_CACHE_BYTES, chunk_row_cache_bytes(sources))
-        gdal.SetCacheMax(max(gdal.GetCacheMax(), wanted))
     reference = sources[0]
     ref_cols, ref_rows = reference_origins(reference.grid, reference.patch_size, xs, ys)
     origins = [(ref_cols, ref_rows)] + [matching_origins(reference, ref_cols, ref_rows, s) for s in sources[1:]]
@@ -341,13 +363,19 @@ def extract(
     keys = (ref_rows[candidates] // CHUNK) * chunks_per_row + ref_cols[candidates] // CHUNK
     boundaries = np.flatnonzero(np.diff(keys)) + 1
     chunks = np.split(candidates, boundaries) if len(candidates) else []
+    readers = strip_readers(sources, [(c[candidates], r[candidates]) for c, r in origins],
+                            ref_rows[candidates] // CHUNK,
+                            [int(CHUNK * abs(reference.grid.dy / s.grid.dy)) + 1 for s in sources], memory_bound())
+    size_cache([s for s, reader in zip(sources, readers) if reader is None])
     dropped_nodata = 0
     kept_centres: list[np.ndarray] = []
     for done, chunk in enumerate(chunks):
         if cancelled():
             raise Cancelled()
-        patches = [read_patches(source.stack, cols[chunk], rows[chunk], source.patch_size)
-                   for source, (cols, rows) in zip(sources, origins)]
+        key = int(ref_rows[chunk[0]]) // CHUNK
+        patches = [reader.read(key, cols[chunk], rows[chunk]) if reader else
+                   read_patches(source.stack, cols[chunk], rows[chunk], source.patch_size)
+                   for source, reader, (cols, rows) in zip(sources, readers, origins)]
         good = np.ones(len(chunk), dtype=bool)
         for index, (source, batch) in enumerate(zip(sources, patches)):
             if source.role == "label":

@@ -3,12 +3,9 @@ LABEL_FIELD): the polygons, moved once into SOURCE1's CRS, are burnt on SOURCE1'
 window (a chunk of patches, or one patch) at a time in memory, exactly as a label raster on that
 grid would give them: a pixel whose centre lies in a polygon gets its class id, every other pixel
 the nodata value (no label, which training ignores). Class names come from the field (text values
--> ids 0..N-1, as for sample points), colours from a QML beside the layer, else PatchFlow's palette."""
+-> ids 0..N-1, as for sample points), colours from a QML beside the layer, else from the class names (classcolors)."""
 
 from __future__ import annotations
-
-import os
-import xml.etree.ElementTree as ET
 
 import numpy as np
 from osgeo import ogr
@@ -16,7 +13,7 @@ from osgeo import ogr
 from ..errors import PatchFlowError
 from ..geodata.classes import ClassInfo, complete
 from ..geodata.raster import BandRef, Grid, RasterStack, Window
-from ..geodata.vector import ClassField, layer_crs_wkt, open_layer, resolve_class_field, split_uri, transformer
+from ..geodata.vector import ClassField, layer_crs_wkt, open_layer, resolve_class_field, transformer
 from ..params import Params
 from .patches import Source
 
@@ -74,7 +71,7 @@ def polygon_source(params: Params, reference: Source) -> tuple[Source, ClassFiel
         raise PatchFlowError(f"the layer holds {ogr.GeometryTypeToName(layer.GetGeomType())} geometries; labelled "
                              "polygons are needed (points give one label per patch: use INPUT's CLASS_FIELD).",
                              "LABEL_POLYGONS")
-    field = resolve_class_field(layer, field_name, "LABEL_FIELD")
+    field = resolve_class_field(layer, field_name, "LABEL_FIELD", uri)
     stack = PolygonLabels(uri, field, layer, reference.grid)
     size = params.integer("LABEL_PATCH_SIZE", reference.patch_size)
     return Source(SOURCE_NAME, "LABEL_POLYGONS", stack, size, role="label"), field
@@ -82,67 +79,14 @@ def polygon_source(params: Params, reference: Source) -> tuple[Source, ClassFiel
 
 def polygon_classes(stack: PolygonLabels, pixel_counts: dict[int, int]) -> list[ClassInfo]:
     """The classes found in the label patches (nodata left out), named by the field, coloured by a QML
-    beside the layer (else the palette), with their pixel counts."""
+    beside the layer (else as their names suggest, classcolors), with their pixel counts."""
     nodata = stack.bands[0].nodata
     counts = {k: v for k, v in pixel_counts.items() if k != nodata}
     if not counts:
         raise PatchFlowError("no label patch has a pixel inside a polygon: the polygons do not reach the patches. "
                              "Check that LABEL_POLYGONS covers the points (INPUT) and SOURCE1, in the right CRS.",
                              "LABEL_POLYGONS")
-    known = dict(stack.field.classes)
-    for class_id, style in qml_categories(split_uri(stack.paths[0])[0], stack.field).items():
-        info = known.get(class_id)
-        known[class_id] = ClassInfo(class_id, info.name if info and info.name else style.name, style.color)
-    found = complete(list(counts), known)
+    found = complete(list(counts), stack.field.classes)  # the field's names, the QML's colours (resolve_class_field)
     for info in found:
         info.count = int(counts.get(info.id, 0))
     return found
-
-
-def qml_categories(vector_path: str, field: ClassField) -> dict[int, ClassInfo]:
-    """Class id -> (label, colour) of a categorized renderer on ``field`` in ``<stem>.qml`` beside the
-    vector file ({} without one, or when it styles another field)."""
-    qml = os.path.splitext(vector_path)[0] + ".qml"
-    if not os.path.isfile(qml):
-        return {}
-    try:
-        root = ET.parse(qml).getroot()
-    except (ET.ParseError, OSError):
-        return {}
-    renderer = next((r for r in root.iter("renderer-v2") if r.get("type") == "categorizedSymbol"), None)
-    if renderer is None or (renderer.get("attr") or "").strip('"') != field.name:
-        return {}
-    colors = {symbol.get("name"): _symbol_color(symbol) for symbol in renderer.iter("symbol")}
-    found: dict[int, ClassInfo] = {}
-    for category in renderer.iter("category"):
-        value = category.get("value")
-        class_id = _class_id(field, value)
-        if class_id is not None:
-            found[class_id] = ClassInfo(class_id, category.get("label") or "", colors.get(category.get("symbol"), ""))
-    return found
-
-
-def _class_id(field: ClassField, value: str | None) -> int | None:
-    if value is None:
-        return None
-    if field.is_text:
-        return field.ids.get(value)
-    try:
-        number = int(float(value))
-    except ValueError:
-        return None
-    return number if number in field.ids.values() else None
-
-
-def _symbol_color(symbol: ET.Element) -> str:
-    """'#rrggbb' of a QML symbol's first layer (its <Option name="color"> or older <prop k="color">)."""
-    for element in symbol.iter():
-        key = element.get("name") if element.tag == "Option" else element.get("k") if element.tag == "prop" else None
-        if key == "color":
-            text = element.get("value") if element.tag == "Option" else element.get("v")
-            parts = (text or "").split(",")
-            try:
-                return "#{:02x}{:02x}{:02x}".format(*(int(p) for p in parts[:3]))
-            except (ValueError, IndexError):
-                return ""
-    return ""

@@ -362,7 +362,7 @@ def run_sample_vector(params: Params, context: RunContext) -> dict:
     image = RasterStack([params.string("RASTER")], "RASTER")
     grid = image.grid
     _, layer = open_layer(params.string("INPUT"), "INPUT")
-    class_field = resolve_class_field(layer, params.string("FIELD"), "FIELD")
+    class_field = resolve_class_field(layer, params.string("FIELD"), "FIELD", params.string("INPUT"))
     memory, burn_layer = _class_id_layer(
         layer, class_field, grid.crs_wkt, transformer(layer_crs_wkt(layer), grid.crs_wkt))
     if not layer_crs_wkt(layer) or not same_crs(layer_crs_wkt(layer), grid.crs_wkt):

@@ -281,7 +281,7 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
     class_field = None
     if field:
         _, layer = open_layer(uri, "SAMPLES")
-        class_field = resolve_class_field(layer, field, "CLASS_FIELD")
+        class_field = resolve_class_field(layer, field, "CLASS_FIELD", uri)
     points = read_points(uri, "SAMPLES", grid.crs_wkt, class_field)
     if len(points.xs) == 0:
         raise PatchFlowError("the sample layer has no point.", "SAMPLES")

@@ -261,7 +261,7 @@ def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map:
                              "holding each feature's class.", "CLASS_FIELD")
     owner, layer = open_layer(uri, "REFERENCE")
     kind = _geometry_kind(layer)
-    class_field = resolve_class_field(layer, field_name, "CLASS_FIELD")
+    class_field = resolve_class_field(layer, field_name, "CLASS_FIELD", uri)
     if class_field.is_text:
         class_field = map_text_classes(class_field, known_map, map_path)
     grid = map_band.grid

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geodata.classes import ClassInfo, ClassLike, default_color
+from ..geodata.classcolors import default_colors
+from ..geodata.classes import ClassInfo, ClassLike
 from ..report import tables
 
 SUMMARY_LABELS = {
@@ -103,12 +104,9 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray | float) -> np.ndarray
 
 def _class_lists(class_ids: Sequence[int], classes: Sequence[ClassLike]) -> tuple[list[str], list[str]]:
     known = {info.id: info for info in map(ClassInfo.of, classes)}
-    names, colors = [], []
-    for position, class_id in enumerate(class_ids):
-        info = known.get(int(class_id))
-        names.append(info.name if info and info.name else f"class {class_id}")
-        colors.append(info.color if info and info.color else default_color(position))
-    return names, colors
+    infos = [known.get(int(class_id)) for class_id in class_ids]
+    names = [info.name if info and info.name else f"class {class_id}" for class_id, info in zip(class_ids, infos)]
+    return names, default_colors(names, [info.color if info else "" for info in infos])
 
 
 @dataclass

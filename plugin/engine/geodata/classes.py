@@ -11,12 +11,9 @@ from typing import Any, Union
 
 from osgeo import gdal
 
-# A qualitative palette (Tableau 20 order) for classes that bring no colour of their own.
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
+from .classcolors import PALETTE, default_colors
+
+__all__ = ["PALETTE", "ClassInfo", "ClassLike", "classes_from_qml", "classes_from_raster", "complete"]
 
 
 @dataclass
@@ -43,19 +40,15 @@ class ClassInfo:
 ClassLike = Union[ClassInfo, Mapping[str, Any]]
 
 
-def default_color(position: int) -> str:
-    return PALETTE[position % len(PALETTE)]
-
-
 def complete(ids: list[int], known: dict[int, ClassInfo]) -> list[ClassInfo]:
-    """One ClassInfo per id (sorted), keeping known names/colours, filling the rest."""
-    result = []
-    for position, class_id in enumerate(sorted(ids)):
-        info = known.get(class_id)
-        name = info.name if info and info.name else f"class {class_id}"
-        color = info.color if info and info.color else default_color(position)
-        result.append(ClassInfo(int(class_id), name, color))
-    return result
+    """One ClassInfo per id (sorted), keeping known names and colours; a class without a colour gets
+    the one its name suggests (classcolors: water blue, forest dark green...), else a palette colour
+    no other class has."""
+    ordered = sorted(int(class_id) for class_id in ids)
+    infos = [known.get(class_id) for class_id in ordered]
+    names = [info.name if info and info.name else f"class {class_id}" for class_id, info in zip(ordered, infos)]
+    colors = default_colors(names, [info.color if info else "" for info in infos])
+    return [ClassInfo(class_id, name, color) for class_id, name, color in zip(ordered, names, colors)]
 
 
 def _hex(entry: tuple[int, ...]) -> str:

@@ -83,9 +83,11 @@ class ClassField:
         return complete(sorted(set(self.ids.values())), self.classes)
 
 
-def resolve_class_field(layer: ogr.Layer, field_name: str, parameter: str) -> ClassField:
+def resolve_class_field(layer: ogr.Layer, field_name: str, parameter: str, uri: str = "") -> ClassField:
     """Integer fields keep their values; text fields map sorted values to 0..N-1. Names come from
-    the text values, a ``class_name`` field, or a text field that matches the ids one to one."""
+    the text values, a ``class_name`` field, or a text field that matches the ids one to one; colours
+    from a ``color`` field, overridden by a categorized style saved beside the layer ``uri`` (its .qml,
+    whose labels also name the classes the data leaves unnamed)."""
     definition = layer.GetLayerDefn()
     index = definition.GetFieldIndex(field_name)
     if index < 0:
@@ -126,11 +128,17 @@ def resolve_class_field(layer: ogr.Layer, field_name: str, parameter: str) -> Cl
         ids = {v: i for i, v in enumerate(sorted(set(map(str, values))))}
         values = [str(v) for v in values]
         classes = {i: ClassInfo(i, str(v), "") for v, i in ids.items()}
-        return ClassField(field_name, ids, classes, is_text=True)
+        return _styled(ClassField(field_name, ids, classes, is_text=True), uri)
     names = _names_from_text_fields(values, extra)
     colors = _one_to_one(values, extra.get(COLOR_FIELD, []))
     classes = {ids[v]: ClassInfo(ids[v], names.get(v, ""), colors.get(v, "")) for v in ids}
-    return ClassField(field_name, ids, classes)
+    return _styled(ClassField(field_name, ids, classes), uri)
+
+
+def _styled(field: ClassField, uri: str) -> ClassField:
+    from .vectorstyle import apply_style
+
+    return apply_style(field, split_uri(uri)[0]) if uri else field
 
 
 def _one_to_one(values: list, texts: list) -> dict:
