@@ -16,9 +16,9 @@ from .settings import (
 
 ICON = PLUGIN_ROOT / "resources" / "icon.svg"
 # the page every algorithm's Help button opens, at the algorithm's anchor (its name, e.g. #trainmodel):
-# the README's algorithm table; change it here alone if that table moves (tests/qgis/test_conventions.py
+# docs/algorithms.md, one section per algorithm; change it here alone if that page moves (tests/qgis/test_conventions.py
 # checks that every anchor is in the file this URL names)
-HELP_PAGE = "https://github.com/patchflow/patchflow/blob/main/README.md"
+HELP_PAGE = "https://github.com/patchflow/patchflow/blob/main/docs/algorithms.md"
 
 
 def _algorithms() -> list:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Screenshots for the README, taken headless: the toolbox dialogs of Apply model and Train model,
+"""Screenshots for the README and docs/tutorial.md, taken headless: the toolbox dialogs of Apply model and Train model,
 pre-filled with the demo's inputs, and the demo's styled class map and input image rendered by QGIS.
 
     make screenshots                  # after make demo
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     # rendering the input makes QGIS compute its statistics: keep them out of an .aux.xml beside it (every
     # thread, the map renderer's too; this process only takes screenshots)
     gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
-    os.chdir(ROOT)  # the dialogs show paths relative to the checkout, as the README's commands use them
+    os.chdir(ROOT)  # the dialogs show paths relative to the checkout, as the tutorial's commands use them
     app = start_qgis(gui=True)
     try:
         written = dialogs(output)
