@@ -422,6 +422,7 @@ SERVING_MODELS = {"fcnn": (64, 5), "patch_cnn": (16, 5), "fusion_unet": (64, 5)}
 # Two-source models: a second source over the same ground, this many times coarser (source 2 of the
 # fusion U-Net: the window averaged 4x, 40 m pixels, 16 px patches), upsampled inside the network
 TWO_SOURCES = {"fusion_unet": 4}
+SERVING_WIDTHS = {"fusion_unet": 8}  # the U-Net's width (32 by default: 7.8 M parameters) brought near the fcnn's size
 SERVING_SIZE = 4096  # the window timed, over the image's top-left corner
 SERVING_RSS_SIZES = (4096, 8192)  # 4x apart in pixels; the smaller one already has several blocks in flight
 SERVING_PATCH_SIZE = 1024  # the window of the patch-mode row (informative only)
@@ -501,7 +502,7 @@ def child_serving_data(workdir: str) -> dict:  # noqa: ARG001
         if model in TWO_SOURCES:  # the coarse source: the same bands averaged, so the same statistics
             ratio = TWO_SOURCES[model]
             inputs.append(InputSpec("x2", len(stats), patch // ratio, "source2", normalization, PIXEL * ratio))
-        network, card = build_model(model, inputs, classes, seed=0)
+        network, card = build_model(model, inputs, classes, width=SERVING_WIDTHS.get(model), seed=0)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         export_model(network, card, str(partial))

@@ -325,54 +325,44 @@ class WorkerClient:
         worker.heard = False
         stderr_log = WorkerLog(feedback, job.job_id)  # TensorFlow's chatter to a debug file, each line once
         worker.send(job.to_line())
-        while True:
-            if feedback.isCanceled():
-                raise WorkerCancelled()
-            if worker.open_streams < 2:
-                break  # stdout or stderr closed: the worker is ending
-            try:
-                tag, line = worker.lines.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if line is None:
-                worker.open_streams -= 1
-            elif tag == "err":
-                worker.stderr_tail.append(line)
-                stderr_log.line(line)
-            else:
-                message = protocol.Message.from_line(line)
-                worker.heard = worker.heard or message is not None
-                if message is None:
-                    feedback.pushDebugInfo(line)
-                elif message.kind in (protocol.RESULT, protocol.ERROR):
-                    return message
-                else:
-                    _forward(message, feedback)
+        while worker.open_streams == 2:  # until stdout or stderr closes: the worker is ending
+            final = self._next_final(worker, feedback, stderr_log)
+            if final is not None:
+                return final
         return self._last_words(worker, feedback, stderr_log)
+
+    @staticmethod
+    def _next_final(worker: Worker, feedback, stderr_log: WorkerLog) -> protocol.Message | None:
+        """One line of the worker handled (progress and logs forwarded, stderr to ``stderr_log``): the job's
+        result or error when it is that, else None. Raises WorkerCancelled when the user cancelled."""
+        if feedback.isCanceled():
+            raise WorkerCancelled()
+        try:
+            tag, line = worker.lines.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            return None
+        if line is None:
+            worker.open_streams -= 1
+        elif tag == "err":
+            worker.stderr_tail.append(line)
+            stderr_log.line(line)
+        else:
+            message = protocol.Message.from_line(line)
+            worker.heard = worker.heard or message is not None
+            if message is None:
+                feedback.pushDebugInfo(line)
+            elif message.kind in (protocol.RESULT, protocol.ERROR):
+                return message
+            else:
+                _forward(message, feedback)
+        return None
 
     def _last_words(self, worker: Worker, feedback, stderr_log: WorkerLog) -> protocol.Message:
         """The worker is ending: its last lines (a result or error it still sent), else why it died."""
         deadline = time.monotonic() + STOP_SECONDS
         final = None
         while worker.open_streams and time.monotonic() < deadline:
-            if feedback.isCanceled():
-                raise WorkerCancelled()
-            try:
-                tag, line = worker.lines.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if line is None:
-                worker.open_streams -= 1
-            elif tag == "err":
-                worker.stderr_tail.append(line)
-                stderr_log.line(line)
-            else:
-                message = protocol.Message.from_line(line)
-                worker.heard = worker.heard or message is not None
-                if message is not None and message.kind in (protocol.RESULT, protocol.ERROR):
-                    final = final or message
-                elif message is not None:
-                    _forward(message, feedback)
+            final = final or self._next_final(worker, feedback, stderr_log)
         try:
             code = worker.process.wait(STOP_SECONDS)
         except subprocess.TimeoutExpired:

@@ -78,12 +78,7 @@ def build_model():
     chain.add_input(QgsProcessingParameterNumber("split_seed", "Split seed", INTEGER, NUMBERS["split_seed"]), 1440, 60)
 
     image, coarse, size = ("input", "image"), ("input", "coarse_image"), ("input", "patch_size")
-    chain.add_child("patchflow:samplefromvector", "samples", "Samples", {
-        "INPUT": ("input", "labels"), "FIELD": ("input", "class_field"), "RASTER": image,
-        "STRATEGY": 1, "PATCH_SIZE": size}, 240, 200)
-    chain.add_child("patchflow:gridsplit", "split", "Grid split", {
-        "INPUT": image, "SAMPLES": ("child", "samples", "OUTPUT"), "CLASS_FIELD": "class", "PATCH_SIZE": size,
-        "BLOCK_SIZE": 4, "TRAIN": 0.6, "VALID": 0.2, "TEST": 0.2, "SEED": ("input", "split_seed")}, 240, 320)
+    make_model3.add_samples_and_split(chain, image, size)
     for row, (name, title) in enumerate((("train", "training"), ("valid", "validation"), ("test", "test"))):
         chain.add_child("patchflow:extractpatches", f"patches_{name}", f"Extract patches of both images ({title})", {
                             "INPUT": ("child", "split", f"OUTPUT_{name.upper()}"), "SOURCE1": image,

@@ -126,6 +126,17 @@ def source_of(source) -> QgsProcessingModelChildParameterSource:
     return QgsProcessingModelChildParameterSource.fromStaticValue(source)
 
 
+def add_samples_and_split(chain: Chain, image: tuple, size: tuple) -> None:
+    """Samples at every pixel of the labels (on ``image``'s grid), split on a grid 60/20/20 by blocks of 4 x 4
+    patches of ``size``, seeded by the split_seed input: the start of the demo's chain and of the fusion one."""
+    chain.add_child("patchflow:samplefromvector", "samples", "Samples", {
+        "INPUT": ("input", "labels"), "FIELD": ("input", "class_field"), "RASTER": image,
+        "STRATEGY": 1, "PATCH_SIZE": size}, 240, 200)
+    chain.add_child("patchflow:gridsplit", "split", "Grid split", {
+        "INPUT": image, "SAMPLES": ("child", "samples", "OUTPUT"), "CLASS_FIELD": "class", "PATCH_SIZE": size,
+        "BLOCK_SIZE": 4, "TRAIN": 0.6, "VALID": 0.2, "TEST": 0.2, "SEED": ("input", "split_seed")}, 240, 320)
+
+
 def build_model() -> QgsProcessingModelAlgorithm:
     chain = Chain()
     chain.add_input(QgsProcessingParameterRasterLayer("image", "Image"), 120, 60)
@@ -141,12 +152,7 @@ def build_model() -> QgsProcessingModelAlgorithm:
     chain.add_input(QgsProcessingParameterNumber("split_seed", "Split seed", INTEGER, NUMBERS["split_seed"]), 1220, 60)
 
     image, size = ("input", "image"), ("input", "patch_size")
-    chain.add_child("patchflow:samplefromvector", "samples", "Samples", {
-        "INPUT": ("input", "labels"), "FIELD": ("input", "class_field"), "RASTER": image,
-        "STRATEGY": 1, "PATCH_SIZE": size}, 240, 200)
-    chain.add_child("patchflow:gridsplit", "split", "Grid split", {
-        "INPUT": image, "SAMPLES": ("child", "samples", "OUTPUT"), "CLASS_FIELD": "class", "PATCH_SIZE": size,
-        "BLOCK_SIZE": 4, "TRAIN": 0.6, "VALID": 0.2, "TEST": 0.2, "SEED": ("input", "split_seed")}, 240, 320)
+    add_samples_and_split(chain, image, size)
     for row, (name, title) in enumerate((("train", "training"), ("valid", "validation"), ("test", "test"))):
         chain.add_child("patchflow:extractpatches", f"patches_{name}", f"Extract patches ({title})", {
                             "INPUT": ("child", "split", f"OUTPUT_{name.upper()}"), "SOURCE1": image,
