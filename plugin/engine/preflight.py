@@ -101,4 +101,9 @@ def preflight(operation: str, parameters: dict[str, Any], labels: dict[str, str]
     PatchFlowError the worker would raise, naming its parameter. Operations without checks here pass."""
     check = PREFLIGHTS.get(operation)
     if check is not None:
-        check(Params(dict(parameters), labels, DECLARATIONS.get(operation)))
+        from .overlap import check_outputs_apart, check_outputs_hold_nothing_else
+
+        params = Params(dict(parameters), labels, DECLARATIONS.get(operation))
+        check_outputs_apart(params.values, params.describe)  # first, as the worker does: an output over an input
+        check_outputs_hold_nothing_else(params.values)
+        check(params)

@@ -52,7 +52,7 @@ def test_html_output_goes_to_the_results_viewer(provider):
     from qgis.core import QgsApplication
 
     algorithm = QgsApplication.processingRegistry().algorithmById("patchflow:assessaccuracy")
-    assert algorithm.group() == "Accuracy"
+    assert algorithm.groupId() == "accuracy"
     assert algorithm.outputDefinition("OUTPUT_HTML").type() == "outputHtml"
 
 

@@ -84,7 +84,7 @@ def test_extent_and_html_output(run_alg, provider, scene, tmp_path):
     from qgis.core import QgsApplication
 
     algorithm = QgsApplication.processingRegistry().algorithmById("patchflow:assessimagequality")
-    assert algorithm.group() == "Accuracy" and algorithm.outputDefinition("OUTPUT_HTML").type() == "outputHtml"
+    assert algorithm.groupId() == "accuracy" and algorithm.outputDefinition("OUTPUT_HTML").type() == "outputHtml"
     gt = gdal.Open(scene["reference"]).GetGeoTransform()
     xmin, ymax = gt[0] + 100 * gt[1], gt[3] + 50 * gt[5]
     extent = f"{xmin},{xmin + 120 * gt[1]},{ymax + 80 * gt[5]},{ymax} [EPSG:3358]"
