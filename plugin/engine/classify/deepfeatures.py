@@ -36,6 +36,7 @@ PIXEL_BLOCK = 1 << 20  # output pixels per block, per-pixel classifier
 DEEP_BLOCK = 256 * 256  # output pixels per block, deep features
 GTIFF_OPTIONS = creation_options(tiled=True, deflate=True)
 CONFIDENCE_NODATA = -1.0
+BLOCKS_START = 8.0  # progress when the first block starts (after loading the classifier and its network)
 
 
 def _create(path: str, stack: RasterStack, dtype: np.dtype, nodata: float, description: str,
@@ -106,6 +107,7 @@ def run_classify(params: Params, context: RunContext) -> dict:
     checks.input_against_classifier(params, checks.classifier_description(params.values.get("CLASSIFIER")))
     classifier_path = params.string("CLASSIFIER")
     trusted = params.boolean("TRUST_MODEL")
+    context.reporter.stage(f"loading the classifier {classifier_path}", 1, 3)
     classifier, description = load_classifier(classifier_path, "CLASSIFIER", trusted, context.reporter)
     stack = RasterStack(params.paths("INPUT"), "INPUT")
     output = params.string("OUTPUT")
@@ -115,6 +117,8 @@ def run_classify(params: Params, context: RunContext) -> dict:
         names = ", ".join(description.get("band_descriptions") or [])
         raise PatchFlowError(f"the classifier was trained on {bands} bands ({names}) but the input has "
                              f"{stack.band_count}. Give the same bands, stacked in the same order.", "INPUT")
+    if description.get("model"):
+        context.reporter.stage(f"loading the network {description['model']} (deep features)", 3, BLOCKS_START)
     extractor = reload_extractor(description, "CLASSIFIER", trusted, context.reporter)
     extras = extra_sources(params, description, extractor)  # INPUT2, INPUT3 of a multi-input model
     if min(stack.grid.width, stack.grid.height) < 2 and extractor.patch_size > 1:
@@ -160,7 +164,8 @@ def run_classify(params: Params, context: RunContext) -> dict:
             confidence_block = np.full((height, width), CONFIDENCE_NODATA, dtype=np.float32)
             confidence_block[~invalid] = confidence
             confidence_ds.GetRasterBand(1).WriteArray(confidence_block, xoff, yoff)
-        context.reporter.progress(99.0 * (done + 1) / len(windows))
+        context.reporter.stage(f"blocks {done + 1}/{len(windows)}",
+                               BLOCKS_START + (99.0 - BLOCKS_START) * (done + 1) / len(windows), log=False)
     set_class_table(class_ds.GetRasterBand(1), classes)
     class_ds = None
     confidence_ds = None

@@ -130,6 +130,7 @@ def run_train_classifier(params: Params, context: RunContext) -> dict:
                                              context.cancelled) for i, (key, dataset) in enumerate(scored.items())}
     reporter.log(f"{len(features)} training samples, {features.shape[1]} features each")
     classifier = make_classifier(kind, n_trees, max_depth, svm_c, seed, train.labels)
+    reporter.stage(f"fitting the {type(classifier).__name__} on {len(features)} samples", 70, 85)
     classifier.fit(features, train.labels)
     if context.cancelled():
         raise Cancelled()
