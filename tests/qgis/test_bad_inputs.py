@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsProcessingContext, QgsProcessingException
+
+from patchflow.tests.qgis.feedback import LineRecorder
 
 UNWRITABLE = "/proc/patchflow-no-such-folder"  # a folder nobody can create, not even root
 TIMINGS: dict[str, float] = {}
@@ -353,26 +355,6 @@ def pristine(nc, tmp_path_factory) -> Path:
 # ---- the battery ----------------------------------------------------------------------------------
 
 
-class Recorder(QgsProcessingFeedback):
-    """Keeps every line a run reports."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[tuple[str, str]] = []
-
-    def pushInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(("info", info))
-
-    def pushDebugInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(("debug", info))
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802
-        self.lines.append(("warning", warning))
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802,N803
-        self.lines.append(("error", error))
-
-
 def resolve(value, inputs: Path, outputs: Path):
     if isinstance(value, list):
         return [resolve(v, inputs, outputs) for v in value]
@@ -425,7 +407,7 @@ def test_bad_input_names_the_parameter_and_changes_nothing(case: Case, pristine,
     before, outputs_before = digests(inputs), listing(outputs)
     algorithm = provider.algorithm(case.algorithm)
     description = algorithm.parameterDefinition(case.key).description()
-    feedback = Recorder()
+    feedback = LineRecorder()
 
     started = time.monotonic()
     with pytest.raises(QgsProcessingException) as caught:

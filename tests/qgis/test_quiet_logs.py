@@ -9,10 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+from qgis.core import QgsProcessingContext
 
 from patchflow.plugin import workerlog
 from patchflow.plugin.workerlog import WorkerLog, is_chatter
+from patchflow.tests.qgis.feedback import LineRecorder
 
 ROOT = Path(__file__).resolve().parents[2]
 QGIS_PROCESS = ROOT / "scripts" / "qgis_process.sh"
@@ -55,30 +56,6 @@ CHATTER_IN_LOG = re.compile(r"^[IW]\d{4} \d\d:\d\d|oneDNN custom operations|cpu_
                             r"To enable the following instructions")
 
 
-class Recorder(QgsProcessingFeedback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[tuple[str, str]] = []
-
-    def pushInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(("info", info))
-
-    def pushDebugInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(("debug", info))
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802
-        self.lines.append(("warning", warning))
-
-    def pushCommandInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(("command", info))
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802,N803
-        self.lines.append(("error", error))
-
-    def texts(self) -> list[str]:
-        return [text for _, text in self.lines]
-
-
 def debug_file(lines: list[str]) -> Path:
     told = [line for line in lines if str(workerlog.log_folder()) in line]
     assert len(told) == 1, f"the debug file's path is said {len(told)} times: {told}"
@@ -87,7 +64,7 @@ def debug_file(lines: list[str]) -> Path:
 
 def test_tensorflow_chatter_goes_to_the_debug_file_and_errors_to_the_log(tmp_path, monkeypatch):
     monkeypatch.setattr(workerlog, "log_folder", lambda: tmp_path / "logs")
-    feedback = Recorder()
+    feedback = LineRecorder()
     log = WorkerLog(feedback, "job1")
     stderr = [*TF_START, "a line of the worker", *TRACEBACK, "a line of the worker", *REAL_ERRORS]
     for line in stderr:
@@ -107,7 +84,7 @@ def test_tensorflow_chatter_goes_to_the_debug_file_and_errors_to_the_log(tmp_pat
 def test_without_a_debug_file_nothing_is_held_back(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("a file where the log folder would be")
     monkeypatch.setattr(workerlog, "log_folder", lambda: tmp_path / "file" / "logs")
-    feedback = Recorder()
+    feedback = LineRecorder()
     log = WorkerLog(feedback, "job2")
     for line in TF_START[:3]:
         log.line(line)
@@ -135,7 +112,7 @@ def test_apply_model_log_has_no_tensorflow_chatter_and_no_repeated_line(small_sc
     import processing
 
     crop, model = small_scene
-    feedback = Recorder()
+    feedback = LineRecorder()
     processing.run("patchflow:applymodel", {"MODEL": str(model), "SOURCE1": [str(crop)],
                                             "OUTPUT": str(tmp_path / "map.tif")},
                    context=QgsProcessingContext(), feedback=feedback)
