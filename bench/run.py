@@ -207,10 +207,10 @@ def child_extract_patchflow(workdir: str) -> dict:
     run = _engine_runner()
     output = os.path.join(workdir, "dataset.json")
     params = {"SOURCE1": str(raster_path()), "PATCH_SIZE1": PATCH, "INPUT": str(points_path()), "OUTPUT": output}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     outputs = run("extract_patches", params)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "patches": outputs["COUNT"], "image": outputs["PATCHES1"]}
+    return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "patches": outputs["COUNT"], "image": outputs["PATCHES1"]}
 
 
 def child_extract_naive(workdir: str) -> dict:
@@ -220,7 +220,7 @@ def child_extract_naive(workdir: str) -> dict:
 
     gdal.UseExceptions()
     ogr.UseExceptions()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     src = gdal.Open(str(raster_path()))
     x0, dx, _, y0, _, dy = src.GetGeoTransform()
     width, height, bands = src.RasterXSize, src.RasterYSize, src.RasterCount
@@ -241,7 +241,7 @@ def child_extract_naive(workdir: str) -> dict:
         out.WriteRaster(0, index * PATCH, PATCH, PATCH, patch.tobytes(), buf_type=gdal.GDT_Int16)
     out = None
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "patches": len(origins), "image": path}
+    return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "patches": len(origins), "image": path}
 
 
 def child_baseline(workdir: str) -> dict:  # noqa: ARG001
@@ -719,7 +719,7 @@ def bench_extraction(workdir: Path, tag: str, cachemax_mb: int | None, repeat: i
             answer = run_child(name, run_dir, env=env)
             rate = answer["patches"] / answer["seconds"]
             print(f"  {name:<17} run {attempt + 1}/{repeat}: {answer['patches']} patches in {answer['seconds']:6.2f} s"
-                  f" = {rate:5.0f} patches/s  (GDAL cache {answer['gdal_cache_mib']:.0f} MiB,"
+                  f" = {rate:5.0f} patches/s, {answer['cpu']:5.2f} CPU-s  (GDAL cache {answer['gdal_cache_mib']:.0f} MiB,"
                   f" peak RSS {answer['peak_rss_mib']:.0f} MiB)")
             if name not in best or answer["seconds"] < best[name]["seconds"]:
                 best[name] = answer
@@ -731,7 +731,8 @@ def bench_extraction(workdir: Path, tag: str, cachemax_mb: int | None, repeat: i
             shutil.rmtree(workdir / f"{tag}-{name}-{attempt}", ignore_errors=True)
     return {"patchflow": pf["patches"] / pf["seconds"], "naive": naive["patches"] / naive["seconds"],
             "same": same, "cache_mib": pf["gdal_cache_mib"], "naive_cache_mib": naive["gdal_cache_mib"],
-            "patchflow_rss": pf["peak_rss_mib"], "naive_rss": naive["peak_rss_mib"]}
+            "patchflow_rss": pf["peak_rss_mib"], "naive_rss": naive["peak_rss_mib"],
+            "patchflow_cpu": pf["cpu"], "naive_cpu": naive["cpu"]}
 
 
 def bench_sampling(workdir: Path, env: dict) -> dict:
@@ -768,6 +769,9 @@ def section_extraction(workdir: Path, repeat: int) -> tuple[list[tuple[str, str]
          f"{default['patchflow'] / default['naive']:6.2f}   ({default['patchflow']:.0f} / {default['naive']:.0f}"
          f" patches/s; target >= {EXTRACT_DEFAULT_TARGET}: "
          f"{'met' if default['patchflow'] / default['naive'] >= EXTRACT_DEFAULT_TARGET else 'NOT met'})"),
+        ("extraction, PatchFlow default vs naive default: CPU-seconds",
+         f"{default['patchflow_cpu']:6.2f} PatchFlow (all threads), {default['naive_cpu']:.2f} naive, on "
+         f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} core(s)"),
         ("extraction, PatchFlow default vs naive default: peak RSS",
          f"{default['patchflow_rss']:6.0f} MiB PatchFlow (GDAL cache {default['cache_mib']:.0f} MiB), "
          f"{default['naive_rss']:.0f} MiB naive (GDAL cache {default['naive_cache_mib']:.0f} MiB)"),

@@ -95,3 +95,54 @@ def test_gdal_cachemax_set_is_left_alone(monkeypatch, gd, tmp_path, cachemax):
     previous = gdal.GetCacheMax()
     size_cache([Source("s", "SOURCE1", RasterStack([path], "SOURCE1"), 8)])
     assert gdal.GetCacheMax() == previous
+
+
+def dense_reader(gd, tmp_path, rows_of_chunks: int = 3):
+    """A StripReader over a tiled raster with dense points in ``rows_of_chunks`` rows of chunks, and the
+    raster's values (bands, rows, cols)."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(-500, 500, (2, 512 * rows_of_chunks, 300)).astype(np.int16)
+    path = gd.write_raster(tmp_path / "dense.tif", values, origin=ORIGIN,
+                           options=["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "COMPRESS=DEFLATE"])
+    stack = RasterStack([path], "SOURCE1")
+    cols, rows = np.meshgrid(np.arange(0, 280, 20), np.arange(0, 512 * rows_of_chunks - 16, 40))
+    cols, rows = cols.ravel(), rows.ravel()
+    order = np.argsort(rows // 512, kind="stable")
+    cols, rows = cols[order], rows[order]
+    return strips.StripReader(stack, 16, rows // 512, rows), cols, rows, values
+
+
+def test_the_next_rows_are_read_ahead_and_give_the_same_patches(gd, tmp_path, monkeypatch):
+    reader, cols, rows, values = dense_reader(gd, tmp_path)
+    used: list[tuple[int, int]] = []
+    original = strips.Prefetch.result
+    monkeypatch.setattr(strips.Prefetch, "result", lambda self: used.append(self.span) or original(self))
+    for key in np.unique(rows // 512):
+        here = rows // 512 == key
+        got = reader.read(int(key), cols[here], rows[here])
+        assert got.flags["C_CONTIGUOUS"] and got.shape == (int(here.sum()), 2, 16, 16)
+        for patch, col, row in zip(got, cols[here], rows[here]):
+            assert np.array_equal(patch, values[:, row:row + 16, col:col + 16])
+    reader.close()
+    assert len(used) == 2  # the second and third rows of chunks came from the reads ahead
+
+
+def test_a_failed_read_ahead_raises_in_the_extraction(gd, tmp_path, monkeypatch):
+    reader, cols, rows, _ = dense_reader(gd, tmp_path)
+    calls = []
+    original = strips.StripReader._read_into
+
+    def failing(self, out, start):
+        calls.append(start)
+        if len(calls) > 1:  # the first read ahead
+            raise RuntimeError("disk gone")
+        return original(self, out, start)
+
+    monkeypatch.setattr(strips.StripReader, "_read_into", failing)
+    first = rows // 512 == 0
+    reader.read(0, cols[first], rows[first])
+    second = rows // 512 == 1
+    with pytest.raises(RuntimeError, match="disk gone"):
+        reader.read(1, cols[second], rows[second])
+    reader.close()
+    assert reader.ahead is None

@@ -76,7 +76,7 @@ def read_patches(stack: RasterStack, cols: np.ndarray, rows: np.ndarray, patch_s
         offsets = np.arange(patch_size)
         r = (rows - r0)[:, None] + offsets
         c = (cols - c0)[:, None] + offsets
-        return window[:, r[:, :, None], c[:, None, :]].transpose(1, 0, 2, 3)
+        return np.ascontiguousarray(window[:, r[:, :, None], c[:, None, :]].transpose(1, 0, 2, 3))
     return np.stack([stack.read((int(c), int(r), patch_size, patch_size)) for c, r in zip(cols, rows)])
 
 
@@ -127,7 +127,8 @@ class BandStats:
     def add(self, patches: np.ndarray) -> None:
         if len(patches) == 0:
             return
-        raw = patches.transpose(1, 0, 2, 3).reshape(self.bands, -1)
+        # band-major and contiguous, whatever the layout given: reductions along a strided axis are slow
+        raw = np.ascontiguousarray(patches.transpose(1, 0, 2, 3)).reshape(self.bands, -1)
         invalid = np.zeros(raw.shape, dtype=bool)
         nodata = list(self.nodata or [])
         if raw.dtype.kind in "fc" or any(v is not None for v in nodata):
@@ -369,36 +370,41 @@ def extract(
     size_cache([s for s, reader in zip(sources, readers) if reader is None])
     dropped_nodata = 0
     kept_centres: list[np.ndarray] = []
-    for done, chunk in enumerate(chunks):
-        if cancelled():
-            raise Cancelled()
-        key = int(ref_rows[chunk[0]]) // CHUNK
-        patches = [reader.read(key, cols[chunk], rows[chunk]) if reader else
-                   read_patches(source.stack, cols[chunk], rows[chunk], source.patch_size)
-                   for source, reader, (cols, rows) in zip(sources, readers, origins)]
-        good = np.ones(len(chunk), dtype=bool)
-        for index, (source, batch) in enumerate(zip(sources, patches)):
-            if source.role == "label":
-                # nodata in a label raster means 'unlabelled', which training masks: NaN/infinity become
-                # its nodata value, and a patch is dropped when there is no nodata value to write instead
-                patches[index] = batch = fill_nonfinite(batch, source.stack.nodata)
-                good &= ~holds_nonfinite(batch)
-            elif skip_nodata:
-                good &= ~source.stack.nodata_mask(batch.transpose(1, 0, 2, 3)).any(axis=(1, 2))
-            else:  # patches kept with nodata hold the nodata value, not NaN/infinity, where there is one
-                patches[index] = fill_nonfinite(batch, source.stack.nodata)
-        dropped_nodata += int((~good).sum())
-        for writer, stat, source, batch in zip(writers, stats, sources, patches):
-            writer.add(batch[good])
-            stat.add(batch[good])
-            if source.role == "label":
-                values, counts = np.unique(batch[good], return_counts=True)
-                for value, count in zip(values, counts):
-                    label_counts[int(value)] = label_counts.get(int(value), 0) + int(count)
-        if class_ids is not None:
-            kept_classes.append(class_ids[chunk][good])
-        kept_centres.append(patch_centres(reference, ref_cols[chunk][good], ref_rows[chunk][good]))
-        reporter.progress(100.0 * (done + 1) / len(chunks))
+    try:
+        for done, chunk in enumerate(chunks):
+            if cancelled():
+                raise Cancelled()
+            key = int(ref_rows[chunk[0]]) // CHUNK
+            patches = [reader.read(key, cols[chunk], rows[chunk]) if reader else
+                       read_patches(source.stack, cols[chunk], rows[chunk], source.patch_size)
+                       for source, reader, (cols, rows) in zip(sources, readers, origins)]
+            good = np.ones(len(chunk), dtype=bool)
+            for index, (source, batch) in enumerate(zip(sources, patches)):
+                if source.role == "label":
+                    # nodata in a label raster means 'unlabelled', which training masks: NaN/infinity become
+                    # its nodata value, and a patch is dropped when there is no nodata value to write instead
+                    patches[index] = batch = fill_nonfinite(batch, source.stack.nodata)
+                    good &= ~holds_nonfinite(batch)
+                elif skip_nodata:
+                    good &= ~source.stack.nodata_mask(batch.transpose(1, 0, 2, 3)).any(axis=(1, 2))
+                else:  # patches kept with nodata hold the nodata value, not NaN/infinity, where there is one
+                    patches[index] = fill_nonfinite(batch, source.stack.nodata)
+            dropped_nodata += int((~good).sum())
+            for writer, stat, source, batch in zip(writers, stats, sources, patches):
+                writer.add(batch[good])
+                stat.add(batch[good])
+                if source.role == "label":
+                    values, counts = np.unique(batch[good], return_counts=True)
+                    for value, count in zip(values, counts):
+                        label_counts[int(value)] = label_counts.get(int(value), 0) + int(count)
+            if class_ids is not None:
+                kept_classes.append(class_ids[chunk][good])
+            kept_centres.append(patch_centres(reference, ref_cols[chunk][good], ref_rows[chunk][good]))
+            reporter.progress(100.0 * (done + 1) / len(chunks))
+    finally:  # a read ahead still running (cancelled, failed) finishes before the sources close
+        for reader in readers:
+            if reader is not None:
+                reader.close()
     for writer, source in zip(writers, sources):
         writer.close([b.description for b in source.stack.bands], source.stack.nodata)
     kept_ids = np.concatenate(kept_classes) if kept_classes else np.empty(0, np.int64)

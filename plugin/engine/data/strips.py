@@ -8,6 +8,7 @@ it are read patch by patch (patches.read_patches)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -85,17 +86,22 @@ def strip_readers(sources: Sequence[HasStack], origins: list[tuple[np.ndarray, n
 
 class StripReader:
     """``read(key, cols, rows)``: (n, bands, p, p) patches of ``stack`` for origins in the row of chunks
-    ``key`` (rows of chunks in increasing order), from a strip of whole rows of blocks kept between calls."""
+    ``key`` (rows of chunks in increasing order), from a strip of whole rows of blocks kept between calls.
+    While the patches of one row of chunks are cut, a thread already decodes the rows the next one adds
+    (GDAL releases the GIL while it decodes), so decoding overlaps the numpy work instead of waiting for it."""
 
     def __init__(self, stack: RasterStack, patch_size: int, row_keys: np.ndarray, rows: np.ndarray) -> None:
         self.stack, self.patch_size = stack, patch_size
         starts = np.flatnonzero(np.r_[True, np.diff(row_keys) != 0])  # row_keys: not empty (dense_enough)
         lows, highs = np.minimum.reduceat(rows, starts), np.maximum.reduceat(rows, starts)
-        self.spans = {int(row_keys[i]): (int(lo), int(hi) + patch_size) for i, lo, hi in zip(starts, lows, highs)}
         self.block_rows = block_size(stack)[1]
+        spans = [self._aligned(int(lo), int(hi) + patch_size) for lo, hi in zip(lows, highs)]
+        self.spans = {int(row_keys[i]): span for i, span in zip(starts, spans)}
+        self.following = dict(zip(spans, spans[1:]))  # the span read after each
         self.datasets = _threaded(stack)
         self.top = 0
         self.strip: np.ndarray | None = None  # (bands, rows, width): rows [top, top + rows)
+        self.ahead: Prefetch | None = None
 
     def _pieces(self, ds: gdal.Dataset, rows: int, width: int) -> list[tuple[int, int, int, int]]:
         """(col, row, width, height) windows tiling rows x width, on whole blocks, each small enough that
@@ -124,21 +130,38 @@ class StripReader:
                     view[...] = part if part.ndim == 3 else part[np.newaxis]
             first += bands
 
+    def _aligned(self, low: int, high: int) -> tuple[int, int]:
+        bh = self.block_rows
+        return low // bh * bh, min(self.stack.grid.height, -(-high // bh) * bh)
+
+    def _kept(self, low: int) -> int:
+        """How many of the strip's rows a strip starting at ``low`` keeps."""
+        strip, top = self.strip, self.top
+        return strip.shape[1] - (low - top) if strip is not None and top <= low < top + strip.shape[1] else 0
+
     def _cover(self, low: int, high: int) -> None:
-        """The strip holds rows [low, high) (grown to whole blocks), keeping the rows it shares."""
-        bh, height = self.block_rows, self.stack.grid.height
-        low, high = low // bh * bh, min(height, -(-high // bh) * bh)
+        """The strip holds rows [low, high) (block-aligned), keeping the rows it shares; the rows of the
+        span after it are then read ahead in a thread."""
         strip, top = self.strip, self.top
         if strip is not None and top <= low and high <= top + strip.shape[1]:
             return
-        kept = strip.shape[1] - (low - top) if strip is not None and top <= low < top + strip.shape[1] else 0
-        grown = np.empty((self.stack.band_count, high - low, self.stack.grid.width), self.stack.dtype)
+        kept = self._kept(low)
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead.span == (low, high) and ahead.kept == kept:
+            grown = ahead.result()
+        else:
+            if ahead is not None:
+                ahead.result()  # finished (its errors raised) before the datasets are used again
+            grown = np.empty((self.stack.band_count, high - low, self.stack.grid.width), self.stack.dtype)
+            self._read_into(grown[:, kept:], low + kept)
         if kept:
             assert strip is not None
             grown[:, :kept] = strip[:, low - top:]
-        strip = self.strip = None  # the old strip freed before the read
-        self._read_into(grown[:, kept:], low + kept)
+        self.strip = strip = None  # the old strip freed
         self.strip, self.top = grown, low
+        following = self.following.get((low, high))
+        if following is not None:
+            self.ahead = Prefetch(self, following, self._kept(following[0]))
 
     def read(self, key: int, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
         p = self.patch_size
@@ -147,4 +170,38 @@ class StripReader:
         offsets = np.arange(p)
         r = (rows - self.top)[:, None] + offsets
         c = cols[:, None] + offsets
-        return self.strip[:, r[:, :, None], c[:, None, :]].transpose(1, 0, 2, 3)
+        # (n, bands, p, p) in C order: a transposed view would make every later copy, mask and statistic
+        # stride across bands (several times slower)
+        return np.ascontiguousarray(self.strip[:, r[:, :, None], c[:, None, :]].transpose(1, 0, 2, 3))
+
+    def close(self) -> None:
+        """Waits for a read ahead still running (a cancelled or failed extraction), its result dropped."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            ahead.thread.join()
+
+
+class Prefetch:
+    """The rows of ``span`` past the ``kept`` rows the current strip shares, decoded in a thread into the
+    next strip's array (the strip and it: the two strips strip_readers budgets for)."""
+
+    def __init__(self, reader: StripReader, span: tuple[int, int], kept: int) -> None:
+        self.span, self.kept = span, kept
+        low, high = span
+        self.grown = np.empty((reader.stack.band_count, high - low, reader.stack.grid.width), reader.stack.dtype)
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                reader._read_into(self.grown[:, kept:], low + kept)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True, name="patchflow-strip-read-ahead")
+        self.thread.start()
+
+    def result(self) -> np.ndarray:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.grown
