@@ -719,7 +719,8 @@ def bench_extraction(workdir: Path, tag: str, cachemax_mb: int | None, repeat: i
             answer = run_child(name, run_dir, env=env)
             rate = answer["patches"] / answer["seconds"]
             print(f"  {name:<17} run {attempt + 1}/{repeat}: {answer['patches']} patches in {answer['seconds']:6.2f} s"
-                  f" = {rate:5.0f} patches/s, {answer['cpu']:5.2f} CPU-s  (GDAL cache {answer['gdal_cache_mib']:.0f} MiB,"
+                  f" = {rate:5.0f} patches/s, {answer['cpu']:5.2f} CPU-s"
+                  f"  (GDAL cache {answer['gdal_cache_mib']:.0f} MiB,"
                   f" peak RSS {answer['peak_rss_mib']:.0f} MiB)")
             if name not in best or answer["seconds"] < best[name]["seconds"]:
                 best[name] = answer
