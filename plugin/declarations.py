@@ -400,14 +400,15 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("CLASS_FIELD", "field", "Reference class field", optional=True, parent="REFERENCE",
               help="Class ids, or the map's class names."),
         Param("REFERENCE_RASTER", "raster", "Or: reference label raster", optional=True,
-              help="In the map's CRS and pixel size."),
+              help="In the map's CRS. Of another pixel size, the finer of the two is aggregated onto the "
+                   "coarser one's grid (majority class per pixel)."),
         Param("REFERENCE_BAND", "band", "Reference raster band", 1, optional=True, parent="REFERENCE_RASTER"),
         Param("REFERENCE_NODATA", "number", "Reference 'no label' value", optional=True,
               help="The reference label raster's 'no label' value (default: its nodata)."),
         *_table("Accuracy report (HTML)"),
     ), tuple(Output(name, "number", label) for name, label in (
         ("OA", "Overall accuracy"), ("KAPPA", "Kappa"), ("N", "Number of pairs"), ("MACRO_F1", "Macro F1"),
-        ("WEIGHTED_F1", "Weighted F1"))) + (
+        ("WEIGHTED_F1", "Weighted F1"), ("MIXED_SHARE", "Share of mixed pixels (when aggregated)"))) + (
         Output("PAIRS", "file", "Samples scored (CSV beside the scores: x, y, reference, predicted)"),)),
     Operation("train_classifier", (
         Param("DATASET", "file", "Training dataset manifest", file_filter=JSON_FILES,

@@ -204,7 +204,8 @@ def test_bad_inputs_name_the_parameter_and_leave_no_files(run_op, scene, tmp_pat
     far = gd.write_points(tmp_path / "far.gpkg", xs + 1e5, ys, {"class": [1]})
     labels = gd.write_raster(tmp_path / "l.tif", class_map(), origin=ORIGIN)
     other_crs = gd.write_raster(tmp_path / "crs.tif", class_map(), origin=ORIGIN, epsg=32632)
-    coarse = gd.write_raster(tmp_path / "coarse.tif", class_map(), origin=ORIGIN, pixel=2.0)
+    skewed = gd.write_raster(tmp_path / "skewed.tif", class_map(), origin=ORIGIN)
+    gdal.Open(skewed, gdal.GA_Update).SetGeoTransform((ORIGIN[0], 2.0, 0.0, ORIGIN[1], 0.0, -0.5))  # 2 m x 0.5 m
     out = outputs(tmp_path)
     cases = [
         ({}, "REFERENCE", "exactly one"),
@@ -213,7 +214,7 @@ def test_bad_inputs_name_the_parameter_and_leave_no_files(run_op, scene, tmp_pat
         ({"REFERENCE": points, "CLASS_FIELD": "nope"}, "CLASS_FIELD", "no field"),
         ({"REFERENCE": far, "CLASS_FIELD": "class"}, "REFERENCE", "map covers x 500000.0 to 500030.0"),
         ({"REFERENCE_RASTER": other_crs}, "REFERENCE_RASTER", "32632"),
-        ({"REFERENCE_RASTER": coarse}, "REFERENCE_RASTER", "pixels"),
+        ({"REFERENCE_RASTER": skewed}, "REFERENCE_RASTER", "coarser along the other"),
         ({"REFERENCE": points, "CLASS_FIELD": "class", "BAND": 2}, "BAND", "band 2"),
         ({"REFERENCE": points, "CLASS_FIELD": "class", "OUTPUT_TABLE": str(tmp_path / "out" / "t.shp")},
          "OUTPUT_TABLE", ".gpkg"),

@@ -70,3 +70,32 @@ def test_reference_choice_is_checked(run_alg, nc, nc_nearest_mean_map, tmp_path)
         run_alg("assessaccuracy", INPUT=nc_map, REFERENCE=str(nc / "landsat96_points.shp"), CLASS_FIELD="label",
                 **outputs)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_assess_a_finer_map_against_a_coarser_reference_raster(run_alg, nc_nearest_mean_map, tmp_path):
+    """The 28.5 m NC map against a 4x coarser copy of itself (every 4th pixel, 114 m): the map is aggregated
+    onto the copy's grid (majority of 4 x 4 pixels), the share of mixed pixels is an output and in the report."""
+    import numpy as np
+    from osgeo import gdal
+
+    source = gdal.Open(str(nc_nearest_mean_map))
+    fine = source.ReadAsArray()
+    coarse = np.ascontiguousarray(fine[1::4, 1::4][:110, :122])
+    gt = source.GetGeoTransform()
+    copy = str(tmp_path / "coarse.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(copy, 122, 110, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform((gt[0], gt[1] * 4, 0.0, gt[3], 0.0, gt[5] * 4))
+    ds.SetProjection(source.GetProjection())
+    ds.GetRasterBand(1).WriteArray(coarse)
+    ds = None
+    blocks = fine[:440, :488].reshape(110, 4, 122, 4).transpose(0, 2, 1, 3).reshape(110, 122, 16)
+    counts = np.stack([(blocks == c).sum(axis=-1) for c in range(1, 8)])
+    majority = counts.argmax(axis=0) + 1  # ties: the smallest class
+    result = run_alg("assessaccuracy", INPUT=str(nc_nearest_mean_map), REFERENCE_RASTER=copy,
+                     OUTPUT_CSV=str(tmp_path / "s.csv"), OUTPUT_HTML=str(tmp_path / "r.html"))
+    assert result["N"] == 110 * 122 and result["OA"] == pytest.approx(float((majority == coarse).mean()))
+    assert result["MIXED_SHARE"] == pytest.approx(float(((counts > 0).sum(axis=0) > 1).mean()))
+    page = open(result["OUTPUT_HTML"], encoding="utf-8").read()
+    assert "aggregated onto the reference" in page and f"{result['MIXED_SHARE']:.4f}" in page
+    assert engine_result(INPUT=str(nc_nearest_mean_map), REFERENCE_RASTER=copy)["KAPPA"] == pytest.approx(
+        result["KAPPA"])

@@ -57,6 +57,18 @@ def test_train_model_scores_training_validation_and_test_sets(run_alg, nc_datase
     assert alone["SAVED_EPOCH"] == 1
 
 
+def test_train_model_output_names_say_which_set_each_score_is_on(provider):
+    """OA/KAPPA/MACRO_F1 are the validation set's; the training set's scores (all there is without VALID) have
+    their own outputs, named so in the dialog's outputs and the modeler."""
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("patchflow:trainmodel")
+    for suffix in ("OA", "KAPPA", "MACRO_F1"):
+        assert algorithm.outputDefinition(suffix).description().endswith("(validation)")
+        assert algorithm.outputDefinition(f"TRAIN_{suffix}").description().endswith("(training)")
+        assert algorithm.outputDefinition(f"TEST_{suffix}").description().endswith("(test)")
+
+
 def test_an_existing_model_folder_needs_overwrite(run_alg, nc_datasets, tmp_path):
     (tmp_path / "model").mkdir()
     with pytest.raises(QgsProcessingException, match=r"\(OUTPUT\).*OVERWRITE"):

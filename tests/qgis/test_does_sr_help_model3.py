@@ -61,3 +61,35 @@ def test_does_sr_help_model3_is_what_make_sr_model3_writes(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert written.read_text(encoding="utf-8") == MODEL3.read_text(encoding="utf-8"), (
         "resources/does_sr_help.model3 is stale: run .venv/bin/python scripts/make_sr_model3.py")
+
+
+def test_the_models_bicubic_step_is_gdal_cubic_convolution_not_cubic_spline(provider, nc, tmp_path):
+    """The shipped model's 'Bicubic upsampling' child, run with its own static parameters on a real LR image
+    (a window of the 28.5 m NC Landsat scene, x4 to 7.125 m), gives gdal.Warp(resampleAlg="cubic")'s image
+    byte for byte, and not cubic spline's (RESAMPLING 3, which the model once set)."""
+    import processing
+    from osgeo import gdal
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingModelAlgorithm
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(MODEL3))
+    child = model.childAlgorithms()["bicubic"]
+    static = {name: sources[0].staticValue() for name, sources in child.parameterSources().items()
+              if sources and sources[0].staticValue() is not None and name not in ("INPUT", "TARGET_RESOLUTION")}
+    assert set(child.parameterSources()) - set(static) == {"INPUT", "TARGET_RESOLUTION"}  # from the chain
+    lr = str(tmp_path / "lr.tif")
+    gdal.Translate(lr, str(nc / "landsat_multiband.tif"), srcWin=[120, 140, 60, 48])
+    pixel = 28.5 / 4
+    result = processing.run(child.algorithmId(), {**static, "INPUT": lr, "TARGET_RESOLUTION": pixel,
+                                                  "OUTPUT": str(tmp_path / "bicubic.tif")},
+                            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    made = gdal.Open(result["OUTPUT"])
+
+    def warped(method: str) -> gdal.Dataset:
+        return gdal.Warp("", lr, format="MEM", xRes=pixel, yRes=pixel, resampleAlg=method)
+
+    cubic, spline = warped("cubic"), warped("cubicspline")
+    assert (made.RasterXSize, made.RasterYSize, made.RasterCount) == (240, 192, 5)
+    assert made.GetGeoTransform() == cubic.GetGeoTransform()
+    assert made.ReadRaster() == cubic.ReadRaster()  # every band, every byte
+    assert made.ReadRaster() != spline.ReadRaster()

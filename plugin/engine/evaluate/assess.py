@@ -1,11 +1,12 @@
 """Assess accuracy: a class raster (a classification map) against reference points, polygons or a
-label raster. Pairs (reference class, map class) are counted block by block, so neither raster is
-ever held whole; the counts become a confusion matrix with OA, kappa and per-class P/R/F1, written
-as CSV, a table (GeoPackage/CSV/GeoJSON without geometry) and a self-contained HTML report."""
+label raster (of the map's pixel size, or finer or coarser: the finer one is then aggregated onto
+the other's grid, evaluate/labelraster.py). Pairs (reference class, map class) are counted block by
+block, so neither raster is ever held whole; the counts become a confusion matrix with OA, kappa
+and per-class P/R/F1, written as CSV, a table (GeoPackage/CSV/GeoJSON without geometry) and a
+self-contained HTML report."""
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -141,72 +142,6 @@ def _tally_window(tally: Tally, map_band, window, reference: np.ndarray, labelle
     if labelled.any():
         values, valid = map_band.read(window)
         tally.add(reference[labelled], values[labelled], valid[labelled], _centres(map_band.grid, window, labelled))
-
-
-# ---- label raster ---------------------------------------------------------------------------
-
-
-def reference_on_map_grid(ref: gdal.Dataset, ref_path: str, band_index: int,
-                          grid: Grid) -> tuple[gdal.Dataset, gdal.Band]:
-    """The reference band on the map's pixel grid, with the dataset that owns it (keep it while reading):
-    the reference itself when the grids are the same, else a nearest-neighbour warped VRT, read lazily
-    window by window (NaN outside the reference). The caller keeps ``ref`` open too."""
-    ref_grid = Grid.of(ref, "REFERENCE_RASTER")
-    if not grid.same_crs_as(ref_grid):
-        raise PatchFlowError(
-            f"{ref_path} is in {crs_label(ref_grid.crs_wkt)} but the map is in {crs_label(grid.crs_wkt)}. "
-            "Reproject the reference onto the map's grid first (gdalwarp -t_srs, nearest neighbour).",
-            "REFERENCE_RASTER")
-    same_size = all(math.isclose(abs(a), abs(b), rel_tol=1e-6) for a, b in
-                    ((grid.dx, ref_grid.dx), (grid.dy, ref_grid.dy)))
-    if not same_size:
-        raise PatchFlowError(
-            f"the reference's pixels ({abs(ref_grid.dx):g} x {abs(ref_grid.dy):g}) differ from the map's "
-            f"({abs(grid.dx):g} x {abs(grid.dy):g}). Resample the reference onto the map's grid first "
-            "(gdalwarp -tr with nearest neighbour, -tap), or the map onto the reference's.",
-            "REFERENCE_RASTER")
-    if not 1 <= band_index <= ref.RasterCount:
-        raise PatchFlowError(f"band {band_index} does not exist; the reference has {ref.RasterCount}.",
-                             "REFERENCE_BAND")
-    if ref_grid.same_as(grid):
-        return ref, ref.GetRasterBand(band_index)
-    xmin, ymin, xmax, ymax = grid.extent
-    source_nodata = ref.GetRasterBand(band_index).GetNoDataValue()
-    options = gdal.WarpOptions(
-        format="VRT", outputBounds=(xmin, ymin, xmax, ymax), xRes=abs(grid.dx), yRes=abs(grid.dy),
-        dstSRS=grid.crs_wkt or None, resampleAlg="near", outputType=gdal.GDT_Float64, dstNodata=float("nan"),
-        srcNodata=source_nodata)
-    warped = gdal.Warp("", ref, options=options)
-    if (warped.RasterXSize, warped.RasterYSize) != (grid.width, grid.height):
-        raise PatchFlowError("the reference could not be resampled onto the map's grid. Resample it first "
-                             "(gdalwarp, nearest neighbour, the map's extent and pixel size).", "REFERENCE_RASTER")
-    return warped, warped.GetRasterBand(band_index)
-
-
-def reference_nodata(band: gdal.Band, override: float | None, named: dict[int, ClassInfo]) -> list[float]:
-    """Values of the reference that are 'no label': the override, else its nodata; and 0 unless the
-    reference names 0 as a class."""
-    values = [override if override is not None else band.GetNoDataValue()]
-    if 0 not in named:
-        values.append(0.0)
-    return [v for v in values if v is not None]
-
-
-def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float], reporter: Reporter,
-                  cancelled: Callable[[], bool], tally: Tally | None = None) -> Tally:
-    tally = tally or Tally()
-    windows = map_band.windows()
-    for index, window in enumerate(windows):
-        _check_cancel(cancelled)
-        raw = ref_band.ReadAsArray(*window)
-        labelled = np.ones(raw.shape, dtype=bool)
-        for value in no_label:
-            labelled &= ~nodata_mask(raw, value)
-        reference, ref_valid = classes_and_mask(raw, None)
-        labelled &= ref_valid
-        _tally_window(tally, map_band, window, reference, labelled)
-        reporter.progress(100.0 * (index + 1) / len(windows))
-    return tally
 
 
 # ---- vector references ----------------------------------------------------------------------
@@ -347,23 +282,24 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     pairs_final = pairs_path(csv_final) if csv_final else None
     pairs_file = (pairs_final, context.staging.stage(pairs_final, "OUTPUT_CSV")) if pairs_final else None
     tally = Tally(pairs=PairLog() if pairs_file else None)
+    mixed_share, aggregated = None, {}
     if vector_uri:
         tally, known_ref, ref_extent, described = vector_tally(
             map_band, vector_uri, params.string("CLASS_FIELD", None), known_map, map_path, reporter,
             context.cancelled, tally)
         reference_parameter, reference_name = "REFERENCE", vector_uri
     else:
-        ref_band_index = params.integer("REFERENCE_BAND")
-        ref = open_raster(ref_path, "REFERENCE_RASTER")
-        known_ref = classes_from_raster(ref_path, ref_band_index) if ref_band_index <= ref.RasterCount else {}
-        on_grid, ref_band = reference_on_map_grid(ref, ref_path, ref_band_index, grid)
-        no_label = reference_nodata(ref.GetRasterBand(ref_band_index), params.nodata("REFERENCE_NODATA"),
-                                    known_ref)
-        ref_extent = Grid.of(ref, "REFERENCE_RASTER").extent
-        tally = tally_rasters(map_band, ref_band, no_label, reporter, context.cancelled, tally)
-        del on_grid  # held until here: a band does not keep its dataset alive
+        from .labelraster import tally_label_raster
+
+        tally, known_ref, raster_reference = tally_label_raster(
+            map_band, ref_path, params.integer("REFERENCE_BAND"), params.nodata("REFERENCE_NODATA"), reporter,
+            context.cancelled, tally)
+        ref_extent, described, mixed_share = raster_reference.extent, raster_reference.described, \
+            raster_reference.mixed_share
+        if raster_reference.aggregated is not None:
+            aggregated = {"aggregated": raster_reference.aggregated, "mixed pixels (share of the pairs)":
+                          f"{mixed_share or 0.0:.4f} ({raster_reference.mixed} of {raster_reference.scored})"}
         reference_parameter, reference_name = "REFERENCE_RASTER", ref_path
-        described = "label raster (no label: " + ", ".join(f"{v:g}" for v in no_label) + ")"
     if tally.counter.total == 0:
         raise PatchFlowError(
             f"no reference sample falls on a classified pixel of the map ({tally.outside} outside it, "
@@ -378,7 +314,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     checks.classes_missing_from_reference(context.reporter, scores.rows(), known_map, reference_parameter)
     facts = {
         "map": os.path.basename(map_path), "band": band_index, "reference": os.path.basename(reference_name),
-        "reference kind": described, "pairs": scores.total,
+        "reference kind": described, **aggregated, "pairs": scores.total,
         "skipped: reference on map nodata": tally.map_nodata, "skipped: reference outside the map": tally.outside,
         "overall accuracy": scores.overall_accuracy, "kappa": scores.kappa,
         "macro F1": scores.macro_f1, "weighted F1": scores.weighted_f1,
@@ -389,7 +325,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     return {
         "OA": scores.overall_accuracy, "KAPPA": scores.kappa, "N": scores.total,
         "MACRO_F1": scores.macro_f1, "WEIGHTED_F1": scores.weighted_f1,
-        "SKIPPED_NODATA": tally.map_nodata, "SKIPPED_OUTSIDE": tally.outside,
+        "SKIPPED_NODATA": tally.map_nodata, "SKIPPED_OUTSIDE": tally.outside, "MIXED_SHARE": mixed_share,
         "OUTPUT_CSV": outputs["OUTPUT_CSV"][0], "OUTPUT_HTML": outputs["OUTPUT_HTML"][0],
         "OUTPUT_TABLE": table_final, "PAIRS": pairs_final, "CLASSES": scores.rows(), "MATRIX": scores.matrix.tolist(),
     }
