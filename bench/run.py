@@ -9,7 +9,8 @@ they report. Test data is made once with GDAL in .cache/bench/ (gitignored) and 
 
     .venv/bin/python bench/run.py              # everything (extraction timings: best of 3)
     .venv/bin/python bench/run.py --repeat 1   # one run per extraction method
-    .venv/bin/python bench/run.py --only serving     # one section (extraction, sampling, training, serving, startup)
+    .venv/bin/python bench/run.py --only serving     # one section (extraction, sampling, training,
+                                                     # serving, startup, join)
 """
 
 from __future__ import annotations
@@ -667,7 +668,22 @@ def child_startup(workdir: str) -> dict:  # noqa: ARG001
     return child_startup_data(CACHE, DATA_VERSION, _engine_runner())
 
 
-CHILDREN = {"startup-data": child_startup, "prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
+def child_join_data(workdir: str) -> dict:  # noqa: ARG001
+    _link_checkout()
+    from join import child_join_data as make
+
+    return make(CACHE, DATA_VERSION)
+
+
+def child_join(workdir: str, size: str) -> dict:
+    _link_checkout()
+    from join import child_join as join
+
+    return join(CACHE, DATA_VERSION, size, workdir)
+
+
+CHILDREN = {"join-data": child_join_data, "join": child_join,
+            "startup-data": child_startup, "prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
             "extract-naive": child_extract_naive, "baseline": child_baseline, "sample": child_sample,
             "compare": child_compare, "train-data": child_train_data, "train": child_train,
             "serving-data": child_serving_data, "serve": child_serve, "serving-bounds": child_serving_bounds}
@@ -746,7 +762,7 @@ def bench_sampling(workdir: Path, env: dict) -> dict:
     return peaks
 
 
-SECTIONS = ("extraction", "sampling", "training", "serving", "startup")
+SECTIONS = ("extraction", "sampling", "training", "serving", "startup", "join")
 
 
 def section_extraction(workdir: Path, repeat: int) -> tuple[list[tuple[str, str]], bool]:
@@ -904,6 +920,10 @@ def main() -> int:
         from startup import section_startup
 
         rows += section_startup(workdir, CACHE, DATA_VERSION, run_child, LINKS)
+    if "join" in sections:
+        from join import section_join
+
+        rows += section_join(workdir, CACHE, DATA_VERSION, run_child)
     shutil.rmtree(workdir, ignore_errors=True)
 
     width = max(len(label) for label, _ in rows)
