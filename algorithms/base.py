@@ -48,7 +48,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..plugin.beforerun import check_before_run
 from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
 from ..plugin.declarations import OPERATIONS, TRUST_MODEL, Operation, Output, Param  # noqa: F401 (TRUST_MODEL)
-from ..plugin.provider import HELP_PAGE, ICON
+from ..plugin.provider import GROUP_ICONS, HELP_PAGE
 from ..plugin.styles import LoadSidecarStyle
 
 # group id -> name: numbered so that the toolbox, which sorts groups by name, reads in workflow order
@@ -237,10 +237,11 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         return f"{HELP_PAGE}#{self.NAME}"
 
     def icon(self) -> QIcon:
-        return QIcon(str(ICON))
+        return QIcon(self.svgIconPath())
 
     def svgIconPath(self) -> str:  # noqa: N802
-        return str(ICON)
+        """The icon of the algorithm's toolbox group (resources/icons/<group id>.svg)."""
+        return str(GROUP_ICONS / f"{self.GROUP_ID}.svg")
 
     def createInstance(self):  # noqa: N802
         return type(self)()

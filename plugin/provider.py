@@ -14,7 +14,8 @@ from .settings import (
     PYTHON_SETTING,
 )
 
-ICON = PLUGIN_ROOT / "resources" / "icon.svg"
+ICON = PLUGIN_ROOT / "resources" / "icon.svg"  # the plugin's and the provider's
+GROUP_ICONS = PLUGIN_ROOT / "resources" / "icons"  # an algorithm's: its toolbox group's, <group id>.svg
 # the page every algorithm's Help button opens, at the algorithm's anchor (its name, e.g. #trainmodel):
 # docs/algorithms.md, one section per algorithm; change it here alone if that page moves (tests/qgis/test_conventions.py
 # checks that every anchor is in the file this URL names)

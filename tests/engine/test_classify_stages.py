@@ -6,30 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from patchflow.plugin import protocol
-from patchflow.plugin.engine.reporting import Reporter
-from patchflow.plugin.engine.worker import run_job
-
-
-class Stages(Reporter):
-    """Every stage (text, percent, until) and every progress value, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stages: list[tuple[str, float | None, float | None]] = []
-        self.values: list[float] = []
-
-    def stage(self, text: str, percent: float | None = None, until: float | None = None, log: bool = True) -> None:
-        self.stages.append((text, percent, until))
-        super().stage(text, percent, until, log)
-
-    def progress(self, percent: float) -> None:
-        self.values.append(percent)
-
-
-def run(operation: str, **parameters) -> tuple[dict, Stages]:
-    reporter = Stages()
-    return run_job(protocol.Job(operation, parameters, "stages"), reporter), reporter
+from patchflow.tests.engine.stagerecorder import run
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """QGIS's conventions for Processing algorithms: short labels (the details in help texts and
 tooltips) and dialogs that fit QGIS's default 688 x 523 without scrolling sideways; a Help button
 opening the algorithm's section of the documentation; tags and short descriptions the toolbox's
-search finds; an icon; groups in workflow order; output layers named after what they are."""
+search finds; an icon per toolbox group; groups in workflow order; output layers named after what they are."""
 
 from __future__ import annotations
 
@@ -100,8 +100,49 @@ def test_short_descriptions_icons_and_translatable_strings(provider):
 
     for algorithm in patchflow_algorithms(provider):
         assert 20 < len(algorithm.shortDescription()) <= 120 and algorithm.shortDescription().endswith(".")
-        assert Path(algorithm.svgIconPath()).is_file() and not algorithm.icon().isNull()
+        assert not algorithm.icon().isNull()
         assert algorithm.displayName() == QCoreApplication.translate("PatchFlow", algorithm.DISPLAY_NAME)
+
+
+def rendered(svg: str, size: int):
+    """The icon drawn at ``size`` x ``size`` px on a transparent image (QSvgRenderer, offscreen)."""
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QImage, QPainter
+    from qgis.PyQt.QtSvg import QSvgRenderer
+
+    renderer = QSvgRenderer(svg)
+    assert renderer.isValid(), svg
+    image = QImage(size, size, QImage.Format_ARGB32)
+    image.fill(Qt.transparent)
+    painter = QPainter(image)
+    renderer.render(painter)
+    painter.end()
+    return image
+
+
+def test_each_group_has_its_own_icon_legible_at_16_and_24_px(provider):
+    import xml.etree.ElementTree as ElementTree
+
+    by_group: dict[str, set[str]] = {}
+    for algorithm in patchflow_algorithms(provider):
+        svg = Path(algorithm.svgIconPath())
+        assert svg.is_file() and svg.resolve().parent == (ROOT / "resources" / "icons").resolve(), svg
+        assert ElementTree.parse(svg).getroot().tag == "{http://www.w3.org/2000/svg}svg", svg
+        by_group.setdefault(algorithm.groupId(), set()).add(str(svg))
+    assert set(by_group) == set(WORKFLOW) and all(len(icons) == 1 for icons in by_group.values()), by_group
+    icons = [next(iter(icons)) for icons in by_group.values()]
+    assert len(set(icons)) == len(WORKFLOW), "two groups share an icon"
+    looks = set()
+    for svg in icons:
+        for size in (16, 24):
+            image = rendered(svg, size)
+            pixels = [image.pixel(x, y) for y in range(size) for x in range(size)]
+            opaque = [p for p in pixels if p >> 24 == 0xFF]
+            assert len(opaque) > 0.7 * len(pixels), f"{svg} at {size} px is mostly blank"
+            # a glyph on a background: at least two clearly different colours among the opaque pixels
+            assert len({p & 0xF0F0F0 for p in opaque}) >= 2, f"{svg} at {size} px is one flat colour"
+        looks.add(image.pixel(1, size // 2) & 0xFFFFFF)  # the background colour, at the left edge
+    assert len(looks) == len(WORKFLOW), "two groups' icons have the same colour"
 
 
 def toolbox_algorithms(filter_string: str) -> set[str]:

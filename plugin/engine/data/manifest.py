@@ -13,6 +13,7 @@ from ..errors import PatchFlowError
 from ..geodata.classes import complete
 from ..geodata.raster import open_raster
 from ..params import Params, RunContext
+from ..reporting import Reporter
 from .patches import PatchesImage, Source
 
 FORMAT = "patchflow-dataset"
@@ -104,17 +105,20 @@ def refuse_nonfinite(manifest: dict, path: str, parameter: str, names: list[str]
 
 
 def describe_otbtf(patches_paths: list[str], patch_sizes: list[int], labels_path: str | None,
-                   names: list[str] | None = None) -> dict[str, Any]:
+                   names: list[str] | None = None, reporter: Reporter | None = None) -> dict[str, Any]:
     """A manifest for OTBTF patches-images made elsewhere (paths stay absolute)."""
     import numpy as np
 
+    reporter = reporter or Reporter()
     images = [PatchesImage(path, size or None, "PATCHES") for path, size in zip(patches_paths, patch_sizes)]
     counts = {len(image) for image in images}
     if len(counts) != 1:
         raise PatchFlowError(f"the patches-images hold different numbers of patches: {sorted(counts)}.", "PATCHES")
     sources = []
     for index, image in enumerate(images, start=1):
-        stats = _image_stats(image)
+        part = reporter.span(90 * (index - 1) / len(images), 90 * index / len(images))
+        part.stage(f"band statistics of {os.path.basename(image.path)} ({index}/{len(images)})", 0)
+        stats = _image_stats(image, part)
         sources.append({
             "name": (names[index - 1] if names else f"source{index}"), "parameter": f"SOURCE{index}",
             "role": "image", "rasters": [image.path], "patch_size": image.patch_size, "pixel_size": None,
@@ -125,6 +129,7 @@ def describe_otbtf(patches_paths: list[str], patch_sizes: list[int], labels_path
         })
     labels, classes = None, []
     if labels_path:
+        reporter.stage(f"reading the label patches {os.path.basename(labels_path)}", 90, 98)
         label_image = open_raster(labels_path, "LABELS")
         values = label_image.ReadAsArray()
         if label_image.RasterYSize != len(images[0]) * label_image.RasterXSize:
@@ -148,12 +153,14 @@ def describe_otbtf(patches_paths: list[str], patch_sizes: list[int], labels_path
     }
 
 
-def _image_stats(image: PatchesImage) -> list[dict]:
+def _image_stats(image: PatchesImage, reporter: Reporter) -> list[dict]:
     from .patches import BandStats
 
     stats = BandStats(image.bands)
     for start in range(0, len(image), 256):
         stats.add(image.read(start, start + 256).transpose(0, 3, 1, 2))
+        done = min(len(image), start + 256)
+        reporter.stage(f"statistics: patches {done}/{len(image)}", 100.0 * done / len(image), log=False)
     return stats.as_list()
 
 
@@ -165,9 +172,11 @@ def run_describe_patches(params: Params, context: RunContext) -> dict:
     checks.rasters(params, "PATCHES", "LABELS", labels={"LABELS": None}, crs=False)  # patches carry no CRS
     paths = params.paths("PATCHES")
     sizes = [params.integer("PATCH_SIZE")] * len(paths)
-    manifest = describe_otbtf(paths, sizes, params.string("LABELS"))
+    manifest = describe_otbtf(paths, sizes, params.string("LABELS"), reporter=context.reporter)
     output = params.string("OUTPUT")
     staged = context.staging.stage(output, "OUTPUT")
+    context.reporter.stage("writing the manifest", 98)
     write_manifest(staged, manifest)
     context.reporter.log(f"{manifest['n_patches']} patches in {len(paths)} source(s)")
+    context.reporter.progress(100)
     return {"OUTPUT": output, "COUNT": manifest["n_patches"]}

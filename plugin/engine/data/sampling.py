@@ -7,6 +7,7 @@ with the number of samples kept, never with the raster.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -124,6 +125,7 @@ def count_classes(source: LabelSource, patch_size: int, reporter: Reporter,
                   cancelled: Callable[[], bool] = lambda: False) -> dict[int, int]:
     counts: dict[int, int] = {}
     windows = source.windows()
+    reporter.stage("counting the labelled pixels of each class", 0)
     for index, window in enumerate(windows):
         if cancelled():
             raise Cancelled()
@@ -131,7 +133,7 @@ def count_classes(source: LabelSource, patch_size: int, reporter: Reporter,
         values, n = np.unique(labels, return_counts=True)
         for value, count in zip(values, n):
             counts[int(value)] = counts.get(int(value), 0) + int(count)
-        reporter.progress(100.0 * (index + 1) / max(1, len(windows)))
+        reporter.stage(f"counting: windows {index + 1}/{len(windows)}", 100.0 * (index + 1) / len(windows), log=False)
     return dict(sorted(counts.items()))
 
 
@@ -186,6 +188,7 @@ def draw(
     seen = dict.fromkeys(counts, 0)
     cols, rows, classes = [], [], []
     windows = source.windows()
+    reporter.stage("drawing the samples", 0)
     for index, window in enumerate(windows):
         if cancelled():
             raise Cancelled()
@@ -203,7 +206,7 @@ def draw(
             cols.append(xoff + positions % xsize)
             rows.append(yoff + positions // xsize)
             classes.append(np.full(len(positions), class_id, dtype=np.int64))
-        reporter.progress(100.0 * (index + 1) / max(1, len(windows)))
+        reporter.stage(f"drawing: windows {index + 1}/{len(windows)}", 100.0 * (index + 1) / len(windows), log=False)
     if not cols:
         return Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
     samples = Samples(np.concatenate(cols), np.concatenate(rows), np.concatenate(classes))
@@ -259,6 +262,7 @@ def select_samples(
         drawn = {c: min(counts[c], max(4 * n, n + 1000)) for c, n in targets.items()}
     samples = draw(source, counts, drawn, patch_size, seed, reporter.span(45, 95), cancelled)
     if min_distance > 0:
+        reporter.stage(f"thinning {len(samples)} samples to {min_distance:g} apart", 95, 100)
         samples = thin(samples, source.grid, min_distance, targets, seed)
     return samples, counts, targets
 
@@ -272,14 +276,18 @@ def _class_table(ids, known: dict) -> dict:
     return {info.id: info for info in complete(list(ids), known)}
 
 
-def _write_samples(path: str, grid: Grid, samples: Samples, classes: dict, parameter: str) -> None:
+def _write_samples(path: str, grid: Grid, samples: Samples, classes: dict, parameter: str,
+                   reporter: Reporter) -> None:
     from ..geodata.vector import PointWriter
 
     writer = PointWriter(path, grid.crs_wkt, parameter)
     xs, ys = grid.pixel_centres(samples.cols, samples.rows)
+    reporter.stage(f"writing the {len(samples)} points", 0)
     for start in range(0, len(samples), 50_000):
         part = slice(start, start + 50_000)
         writer.write(xs[part], ys[part], samples.class_ids[part], classes)
+        done = min(len(samples), start + 50_000)
+        reporter.stage(f"writing: points {done}/{len(samples)}", 100.0 * done / len(samples), log=False)
     writer.close()
 
 
@@ -322,7 +330,7 @@ def _select_and_write(source: LabelSource, params: Params, context: RunContext, 
                 context.reporter.warning(
                     f"class {class_id} ({classes[class_id].name}) has only {count} pixels: all are taken.")
     kept = _report_selection(context.reporter, counts, targets, samples, classes)
-    _write_samples(output, source.grid, samples, classes, "OUTPUT")
+    _write_samples(output, source.grid, samples, classes, "OUTPUT", context.reporter.span(90, 99))
     class_list = [dict(info.as_dict(), count=kept.get(info.id, 0)) for info in classes.values()]
     style = write_point_style(context.staging, params.string("OUTPUT"), class_list, "OUTPUT")
     context.reporter.progress(100)
@@ -345,6 +353,7 @@ def run_sample_label_raster(params: Params, context: RunContext) -> dict:
     if nodata is None:
         nodata = ds.GetRasterBand(band).GetNoDataValue() if band <= ds.RasterCount else None
     source = RasterLabels(ds, band, nodata, "BAND")
+    context.reporter.stage(f"reading the label raster {os.path.basename(path)}, band {band}", 0)
     if source.band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64):
         context.reporter.warning("the label raster is floating point: values are truncated to integer class ids.")
     return _select_and_write(source, params, context, classes_from_raster(path, band), "INPUT")
@@ -363,6 +372,7 @@ def run_sample_vector(params: Params, context: RunContext) -> dict:
     grid = image.grid
     _, layer = open_layer(params.string("INPUT"), "INPUT")
     class_field = resolve_class_field(layer, params.string("FIELD"), "FIELD", params.string("INPUT"))
+    context.reporter.stage(f"reading the {layer.GetFeatureCount()} features of {layer.GetName()}", 0, 2)
     memory, burn_layer = _class_id_layer(
         layer, class_field, grid.crs_wkt, transformer(layer_crs_wkt(layer), grid.crs_wkt))
     if not layer_crs_wkt(layer) or not same_crs(layer_crs_wkt(layer), grid.crs_wkt):

@@ -28,13 +28,16 @@ def grid_starts(size: int, patch_size: int, step: int) -> np.ndarray:
     return np.arange(0, size - patch_size + 1, step, dtype=np.int64)
 
 
-def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cancelled: Callable[[], bool]) -> np.ndarray:
+def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cancelled: Callable[[], bool],
+                           reporter: Reporter | None = None) -> np.ndarray:
     """Boolean grid (rows x cols of patches): True where the patch has no nodata in any band."""
+    reporter = reporter or Reporter()
     rows0 = grid_starts(stack.grid.height, patch_size, step)
     cols0 = grid_starts(stack.grid.width, patch_size, step)
     valid = np.ones((len(rows0), len(cols0)), dtype=bool)
     if not stack.may_hold_nodata:  # no nodata value declared and integer bands (floats may hold NaN)
         return valid
+    reporter.stage("finding the patches free of nodata", 0)
     for i, row0 in enumerate(rows0):
         if cancelled():
             raise Cancelled()
@@ -42,6 +45,7 @@ def patches_free_of_nodata(stack: RasterStack, patch_size: int, step: int, cance
         bad_columns = stack.nodata_mask(strip).any(axis=0)
         bad_before = np.concatenate([[0], np.cumsum(bad_columns)])
         valid[i] = (bad_before[cols0 + patch_size] - bad_before[cols0]) == 0
+        reporter.stage(f"nodata: grid rows {i + 1}/{len(rows0)}", 100.0 * (i + 1) / len(rows0), log=False)
     return valid
 
 
@@ -151,18 +155,19 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
             seed, staged, outputs, reporter, params.boolean("STRATIFY")))
     rows0 = grid_starts(grid.height, patch_size, step)
     cols0 = grid_starts(grid.width, patch_size, step)
-    valid = patches_free_of_nodata(stack, patch_size, step, context.cancelled)
-    reporter.progress(60)
+    valid = patches_free_of_nodata(stack, patch_size, step, context.cancelled, reporter.span(0, 50))
+    reporter.progress(50)
     centre_rows, centre_cols = rows0 + patch_size // 2, cols0 + patch_size // 2
     class_grid: np.ndarray | None = None
     classes: dict[int, ClassInfo] = {}
     if labels_path:
-        class_grid, classes = _centre_classes(labels_path, grid, centre_rows, centre_cols)
+        class_grid, classes = _centre_classes(labels_path, grid, centre_rows, centre_cols, reporter.span(50, 60))
         valid &= class_grid != UNUSED
     if not valid.any():
         raise PatchFlowError("every grid patch touches nodata (or has no label): nothing to split. "
                              "Check the nodata value, or use a smaller patch size.", "INPUT")
     mode = "split" if strategy == "balanced" else strategy
+    reporter.stage(f"assigning the blocks to the sets ({strategy})", 60, 80)
     per_block = block_sets(valid.shape, mode, proportions, block, seed)
     blocks = _grid_blocks(per_block.shape, block, valid, class_grid, patch_size, step) if (
         class_grid is not None and mode == "split") else None
@@ -192,6 +197,7 @@ def run_grid_split(params: Params, context: RunContext) -> dict:
         reporter.log(f"{SETS[set_index]}: {len(rr)} patches")
         if name not in staged:
             continue
+        reporter.stage(f"writing the {SETS[set_index]} points", 80 + 6 * set_index, 86 + 6 * set_index)
         writer = PointWriter(staged[name], grid.crs_wkt, name)
         xs, ys = grid.pixel_centres(centre_cols[cc], centre_rows[rr])
         writer.write(xs, ys, class_grid[rr, cc] if class_grid is not None else None, classes)
@@ -250,8 +256,8 @@ def with_styles(context, result: dict) -> dict:
     return result
 
 
-def _centre_classes(path: str, grid: Grid, rows: np.ndarray,
-                    cols: np.ndarray) -> tuple[np.ndarray, dict[int, ClassInfo]]:
+def _centre_classes(path: str, grid: Grid, rows: np.ndarray, cols: np.ndarray,
+                    reporter: Reporter) -> tuple[np.ndarray, dict[int, ClassInfo]]:
     """Label at each grid centre (UNUSED where nodata), read from a raster on the image's grid."""
     ds = open_raster(path, "LABELS")
     labels_grid = Grid.of(ds, "LABELS")
@@ -261,10 +267,12 @@ def _centre_classes(path: str, grid: Grid, rows: np.ndarray,
     band = ds.GetRasterBand(1)
     values = np.empty((len(rows), len(cols)), dtype=np.int64)
     mask = np.zeros(values.shape, dtype=bool)
+    reporter.stage("reading the labels at the patch centres", 0)
     for i, row in enumerate(rows):
         line = band.ReadAsArray(0, int(row), grid.width, 1)[0]
         mask[i] = nodata_mask(line[cols], band.GetNoDataValue())  # NaN and infinity included
         values[i] = np.where(mask[i], 0, line[cols]).astype(np.int64)
+        reporter.stage(f"labels: grid rows {i + 1}/{len(rows)}", 100.0 * (i + 1) / len(rows), log=False)
     values[mask] = UNUSED
     present = sorted(int(v) for v in np.unique(values) if v != UNUSED)
     classes = {info.id: info for info in complete(present, classes_from_raster(path))}
@@ -282,6 +290,7 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
     if field:
         _, layer = open_layer(uri, "SAMPLES")
         class_field = resolve_class_field(layer, field, "CLASS_FIELD", uri)
+    reporter.stage("reading the samples", 0, 30)
     points = read_points(uri, "SAMPLES", grid.crs_wkt, class_field)
     if len(points.xs) == 0:
         raise PatchFlowError("the sample layer has no point.", "SAMPLES")
@@ -290,6 +299,7 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
     r0 = np.floor(v).astype(np.int64) - patch_size // 2
     shape = (grid.height // block_pixels + 1, grid.width // block_pixels + 1)
     mode = "split" if strategy == "balanced" else strategy
+    reporter.stage(f"assigning the blocks to the sets ({strategy})", 30, 80)
     per_block = assign_sets(shape, mode, proportions, 1, seed).ravel()
     # every block the patch covers (not only its corners' when the patch spans more than two blocks)
     offsets = sorted(set(range(0, patch_size, block_pixels)) | {patch_size - 1})
@@ -334,6 +344,7 @@ def _split_samples(uri: str, field: str | None, grid: Grid, patch_size: int, blo
         reporter.log(f"{SETS[set_index]}: {len(members)} samples")
         if name not in staged:
             continue
+        reporter.stage(f"writing the {SETS[set_index]} points", 80 + 6 * set_index, 86 + 6 * set_index)
         writer = PointWriter(staged[name], grid.crs_wkt, name)
         writer.write(points.xs[members], points.ys[members],
                      points.class_ids[members] if points.class_ids is not None else None, classes)

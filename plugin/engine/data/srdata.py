@@ -111,6 +111,7 @@ def run_build_sr_dataset(params: Params, context: RunContext) -> dict:
         lr_nodata = nodata if nodata is not None else next((v for v in hr.nodata if v is not None), None)
         if lr_nodata is None and hr.dtype.kind in "fc":
             lr_nodata = float("nan")  # where the HR holds NaN/infinity and no nodata value is declared
+        context.reporter.stage(f"degrading HR by {pairing.ratio:g} (Wald's protocol) into the LR image", 0)
         degrade(hr, int(pairing.ratio), staged, lr_nodata, context.reporter.span(0, 40), context.cancelled)
         lr = RasterStack([staged], "OUTPUT_LR")
     try:

@@ -150,7 +150,7 @@ def degrade(stack: RasterStack, scale: int, output: str, nodata: float | None, r
             lr[:, invalid] = nodata
         ds.WriteRaster(window[0], window[1], window[2], window[3], np.ascontiguousarray(lr, np.float32).tobytes(),
                        buf_type=gdal.GDT_Float32, band_list=list(range(1, bands + 1)))
-        reporter.progress(100.0 * done / len(windows))
+        reporter.stage(f"degrading: tiles {done}/{len(windows)}", 100.0 * done / len(windows), log=False)
     for index, band in enumerate(stack.bands, start=1):
         ds.GetRasterBand(index).SetDescription(band.description)
         if nodata is not None:

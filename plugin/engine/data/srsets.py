@@ -58,6 +58,7 @@ def extract_pairs(lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.n
     nodata on either side, write each to its set, and feed the fit with the training pairs."""
     matrix = area_matrix(pairing.patch, pairing.hr_patch, pairing.ratio) if fit else None
     check_lr, check_hr = lr.may_hold_nodata, hr.may_hold_nodata  # a nodata value, or NaN/infinity
+    reporter.stage("extracting the patch pairs", 0)
     for i, (lr_row, hr_row) in enumerate(zip(pairing.rows.lr, pairing.rows.hr)):
         if cancelled():
             raise Cancelled()
@@ -86,7 +87,8 @@ def extract_pairs(lr: RasterStack, hr: RasterStack, pairing: Pairing, sets: np.n
                 for start in range(0, len(kept), FIT_CHUNK):  # float64 copies of HR patches: bounded
                     part = kept[start:start + FIT_CHUNK]
                     fit.add(area_average(hr_batch[part], matrix), lr_batch[part])
-        reporter.progress(100.0 * (i + 1) / len(pairing.rows.lr))
+        reporter.stage(f"pairs: grid rows {i + 1}/{len(pairing.rows.lr)}", 100.0 * (i + 1) / len(pairing.rows.lr),
+                       log=False)
 
 
 def open_set(name: str, manifest: str, parameter: str, context: RunContext, lr: RasterStack, hr: RasterStack,
@@ -123,6 +125,7 @@ def write_datasets(context: RunContext, lr: RasterStack, hr: RasterStack, pairin
     if fit is not None:
         if fit.count[0] == 0:
             raise PatchFlowError("no training pair is free of nodata: nothing to fit.", "RADIOMETRIC")
+        reporter.stage("fitting the radiometry and calibrating the HR patches", 90, 97)
         coefficients = fit.solve()
         for output in outputs:
             output.hr_writer.written = calibrate_patches(
@@ -138,6 +141,7 @@ def write_datasets(context: RunContext, lr: RasterStack, hr: RasterStack, pairin
         reporter.log(f"{output.name}: {output.lr_writer.written} patch pairs"
                      + (f" ({output.dropped_nodata} dropped: nodata)" if output.dropped_nodata else ""))
     info = sr_info(pairing, coefficients, lr_output, valid, block, seed)
+    reporter.stage("writing the manifests", 97)
     for output in outputs:
         manifest = dataset_manifest(output, lr, hr, pairing, info, radiometric, lr_output)
         write_manifest(output.staged_manifest, manifest)

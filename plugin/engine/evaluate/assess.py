@@ -114,7 +114,8 @@ def tally_points(map_band: MapBand, cols: np.ndarray, rows: np.ndarray, classes:
         values, valid = map_band.read(window)
         r, c = rows[chosen] - y0, cols[chosen] - x0
         tally.add(classes[chosen], values[r, c], valid[r, c], (xs[chosen], ys[chosen]) if xy is not None else None)
-        reporter.progress(100.0 * (index + 1) / len(unique_keys))
+        reporter.stage(f"reading the map at the points: windows {index + 1}/{len(unique_keys)}",
+                       100.0 * (index + 1) / len(unique_keys), log=False)
     return tally
 
 
@@ -133,7 +134,8 @@ def tally_polygons(map_band: MapBand, labels, reporter: Reporter, cancelled: Cal
         reference = labels.read(window)
         labelled = reference != NO_CLASS
         _tally_window(tally, map_band, window, reference, labelled)
-        reporter.progress(100.0 * (index + 1) / len(windows))
+        reporter.stage(f"reading the map in the polygons: windows {index + 1}/{len(windows)}",
+                       100.0 * (index + 1) / len(windows), log=False)
     return tally
 
 
@@ -200,6 +202,7 @@ def vector_tally(map_band: MapBand, uri: str, field_name: str | None, known_map:
     if class_field.is_text:
         class_field = map_text_classes(class_field, known_map, map_path)
     grid = map_band.grid
+    reporter.stage(f"reading the reference {kind} of {layer.GetName()}", 0, 5)
     if kind == "points":
         points = read_points(uri, "REFERENCE", grid.crs_wkt, class_field)
         if not len(points.xs):
@@ -291,6 +294,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
     else:
         from .labelraster import tally_label_raster
 
+        context.reporter.stage(f"reading the reference raster {os.path.basename(ref_path)}", 0, 5)
         tally, known_ref, raster_reference = tally_label_raster(
             map_band, ref_path, params.integer("REFERENCE_BAND"), params.nodata("REFERENCE_NODATA"), reporter,
             context.cancelled, tally)
@@ -306,6 +310,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
             f"{tally.map_nodata} on its nodata). The map covers {_format_extent(grid.extent)}, the reference "
             f"{_format_extent(ref_extent)} ({crs_label(grid.crs_wkt)}). Check both cover the same area.",
             reference_parameter)
+    context.reporter.stage("computing the confusion matrix and the scores", 90)
     class_ids = tally.counter.class_ids
     known = {**known_ref, **{k: v for k, v in known_map.items() if v.name}}
     infos = complete(class_ids, known)
@@ -319,6 +324,7 @@ def run_assess_accuracy(params: Params, context: RunContext) -> dict:
         "overall accuracy": scores.overall_accuracy, "kappa": scores.kappa,
         "macro F1": scores.macro_f1, "weighted F1": scores.weighted_f1,
     }
+    context.reporter.stage("writing the reports", 95, 99)
     _write_outputs(scores, facts, outputs, context)
     pairs_final = _write_pairs(tally, pairs_file, context.reporter)
     context.reporter.progress(100)

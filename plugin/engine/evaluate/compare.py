@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from ..errors import PatchFlowError
 from ..params import Params, RunContext
 from ..report import htmlreport
+from ..reporting import Reporter
 from . import pairs as pairsfile
 from . import significance
 from .pairs import Pairs, match, pairs_path, read_pairs
@@ -98,25 +100,34 @@ def _matrix(reference: np.ndarray, predicted: np.ndarray) -> np.ndarray:
                        minlength=k * k).reshape(1, k, k)
 
 
-def pair_tests(names: list[str], pairs: list[Pairs | None], resamples: int, seed: int,
-               parameter: str) -> tuple[list[significance.PairTest], list[str]]:
+def bootstrapping(reporter: Reporter, what: str, resamples: int) -> Callable[[int], None]:
+    """A stage "bootstrapping <what>", and what tells it each chunk of resamples made (resamples i/N)."""
+    reporter.stage(f"bootstrapping {what} ({resamples} resamples)", 0)
+    return lambda made: reporter.stage(f"bootstrapping {what}: resamples {made}/{resamples}",
+                                       100.0 * made / resamples, log=False)
+
+
+def pair_tests(names: list[str], pairs: list[Pairs | None], resamples: int, seed: int, parameter: str,
+               reporter: Reporter | None = None) -> tuple[list[significance.PairTest], list[str]]:
     """Every two maps with pairs, compared at the samples both scored; and notes on what was left out."""
     tests, notes = [], []
     with_pairs = [i for i, p in enumerate(pairs) if p is not None]
-    for position, i in enumerate(with_pairs):
-        for j in with_pairs[position + 1:]:
-            first, second = pairs[i], pairs[j]
-            assert first is not None and second is not None
-            matched = match(first, second, (names[i], names[j]), parameter)
-            if not len(matched.reference):
-                raise PatchFlowError(f"no sample has a class in both {names[i]} and {names[j]}: nothing to compare "
-                                     "them on.", parameter)
-            if matched.first_only or matched.second_only:
-                notes.append(f"{names[i]} against {names[j]}: {matched.first_only} samples scored only in "
-                             f"{names[i]} and {matched.second_only} only in {names[j]} (the other map has no class "
-                             "there) are left out of their test.")
-            tests.append(significance.compare_maps((names[i], names[j]), matched.reference, matched.first,
-                                                   matched.second, resamples, seed))
+    couples = [(i, j) for position, i in enumerate(with_pairs) for j in with_pairs[position + 1:]]
+    for index, (i, j) in enumerate(couples):
+        first, second = pairs[i], pairs[j]
+        assert first is not None and second is not None
+        matched = match(first, second, (names[i], names[j]), parameter)
+        if not len(matched.reference):
+            raise PatchFlowError(f"no sample has a class in both {names[i]} and {names[j]}: nothing to compare "
+                                 "them on.", parameter)
+        if matched.first_only or matched.second_only:
+            notes.append(f"{names[i]} against {names[j]}: {matched.first_only} samples scored only in "
+                         f"{names[i]} and {matched.second_only} only in {names[j]} (the other map has no class "
+                         "there) are left out of their test.")
+        span = (reporter or Reporter()).span(100 * index / len(couples), 100 * (index + 1) / len(couples))
+        done = bootstrapping(span, f"{names[i]} against {names[j]}", resamples)
+        tests.append(significance.compare_maps((names[i], names[j]), matched.reference, matched.first,
+                                               matched.second, resamples, seed, done))
     missing = [names[i] for i, p in enumerate(pairs) if p is None]
     if missing:
         notes.append(f"No pairs for {', '.join(missing)}: significance (intervals, McNemar's test) needs the samples "
@@ -159,17 +170,22 @@ def run_compare_accuracy(params: Params, context: RunContext) -> dict:
                              "by ';' (or none: the file names).", "NAMES")
     names = names or [os.path.splitext(os.path.basename(p))[0] for p in reports]
     resamples, seed = params.integer("RESAMPLES"), params.integer("SEED")
+    reporter = context.reporter
+    reporter.stage(f"reading the {len(reports)} accuracy reports and their pairs", 0)
     scores = [read_report(path, "REPORTS") for path in reports]
     pairs = load_pairs(params, reports, [summary for summary, _ in scores])
-    tests, notes = pair_tests(names, pairs, resamples, seed, "PAIRS" if given_pairs(params) else "REPORTS")
-    context.reporter.progress(50)
+    tests, notes = pair_tests(names, pairs, resamples, seed, "PAIRS" if given_pairs(params) else "REPORTS",
+                              reporter.span(5, 50))
+    reporter.progress(50)
     classes = list(dict.fromkeys(name for _, per_class in scores for name in per_class))
     best_index = max(range(len(reports)), key=lambda i: scores[i][0]["kappa"])
     best_name = names[best_index]
     rows: list[dict[str, Any]] = []
-    for name, (summary, per_class), sampled in zip(names, scores, pairs):
+    for index, (name, (summary, per_class), sampled) in enumerate(zip(names, scores, pairs)):
+        span = reporter.span(50 + 40 * index / len(names), 50 + 40 * (index + 1) / len(names))
         intervals = (significance.map_intervals(sampled.reference[sampled.scored], sampled.predicted[sampled.scored],
-                                                resamples, seed) if sampled is not None else {})
+                                                resamples, seed, bootstrapping(span, name, resamples))
+                     if sampled is not None else {})
         against_best = next((t for t in tests if _against(t, name) and _against(t, best_name) and name != best_name),
                             None)
         row = {"map": name, "kappa": summary["kappa"], "kappa low": intervals.get("kappa low"),
@@ -181,6 +197,7 @@ def run_compare_accuracy(params: Params, context: RunContext) -> dict:
     columns = list(rows[0])
     output_csv = params.string("OUTPUT_CSV")
     output_html = params.string("OUTPUT_HTML")
+    reporter.stage("writing the tables" + (" and the report" if output_html else ""), 90)
     _write_csv(context.staging.stage(output_csv, "OUTPUT_CSV"), rows, 4)
     significance_csv = os.path.splitext(output_csv)[0] + SIGNIFICANCE_SUFFIX if tests else None
     if significance_csv:

@@ -84,7 +84,8 @@ def tally_rasters(map_band: MapBand, ref_band: gdal.Band, no_label: list[float],
         _check_cancel(cancelled)
         reference, labelled = labels_of(ref_band.ReadAsArray(*window), no_label)
         _tally_window(tally, map_band, window, reference, labelled)
-        reporter.progress(100.0 * (index + 1) / len(windows))
+        reporter.stage(f"reading the map and the reference: windows {index + 1}/{len(windows)}",
+                       100.0 * (index + 1) / len(windows), log=False)
     return tally
 
 
@@ -104,7 +105,8 @@ def tally_aggregated(map_read: Reader, ref_read: Reader, windows: Iterable[Windo
             counted = valid[labelled]
             mixed += int(((ref_mixed | map_mixed)[labelled] & counted).sum())
             scored += int(counted.sum())
-        reporter.progress(100.0 * (index + 1) / len(windows))
+        reporter.stage(f"reading the map and the reference on the coarser grid: windows {index + 1}/{len(windows)}",
+                       100.0 * (index + 1) / len(windows), log=False)
     return mixed, scored
 
 

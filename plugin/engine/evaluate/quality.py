@@ -153,6 +153,7 @@ def add_sharpened(params: Params, inputs: Inputs, given_range: float | None, con
     grid = inputs.reference.stack.grid
     part = fit_part(params.string("FIT_EXTENT") or "", bool((params.string("EXTENT") or "").strip()),
                     inputs.window, grid, context.reporter)
+    context.reporter.stage("fitting the sharpened bicubic baseline", 5, 10)
     fit = fit_sharpening(inputs.reference, inputs.baseline, grid, part, given_range, context.reporter,
                          context.cancelled)
     if fit.evaluated and part.evaluated:  # (a fit part without valid pixels warned already)
@@ -165,7 +166,7 @@ def add_sharpened(params: Params, inputs: Inputs, given_range: float | None, con
 def measure(inputs: Inputs, given_range: float | None,
             context: RunContext) -> tuple[ReferenceSums, list[Sums], np.ndarray, int]:
     """Both passes (one when DATA_RANGE is given): the sums, the data ranges and the number of strips."""
-    reporter, reference, window = context.reporter, inputs.reference, inputs.window
+    reporter, reference, window = context.reporter.span(10, 100), inputs.reference, inputs.window
     ranges = None if given_range is None else np.full(reference.band_count, given_range)
     ref_sums, sums, strip_count = scan(reference, inputs.compared, window, ranges, True,
                                        reporter.span(0, 50 if ranges is None else 95), context.cancelled)
@@ -190,6 +191,7 @@ def run_assess_image_quality(params: Params, context: RunContext) -> dict:
     reporter = context.reporter
     checks.writable(params, "OUTPUT_CSV", "OUTPUT_HTML", "OUTPUT_TABLE")
     checks.rasters(params, "INPUT", "REFERENCE", "LOW_RESOLUTION", reporter=reporter)
+    reporter.stage("placing the images on the reference's grid", 0, 5)
     inputs = open_inputs(params)
     given_range = _given_range(params)
     scale = ergas_scale(params, inputs.reference.stack.grid, inputs.baseline, reporter)
@@ -210,6 +212,7 @@ def run_assess_image_quality(params: Params, context: RunContext) -> dict:
         reporter.log(f"{scores.label}: PSNR {_text(scores.overall_psnr)} dB, SSIM {_text(scores.overall_ssim)}, "
                      f"SAM {_text(scores.sam)} degrees, ERGAS {_text(scores.ergas)}")
     rows = table_rows(all_scores, [b.description for b in inputs.reference.stack.bands], ranges, ref_sums.pixels)
+    reporter.stage("writing the tables and the report", 96, 99)
     write_outputs(outputs, rows, _facts(params, inputs, ref_sums.pixels, given_range, scale), context, against)
     reporter.progress(100)
     result = {"PIXELS": ref_sums.pixels, "DATA_RANGE": [float(r) for r in ranges], "SCALE_FOR_ERGAS": scale,

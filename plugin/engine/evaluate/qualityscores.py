@@ -111,6 +111,9 @@ def scan(reference: OnGrid, images: list[OnGrid], window: Window, ranges: np.nda
     ref_sums, sums = ReferenceSums(bands), [Sums(bands) for _ in images]
     rows_per_strip = max(1, STRIP_PIXELS // window[2])
     planned = list(strips(window, rows_per_strip))
+    what = ("errors and statistics" if first_pass else "") + (" and " if first_pass and ranges is not None else "") \
+        + ("SSIM" if ranges is not None else "")
+    reporter.stage(f"measuring {what}", 0)
     for index, (read, first, own_rows) in enumerate(planned):
         if cancelled():
             raise Cancelled()
@@ -130,7 +133,7 @@ def scan(reference: OnGrid, images: list[OnGrid], window: Window, ranges: np.nda
             ref_filled = np.where(valid, ref_values, 0.0)
             for (values, _), image_sums in zip(read_images, sums):
                 _add_ssim(image_sums, ref_filled, np.where(valid, values, 0.0), ranges, own, counted)
-        reporter.progress(100.0 * (index + 1) / len(planned))
+        reporter.stage(f"{what}: strips {index + 1}/{len(planned)}", 100.0 * (index + 1) / len(planned), log=False)
     return ref_sums, sums, len(planned)
 
 

@@ -7,6 +7,7 @@ intervals of overall accuracy, kappa and the kappa difference, resampling the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,10 +63,10 @@ def _codes(reference: np.ndarray, predicted: list[np.ndarray]) -> tuple[list[np.
 
 
 def bootstrap(reference: np.ndarray, predicted: list[np.ndarray], resamples: int = RESAMPLES,
-              seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+              seed: int = SEED, done: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(OA, kappa) of each map on ``resamples`` bootstrap resamples of the samples: resample r
     draws ``rng.integers(0, n, n)`` (rng = numpy's default_rng(seed), one call per resample),
-    the same samples for every map."""
+    the same samples for every map. ``done`` is told the resamples made so far after each chunk."""
     reference = np.asarray(reference, np.int64)
     n = len(reference)
     codes, k = _codes(reference, [np.asarray(p, np.int64) for p in predicted])
@@ -79,6 +80,8 @@ def bootstrap(reference: np.ndarray, predicted: list[np.ndarray], resamples: int
         for code, (oa, kappa) in zip(codes, results):
             cells = np.bincount((code[drawn] + offsets).ravel(), minlength=count * k * k)
             oa[start:start + count], kappa[start:start + count] = scores_of_matrices(cells.reshape(count, k, k))
+        if done is not None:
+            done(start + count)
     return results
 
 
@@ -89,9 +92,9 @@ def interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def map_intervals(reference: np.ndarray, predicted: np.ndarray, resamples: int = RESAMPLES,
-                  seed: int = SEED) -> dict[str, float]:
+                  seed: int = SEED, done: Callable[[int], None] | None = None) -> dict[str, float]:
     """One map's OA and kappa at its samples, with their bootstrap 95 % intervals."""
-    (oa, kappa), = bootstrap(reference, [predicted], resamples, seed)
+    (oa, kappa), = bootstrap(reference, [predicted], resamples, seed, done)
     (point_oa,), (point_kappa,) = scores_of_matrices(_matrix(reference, predicted)[None])
     (oa_low, oa_high), (kappa_low, kappa_high) = interval(oa), interval(kappa)
     return {"OA": float(point_oa), "OA low": oa_low, "OA high": oa_high, "kappa": float(point_kappa),
@@ -150,9 +153,9 @@ class PairTest:
 
 
 def compare_maps(names: tuple[str, str], reference: np.ndarray, first: np.ndarray, second: np.ndarray,
-                 resamples: int = RESAMPLES, seed: int = SEED) -> PairTest:
+                 resamples: int = RESAMPLES, seed: int = SEED, done: Callable[[int], None] | None = None) -> PairTest:
     """McNemar's test and the bootstrap interval of the kappa difference, two maps at the same samples."""
-    (_, kappa_a), (_, kappa_b) = bootstrap(reference, [first, second], resamples, seed)
+    (_, kappa_a), (_, kappa_b) = bootstrap(reference, [first, second], resamples, seed, done)
     codes, k = _codes(np.asarray(reference, np.int64), [np.asarray(first, np.int64), np.asarray(second, np.int64)])
     (oa_a, oa_b), (point_a, point_b) = scores_of_matrices(
         np.stack([np.bincount(code, minlength=k * k).reshape(k, k) for code in codes]))

@@ -26,7 +26,7 @@ from ..params import Params, RunContext
 from ..reporting import Reporter
 from .fusion import FUSION, build_fusion, check_fusion, describe_inputs, fusion_specs, spec_of
 from .modelcard import InputSpec, ModelCard, Normalization, OutputSpec, card_path
-from .modelio import save_serving_model
+from .modelio import import_tensorflow, save_serving_model
 
 if TYPE_CHECKING:
     import keras
@@ -380,11 +380,14 @@ def _create_sr(params: Params, context: RunContext, dataset: str | None) -> dict
                      Normalization.from_stats(low["bands"]))
     output = os.path.abspath(params.string("OUTPUT"))
     _check_output(output, params.boolean("OVERWRITE"))
+    import_tensorflow(context.reporter, 2, 30)
+    context.reporter.stage("building the sr_generator model", 30, 45)
     model, card = build_sr_generator(spec, len(high["bands"]), int(high["patch_size"]) / int(low["patch_size"]),
                                      Normalization.from_stats(high["bands"]), params.integer("WIDTH"),
                                      seed=params.integer("SEED"))
     staged = context.staging.stage(output, "OUTPUT")
     card.parameters["dataset"] = dataset
+    context.reporter.stage("exporting the SavedModel, model.keras and the model card", 45, 98)
     export_model(model, card, staged)
     context.reporter.log(f"sr_generator: {card.parameters['n_parameters']:,} parameters, x{card.scale_factor:g}, "
                          f"input {spec.patch_size}×{spec.patch_size}×{spec.bands}")
@@ -421,12 +424,13 @@ def run_create_model(params: Params, context: RunContext) -> dict[str, Any]:
     check_build(architecture, specs, classes)
 
     staged = context.staging.stage(output, "OUTPUT")
-    context.reporter.progress(5)
+    import_tensorflow(context.reporter, 2, 30)
+    context.reporter.stage(f"building the {architecture} model", 30, 45)
     model, card = build_model(architecture, specs, classes, width, seed)
-    context.reporter.progress(40)
     if context.cancelled():
         raise Cancelled()
     card.parameters["dataset"] = dataset
+    context.reporter.stage("exporting the SavedModel, model.keras and the model card", 45, 98)
     export_model(model, card, staged)
     n_parameters = card.parameters["n_parameters"]
     context.reporter.log(
