@@ -159,7 +159,12 @@ DEVICES = (
     ("cpu", "CPU"),
     ("gpu", "One GPU"),
     ("multi-gpu", "Several GPUs (MirroredStrategy)"),
+    ("multi-worker", "Several machines (cluster)"),
 )
+DEVICES_HELP = (
+    "<b>Several machines</b>: every machine runs the same command (MultiWorkerMirroredStrategy), the cluster from "
+    "TF_CONFIG or from the SLURM job step (srun); BATCH_SIZE is the global batch; task 0 writes the outputs. See "
+    "docs/scaling.md.")
 NORMALIZATIONS = (
     ("auto", "Auto: the model card's, else dataset"),
     ("dataset", "The training set's per-band mean/std"),
@@ -358,7 +363,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               why="each repeat is a whole training",
               help="Seeds SEED, SEED+1, ... trained in turn (mean ± sd of every score); the seed with the lowest "
                    "validation loss is kept."),
-        Param("DEVICE", "enum", "Device", "auto", choices=DEVICES),
+        Param("DEVICE", "enum", "Device", "auto", choices=DEVICES, help=DEVICES_HELP),
         Param("RESUME", "boolean", "Resume an interrupted training", True,
               help="Continue an interrupted training of this output from its last complete epoch."),
         Param("OVERWRITE", "boolean", "Overwrite the output folder", False),

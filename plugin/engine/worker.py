@@ -29,6 +29,7 @@ from .overlap import check_outputs_apart, check_outputs_hold_nothing_else, outpu
 from .params import Params, RunContext
 from .reporting import JsonLinesReporter, Reporter
 from .staging import OutputStaging
+from .train.multiworker import writes_outputs
 
 CANCEL_GRACE_SECONDS = 1.0
 CANCELLED_EXIT = 3
@@ -49,7 +50,8 @@ def run_job(job: protocol.Job, reporter: Reporter, cancel_event: threading.Event
     context = RunContext(job.job_id, reporter, OutputStaging(job.job_id), cancel_event or threading.Event())
     _ACTIVE.append(context.staging)
     try:
-        with OutputLocks(outputs_of(job.parameters)), context.staging:
+        locked = outputs_of(job.parameters) if writes_outputs(job.operation, job.parameters) else []
+        with OutputLocks(locked), context.staging:
             outputs = operation(params, context)
             if context.cancelled():
                 raise Cancelled()

@@ -156,3 +156,28 @@ def test_without_room_for_the_cache_training_streams_the_patches_images(tmp_path
     assert sorted(batch[0].numpy()[:, 0, 0, 0]) == list(range(40))
     assert any("straight from its patches-images" in line for line in context.reporter.logs)
     assert not os.path.exists(tmp_path / "c")
+
+
+def test_an_epochs_last_batch_smaller_than_smallest_batch_is_left_out(tmp_path):
+    """Several machines: an epoch's last batch of fewer samples than replicas is dropped from the record
+    cache and from the Python stream alike, epoch after epoch (the next epoch starts where it should)."""
+    path = write_dataset(tmp_path / "d", 100)  # 14 batches of 7 and one of 2
+
+    def two_epochs(smallest, cache):
+        stream = stream_of(path, batch=7)
+        stream.smallest_batch = smallest
+        dataset = cached(stream, tmp_path / f"c{smallest}") if cache else stream.tf_dataset().repeat()
+        return stream.steps, epochs_of(dataset, stream, 2)
+
+    for cache in (True, False):
+        steps, whole = two_epochs(1, cache)
+        assert steps == 15 and whole[0][3][-1] == 2
+        steps, kept = two_epochs(2, cache)  # a last batch of 2 is enough for 2 replicas
+        assert steps == 15 and [e[3] for e in kept] == [e[3] for e in whole]
+        np.testing.assert_array_equal(kept[1][0], whole[1][0])
+        steps, cut = two_epochs(3, cache)
+        assert steps == 14
+        for epoch in range(2):
+            assert cut[epoch][3] == [7] * 14
+            np.testing.assert_array_equal(cut[epoch][0], whole[epoch][0][:98])
+            np.testing.assert_array_equal(cut[epoch][1], whole[epoch][1][:98])

@@ -247,10 +247,15 @@ class BatchStream:
         self.window_chunks = max(1, window_bytes // (per_patch * CHUNK))
         self.block_batches = max(1, BLOCK_BYTES // (per_patch * batch_size))
         self.next_epoch = 0
+        # an epoch's last, partial batch is left out when it is smaller (several machines: one sample per
+        # replica, which could not train on an empty share)
+        self.smallest_batch = 1
 
     @property
     def steps(self) -> int:
-        return math.ceil(self.dataset.count / self.batch_size)
+        """Batches in an epoch given to fit."""
+        full, rest = divmod(self.dataset.count, self.batch_size)
+        return max(1, full + (1 if rest and rest >= self.smallest_batch else 0))
 
     def chunk_order(self, rng: np.random.Generator) -> np.ndarray:
         chunks = np.arange(math.ceil(self.dataset.count / CHUNK))
@@ -347,7 +352,7 @@ class BatchStream:
         )
         # the generator runs a block ahead; TensorFlow splits blocks into batches without Python
         return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(1).unbatch() \
-            .prefetch(2)
+            .take(self.steps).prefetch(2)
 
 
 def augment(inputs: dict[str, np.ndarray], targets: np.ndarray, weights: np.ndarray, rng: np.random.Generator):

@@ -211,7 +211,7 @@ def record_dataset(stream: BatchStream, folder: str, layout: RecordLayout, start
                 return tf.nest.map_structure(lambda values: tf.gather(values, permutation), window)
 
             samples = samples.rebatch(stream.window_chunks * CHUNK).enumerate().map(mix).prefetch(1)
-        return samples.rebatch(stream.batch_size)
+        return samples.rebatch(stream.batch_size).take(stream.steps)  # without a too small last batch
 
     return tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches).prefetch(2)
 

@@ -145,9 +145,19 @@ def fit(model, plan: TrainingPlan, context: RunContext, state: State, work: str,
 
 
 def training_data(stream: BatchStream, folder: str, context: RunContext, start_epoch: int = 0):
-    """Endless batches for fit: read back by TensorFlow from a record cache written in ``folder``
-    (several times faster to feed than a Python generator), or straight from the patches-images
-    when the disk has no room for the cache."""
+    """Endless batches for fit, sharded by DATA between the workers of a multi-worker training
+    (each keeps its share of every batch; nothing changes in one process)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches(stream, folder, context, start_epoch).with_options(options)
+
+
+def batches(stream: BatchStream, folder: str, context: RunContext, start_epoch: int = 0):
+    """Endless batches: read back by TensorFlow from a record cache written in ``folder`` (several
+    times faster to feed than a Python generator), or straight from the patches-images when the
+    disk has no room for the cache."""
     if room_for(stream, folder):
         started = time.monotonic()
         layout = write_records(stream, folder, context.cancelled)

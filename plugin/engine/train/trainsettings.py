@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...protocol import strict_dump
 from ..errors import PatchFlowError
@@ -17,11 +18,14 @@ from ..ownership import check_replaceable, mark_folder
 from ..params import Params
 from ..reporting import Reporter
 
+if TYPE_CHECKING:
+    from .multiworker import Cluster
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES = ("auto", "crossentropy", "l1", "l2", "ssim")
 IMAGE_LOSSES = ("l1", "l2", "ssim")
 ADVERSARIAL = "adversarial"  # LOSS_WEIGHTS key: an LSGAN discriminator trains against the generator
-DEVICES = ("auto", "cpu", "gpu", "multi-gpu")
+DEVICES = ("auto", "cpu", "gpu", "multi-gpu", "multi-worker")  # multi-worker: multiworker.py
 CLASS_WEIGHTS = ("none", "auto")
 WORK_SUFFIX = ".training"
 CHECKPOINT = "checkpoint.keras"
@@ -126,8 +130,13 @@ class State:
 # ---- devices ----------------------------------------------------------------------------------------
 
 
-def select_device(device: str, reporter: Reporter):
-    """Make TensorFlow use the chosen device(s); returns a distribution strategy."""
+def select_device(device: str, reporter: Reporter, cluster: Cluster | None = None, batch_size: int = 0):
+    """Make TensorFlow use the chosen device(s); returns a distribution strategy. "multi-worker"
+    joins ``cluster`` (multiworker.cluster_of, checked before TensorFlow)."""
+    if cluster is not None:
+        from .multiworker import start
+
+        return start(cluster, batch_size, reporter)
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -183,8 +192,11 @@ def prepare_work_folder(work: str, signature: str, resume: bool, reporter: Repor
     return None
 
 
-def check_output(output: str, overwrite: bool) -> str:
+def check_output(output: str, overwrite: bool, work_folder: bool = True) -> str:
+    """OUTPUT may be written (and its work folder, unless ``work_folder`` is False: another
+    worker's, whose chief owns it)."""
     output = os.path.abspath(output)
     check_replaceable(output, overwrite, "OUTPUT", "model folder", empty_ok=False)
-    check_replaceable(output + WORK_SUFFIX, True, "OUTPUT", "work folder")
+    if work_folder:
+        check_replaceable(output + WORK_SUFFIX, True, "OUTPUT", "work folder")
     return output
