@@ -49,6 +49,7 @@ from ..plugin.beforerun import check_before_run
 from ..plugin.client import WorkerCancelled, WorkerClient, WorkerError
 from ..plugin.declarations import OPERATIONS, TRUST_MODEL, Operation, Output, Param  # noqa: F401 (TRUST_MODEL)
 from ..plugin.provider import GROUP_ICONS, HELP_PAGE
+from ..plugin.settings import execution_setting
 from ..plugin.styles import LoadSidecarStyle
 
 # group id -> name: numbered so that the toolbox, which sorts groups by name, reads in workflow order
@@ -274,9 +275,13 @@ class PatchFlowAlgorithm(QgsProcessingAlgorithm):
         return {name: result.get(name) for name in self.declaration.results}
 
     def job(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
-        """The engine's job: each declared parameter's value, by its kind."""
-        return {param.name: self.job_value(param, parameters, context, feedback)
-                for param in self.declaration.parameters}
+        """The engine's job: each declared parameter's value, by its kind; EXECUTION "setting" becomes the
+        PatchFlow setting's execution (Settings > Options > PatchFlow), with its workers, scheduler, cluster file."""
+        job = {param.name: self.job_value(param, parameters, context, feedback)
+               for param in self.declaration.parameters}
+        if job.get("EXECUTION") == "setting":
+            job.update(execution_setting())
+        return job
 
     def job_value(self, param: Param, parameters: dict, context: QgsProcessingContext,
                   feedback: QgsProcessingFeedback) -> Any:

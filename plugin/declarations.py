@@ -182,6 +182,26 @@ RESTORE_HELP = (
     "<b>Auto</b>: the best epoch's weights with early stopping (PATIENCE > 0), else the last epoch's. "
     "<b>Best</b>: the epoch with the lowest validation loss (else training loss). <b>Last</b>: the last epoch's.")
 CLASSIFIERS = (("rf", "Random Forest"), ("svm", "SVM (RBF kernel)"))
+# plugin/engine/scale/execution.py: where raster work runs (Apply model on Dask)
+EXECUTIONS = (
+    ("setting", "The PatchFlow setting"),
+    ("process", "This process"),
+    ("local", "Local Dask cluster (WORKERS processes)"),
+    ("scheduler", "A Dask scheduler (SCHEDULER)"),
+    ("jobqueue", "SLURM or PBS jobs (CLUSTER_CONFIG)"),
+)
+# the PatchFlow setting behind EXECUTION "setting": Processing settings (plugin/settings.py) on the QGIS side,
+# environment variables of the same names for the engine run alone (plugin/engine/scale/execution.py)
+EXECUTION_SETTINGS = {"EXECUTION": "PATCHFLOW_EXECUTION", "WORKERS": "PATCHFLOW_DASK_WORKERS",
+                      "SCHEDULER": "PATCHFLOW_DASK_SCHEDULER", "CLUSTER_CONFIG": "PATCHFLOW_DASK_CLUSTER_CONFIG"}
+EXECUTION_HELP = (
+    "<b>The PatchFlow setting</b>: what Settings > Options > PatchFlow says (by default this process). <b>This "
+    "process</b>: the worker does every tile or block itself. <b>Local Dask cluster</b>: WORKERS processes on this "
+    "computer, one thread and one copy of the model each. <b>A Dask scheduler</b>: its workers, which must see the "
+    "inputs, the model and the output folder at the same paths (a shared file system). <b>SLURM or PBS jobs</b>: "
+    "Dask workers started as batch jobs from the CLUSTER_CONFIG file. The raster is cut into windows of whole tiles "
+    "(or blocks) of a one-process run; each window is written to a part file beside the output, joined when all are "
+    "done.")
 
 
 TRUST_PARAM_HELP = ("Tick only for a model from a source you trust: without it, a model that could run code or "
@@ -224,6 +244,28 @@ def _table(label: str) -> tuple[Param, ...]:
         Param("OUTPUT_HTML", "file_destination", label, file_filter="HTML files (*.html)"),
         Param("OUTPUT_TABLE", "vector_destination", "Scores table", optional=True, layers=("vector",),
               create_by_default=False, file_based=True),
+    )
+
+
+def execution() -> tuple[Param, ...]:
+    """Where raster work runs (this process, or Dask): advanced parameters shared by the operations that
+    serve rasters window by window (plugin/engine/scale/); optional, so that models of the graphical modeler
+    saved without them still run (this process, or the PatchFlow setting)."""
+    return (
+        Param("EXECUTION", "enum", "Run on", "setting", choices=EXECUTIONS, optional=True, advanced=True,
+              help=EXECUTION_HELP),
+        Param("WORKERS", "integer", "Local Dask workers", 2, minimum=1, maximum=256, optional=True, advanced=True,
+              help="Worker processes of a local Dask cluster (EXECUTION local), one thread each."),
+        Param("SCHEDULER", "string", "Dask scheduler address", "", optional=True, advanced=True,
+              help="e.g. tcp://host:8786 (EXECUTION scheduler). It and its workers need PatchFlow importable "
+                   "(PYTHONPATH: the folder holding the plugin); the workers, the same paths to the data."),
+        Param("CLUSTER_CONFIG", "file", "SLURM/PBS cluster file", optional=True, advanced=True,
+              file_filter="Cluster files (*.json *.yaml *.yml)",
+              help="JSON or YAML (EXECUTION jobqueue): system (slurm or pbs), queue, cores, memory, walltime, gpus "
+                   "(per job), jobs; see docs/scaling.md."),
+        Param("WINDOW_TILES", "integer", "Tiles per window (0: auto)", 0, minimum=0, optional=True, advanced=True,
+              help="A Dask task's window: Apply model's tiles along its side (fully convolutional) or strips "
+                   "(patch-based), 0: about 1024 pixels a side; Classify's blocks along a row, 0: 4."),
     )
 
 
@@ -458,6 +500,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("OUTPUT_CONFIDENCE", "raster_destination", "Confidence", optional=True, create_by_default=False,
               help="The highest class probability of each pixel."),
         trust(),
+        *execution(),
     ), (Output("STYLE", "file", "Class map style (QML)"), Output("COUNT", "number", "Pixels classified"))),
     Operation("apply_model", (
         Param("MODEL", "model", "Model", file_filter=MODEL_FILES, help=MODEL_HELP),
@@ -495,6 +538,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               help="Output pixels per input pixel, e.g. 0.25 for stride 4 (0: the model card's, else 1)."),
         Param("MARGIN", "integer", "Margin (-1: measured)", -1, minimum=-1, advanced=True,
               help="Input pixels cropped around blocks (fully convolutional; -1: measured from the model)."),
+        *execution(),
         Param("OUTPUT", "raster_destination", "Model output raster", style="STYLE"),
     ), (
         Output("STYLE", "file", "Output style (QML)"),

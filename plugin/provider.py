@@ -5,9 +5,12 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .declarations import EXECUTION_SETTINGS
 from .settings import (
+    DEFAULT_EXECUTION,
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_MIB,
+    EXECUTION_MODES,
     IDLE_SETTING,
     MEMORY_SETTING,
     PLUGIN_ROOT,
@@ -77,6 +80,19 @@ class PatchFlowProvider(QgsProcessingProvider):
         ProcessingConfig.addSetting(Setting(
             self.name(), MEMORY_SETTING, "Memory (MiB) above which a worker is not reused",
             DEFAULT_MAX_MIB, valuetype=Setting.INT))
+        ProcessingConfig.addSetting(Setting(
+            self.name(), EXECUTION_SETTINGS["EXECUTION"], "Where Apply model and Classify run when EXECUTION is 'the "
+            "PatchFlow setting' (process: the worker itself; local: a local Dask cluster; scheduler; jobqueue: "
+            "SLURM/PBS)",
+            DEFAULT_EXECUTION["EXECUTION"], valuetype=Setting.SELECTION, options=list(EXECUTION_MODES)))
+        ProcessingConfig.addSetting(Setting(
+            self.name(), EXECUTION_SETTINGS["WORKERS"], "Local Dask cluster: worker processes",
+            DEFAULT_EXECUTION["WORKERS"], valuetype=Setting.INT))
+        ProcessingConfig.addSetting(Setting(
+            self.name(), EXECUTION_SETTINGS["SCHEDULER"], "Dask scheduler address (tcp://host:8786)", ""))
+        ProcessingConfig.addSetting(Setting(
+            self.name(), EXECUTION_SETTINGS["CLUSTER_CONFIG"], "SLURM/PBS cluster file (JSON or YAML, docs/scaling.md)",
+            "", valuetype=Setting.FILE))
         ProcessingConfig.readSettings()
         self.refreshAlgorithms()
         return True
@@ -89,7 +105,7 @@ class PatchFlowProvider(QgsProcessingProvider):
             from processing.core.ProcessingConfig import ProcessingConfig
         except ImportError:
             return
-        for name in (PYTHON_SETTING, IDLE_SETTING, MEMORY_SETTING):
+        for name in (PYTHON_SETTING, IDLE_SETTING, MEMORY_SETTING, *EXECUTION_SETTINGS.values()):
             ProcessingConfig.removeSetting(name)
 
     def loadAlgorithms(self) -> None:  # noqa: N802

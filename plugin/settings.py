@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .declarations import EXECUTION_SETTINGS, EXECUTIONS
+
 PYTHON_SETTING = "PATCHFLOW_PYTHON"
 PYTHON_ENV = "PATCHFLOW_PYTHON"
 PLUGIN_ROOT = Path(__file__).absolute().parent.parent
@@ -158,3 +160,38 @@ def worker_idle_seconds() -> float:
 
 def worker_max_mib() -> float:
     return _number(MEMORY_SETTING, DEFAULT_MAX_MIB)
+
+
+# ---- where raster work runs (EXECUTION "setting") -------------------------------------------------
+
+EXECUTION_MODES = tuple(value for value, _ in EXECUTIONS if value != "setting")
+DEFAULT_EXECUTION = {"EXECUTION": "process", "WORKERS": 2, "SCHEDULER": "", "CLUSTER_CONFIG": ""}
+
+
+def _raw_setting(name: str):
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        return ProcessingConfig.getSetting(name, readable=True)
+    except (ImportError, KeyError, TypeError):
+        return None
+
+
+def execution_setting() -> dict:
+    """The PatchFlow setting for EXECUTION "setting", as the job's EXECUTION, WORKERS, SCHEDULER and
+    CLUSTER_CONFIG: each Processing setting when set, else its environment variable, else the default
+    (this process)."""
+    found = dict(DEFAULT_EXECUTION)
+    for key, name in EXECUTION_SETTINGS.items():
+        for candidate in (_raw_setting(name), os.environ.get(name)):
+            if candidate not in (None, ""):
+                found[key] = candidate
+                break
+    if str(found["EXECUTION"]) not in EXECUTION_MODES:
+        found["EXECUTION"] = "process"
+    try:
+        found["WORKERS"] = max(1, int(found["WORKERS"]))
+    except (TypeError, ValueError):
+        found["WORKERS"] = DEFAULT_EXECUTION["WORKERS"]
+    found["SCHEDULER"], found["CLUSTER_CONFIG"] = str(found["SCHEDULER"]).strip(), str(found["CLUSTER_CONFIG"]).strip()
+    return found

@@ -1,16 +1,36 @@
 """PatchFlow's page in QGIS's Settings > Options: the worker's interpreter (the Processing setting),
 the one actually in effect and why, and a Check button that runs it (Python, numpy, GDAL,
-TensorFlow versions, GPUs)."""
+TensorFlow versions, GPUs); where Apply model runs by default (this process, or Dask: its Processing
+settings)."""
 
 from __future__ import annotations
 
 from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactory
 from qgis.PyQt.QtCore import QCoreApplication, QProcess, Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
+from .declarations import EXECUTION_SETTINGS, EXECUTIONS
 from .provider import ICON
-from .settings import CHECK_SCRIPT, PYTHON_SETTING, _setting_value, describe_check, parse_check, worker_python
+from .settings import (
+    CHECK_SCRIPT,
+    EXECUTION_MODES,
+    PYTHON_SETTING,
+    _setting_value,
+    describe_check,
+    execution_setting,
+    parse_check,
+    worker_python,
+)
 
 
 def tr(text: str) -> str:
@@ -40,9 +60,44 @@ class PatchFlowOptionsPage(QgsOptionsPageWidget):
         self.result = QPlainTextEdit()
         self.result.setReadOnly(True)
         layout.addWidget(self.result)
+        self.add_execution(layout)
         layout.addStretch(1)
         self.process: QProcess | None = None
         self.show_effective()
+
+    def add_execution(self, layout: QVBoxLayout) -> None:
+        """Where Apply model and Classify run when their EXECUTION is "the PatchFlow setting": this process, a
+        local Dask cluster of N workers, a scheduler's address, or a SLURM/PBS cluster file."""
+        current = execution_setting()
+        title = QLabel(tr("Apply model and Classify run on (when their 'Run on' is the PatchFlow setting; "
+                          "docs/scaling.md)"))
+        title.setWordWrap(True)
+        layout.addWidget(title)
+        form = QFormLayout()
+        self.execution = QComboBox()
+        for value, label in EXECUTIONS:
+            if value != "setting":
+                self.execution.addItem(tr(label), value)
+        self.execution.setCurrentIndex(max(0, self.execution.findData(current["EXECUTION"])))
+        form.addRow(tr("Run on"), self.execution)
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 256)
+        self.workers.setValue(int(current["WORKERS"]))
+        form.addRow(tr("Local Dask workers"), self.workers)
+        self.scheduler = QLineEdit(current["SCHEDULER"])
+        self.scheduler.setPlaceholderText("tcp://host:8786")
+        form.addRow(tr("Dask scheduler address"), self.scheduler)
+        self.cluster_config = QgsFileWidget()
+        self.cluster_config.setStorageMode(QgsFileWidget.GetFile)
+        self.cluster_config.setFilter("Cluster files (*.json *.yaml *.yml)")
+        self.cluster_config.setFilePath(current["CLUSTER_CONFIG"])
+        form.addRow(tr("SLURM/PBS cluster file"), self.cluster_config)
+        layout.addLayout(form)
+
+    def execution_values(self) -> dict:
+        """The execution the page shows, as the job's EXECUTION, WORKERS, SCHEDULER and CLUSTER_CONFIG."""
+        return {"EXECUTION": self.execution.currentData(), "WORKERS": self.workers.value(),
+                "SCHEDULER": self.scheduler.text().strip(), "CLUSTER_CONFIG": self.cluster_config.filePath().strip()}
 
     def interpreter(self) -> tuple[str, str]:
         """The interpreter the worker would use with the path in the field, and why."""
@@ -87,6 +142,12 @@ class PatchFlowOptionsPage(QgsOptionsPageWidget):
         except ImportError:
             return
         ProcessingConfig.setSettingValue(PYTHON_SETTING, self.python.filePath().strip())
+        values = self.execution_values()
+        for key, name in EXECUTION_SETTINGS.items():
+            if key == "EXECUTION":  # a selection is set by its index
+                ProcessingConfig.setSettingValue(name, EXECUTION_MODES.index(values[key]))
+            else:
+                ProcessingConfig.setSettingValue(name, values[key])
 
 
 class PatchFlowOptionsFactory(QgsOptionsWidgetFactory):

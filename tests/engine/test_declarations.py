@@ -31,6 +31,8 @@ MODULE_OPERATIONS = {
     "serve.serving": ("apply_model",), "data.split": ("grid_split",), "data.srdata": ("build_sr_dataset",),
     "serve.binding": ("apply_model",), "serve.geometry": ("apply_model",), "serve.plan": ("apply_model",),
     "serve.outputs": ("apply_model",), "serve.clipping": ("apply_model",),
+    "scale.execution": ("apply_model", "classify"), "scale.dispatch": ("apply_model",),
+    "scale.tasks": ("apply_model",), "scale.classifying": ("classify",),
     "train.training": ("train_model",), "train.trainsettings": ("train_model",), "train.trainsetup": ("train_model",),
     "models.zoo": ("create_model",), "checks.trainingchecks": ("train_model",), "train.repeats": ("train_model",),
     "preflight": ("apply_model", "train_model", "extract_patches", "train_classifier", "classify"),

@@ -233,6 +233,9 @@ CASES = [
     C("am-output-unwritable", "applymodel", {"OUTPUT": f"{UNWRITABLE}/a.tif"}, "OUTPUT"),
     C("am-unknown-output", "applymodel", {"OUTPUTS": "segmentation"}, "OUTPUTS"),
     C("am-extent-outside", "applymodel", {"EXTENT": "0,1000,0,1000 [EPSG:3358]"}, "EXTENT"),
+    C("am-scheduler-no-address", "applymodel", {"EXECUTION": 3, "SCHEDULER": "head-node"}, "SCHEDULER"),
+    C("am-cluster-file-not-a-config", "applymodel", {"EXECUTION": 4, "CLUSTER_CONFIG": "@in/notes.txt"},
+      "CLUSTER_CONFIG"),
     # ---- Assess image quality
     C("iq-other-bands", "assessimagequality", {"INPUT": ["@in/band10.tif"]}, "INPUT"),
     C("iq-reference-truncated-data", "assessimagequality", {"REFERENCE": ["@in/truncated_data.tif"]}, "REFERENCE"),

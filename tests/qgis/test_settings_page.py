@@ -34,6 +34,11 @@ while page.process is not None:
         page.process.waitForFinished(100)
 shown["check"] = page.result.toPlainText()
 shown["enabled"] = page.check_button.isEnabled()
+shown["execution"] = page.execution_values()
+page.execution.setCurrentIndex(page.execution.findData("scheduler"))
+page.scheduler.setText(" tcp://head:8786 ")
+page.workers.setValue(5)
+shown["chosen_execution"] = page.execution_values()
 print("PAGE " + json.dumps(shown))
 """
 
@@ -80,7 +85,8 @@ def test_check_of_the_worker_s_interpreter_finds_tensorflow():
 
 def test_settings_page_shows_the_interpreter_in_effect_and_checks_it(tmp_path):
     chosen = bare_python(tmp_path)
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", settings.PYTHON_ENV: "/opt/from-env/python3"}
+    env = {key: value for key, value in os.environ.items() if key not in settings.EXECUTION_SETTINGS.values()}
+    env.update({"QT_QPA_PLATFORM": "offscreen", settings.PYTHON_ENV: "/opt/from-env/python3"})
     done = subprocess.run([sys.executable, "-c", PAGE, str(ROOT / ".cache" / "plugins"), str(chosen)],
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -91,6 +97,10 @@ def test_settings_page_shows_the_interpreter_in_effect_and_checks_it(tmp_path):
     assert str(chosen) in shown["chosen"] and "Processing setting" in shown["chosen"]
     assert shown["check"].startswith(f"Python {'.'.join(map(str, sys.version_info[:3]))}")
     assert "TensorFlow MISSING" in shown["check"] and "numpy MISSING" in shown["check"] and shown["enabled"]
+    # where Apply model runs: the setting's default (this process), then what the page is given
+    assert shown["execution"] == {"EXECUTION": "process", "WORKERS": 2, "SCHEDULER": "", "CLUSTER_CONFIG": ""}
+    assert shown["chosen_execution"] == {"EXECUTION": "scheduler", "WORKERS": 5, "SCHEDULER": "tcp://head:8786",
+                                         "CLUSTER_CONFIG": ""}
 
 
 def test_the_plugin_registers_its_options_page_in_the_desktop(qgis_app, qgis_processing):

@@ -10,6 +10,7 @@ the training (trainclassifier.py) have their own modules; their names used from 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from osgeo import gdal
@@ -19,6 +20,7 @@ from ..geodata.geotiff import class_map_encoding, create_geotiff, creation_optio
 from ..geodata.raster import RasterStack, block_windows
 from ..params import Params, RunContext
 from ..report.rasterstyle import set_class_table, sidecar_path, write_class_qml
+from ..scale.execution import execution_of
 from .classifierfile import SKOPS_TYPES, is_skops, load_classifier, load_estimator
 from .features import DEEP, PIXELS, FeatureExtractor, deep_extractor, reload_extractor
 from .labelled import dataset_features, load_dataset
@@ -98,13 +100,57 @@ def classify_block(values: np.ndarray, invalid: np.ndarray, extractor: FeatureEx
             (np.concatenate(confidence) if confidence else empty) if with_confidence else None)
 
 
+@dataclass
+class ClassifiedWindow:
+    classes: np.ndarray  # (rows, cols) class ids, nodata where nothing was classified
+    confidence: np.ndarray | None  # (rows, cols) highest probabilities, CONFIDENCE_NODATA there
+    labels: np.ndarray  # the classes of the classified pixels
+    uncovered: int  # pixels of INPUT that INPUT2 / INPUT3 do not feed
+
+
+def classify_window(stack: RasterStack, window: tuple[int, int, int, int], extractor: FeatureExtractor, classifier,
+                    extras: Sequence, with_confidence: bool, dtype: np.dtype, nodata: float,
+                    cancelled: Callable[[], bool] = lambda: False) -> ClassifiedWindow:
+    """One block of Classify, read, classified and encoded (this process's loop, and a Dask window's)."""
+    xoff, yoff, width, height = window
+    p = extractor.patch_size
+    values = padded_block(stack, window, p)
+    missing = stack.nodata_mask(values)
+    invalid = missing[p // 2:p // 2 + height, p // 2:p // 2 + width]
+    if missing.any() and p > 1:
+        values = np.where(missing[np.newaxis], extractor.fill_value()[:, None, None], values.astype(np.float32))
+    others = [extra.block(stack, window) for extra in extras]
+    uncovered = 0
+    for other in others:
+        uncovered += int((other.invalid & ~invalid).sum())
+        invalid = invalid | other.invalid
+    labels, confidence = classify_block(values, invalid, extractor, classifier, with_confidence, cancelled, others)
+    class_block = np.full((height, width), nodata, dtype=dtype)
+    class_block[~invalid] = labels
+    confidence_block = None
+    if with_confidence:
+        confidence_block = np.full((height, width), CONFIDENCE_NODATA, dtype=np.float32)
+        confidence_block[~invalid] = confidence
+    return ClassifiedWindow(class_block, confidence_block, labels, uncovered)
+
+
+def class_counts(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """How many of ``labels`` are each of the (sorted) class ``ids``."""
+    if not len(labels):
+        return np.zeros(len(ids), dtype=np.int64)
+    return np.bincount(np.searchsorted(ids, labels), minlength=len(ids))[:len(ids)]
+
+
 def run_classify(params: Params, context: RunContext) -> dict:
-    """Classify a raster, block by block, with a classifier trained by run_train_classifier."""
+    """Classify a raster, block by block, with a classifier trained by run_train_classifier (in this process,
+    or its blocks on Dask: scale/classifying.py)."""
     from .. import checks
+    from ..scale.classifying import classify_on_dask
 
     checks.writable(params, "OUTPUT", "OUTPUT_CONFIDENCE")
     checks.rasters(params, "INPUT", "INPUT2", "INPUT3", reporter=context.reporter)
     checks.input_against_classifier(params, checks.classifier_description(params.values.get("CLASSIFIER")))
+    execution = execution_of(params)  # checked before loading anything
     classifier_path = params.string("CLASSIFIER")
     trusted = params.boolean("TRUST_MODEL")
     context.reporter.stage(f"loading the classifier {classifier_path}", 1, 3)
@@ -129,46 +175,51 @@ def run_classify(params: Params, context: RunContext) -> dict:
     staged = context.staging.stage(output, "OUTPUT")
     staged_qml = context.staging.stage(sidecar_path(output), "OUTPUT")
     staged_confidence = context.staging.stage(confidence_path, "OUTPUT_CONFIDENCE") if confidence_path else None
+    block = stack.datasets[0].GetRasterBand(1).GetBlockSize()
+    windows = list(block_windows(stack.grid.width, stack.grid.height, block,
+                                 PIXEL_BLOCK if extractor.kind == PIXELS else DEEP_BLOCK))
+    if execution.distributed:  # runs of these blocks on Dask workers, joined into both outputs
+        counts, uncovered = classify_on_dask(
+            params, context, execution, description, stack, windows, dtype, nodata, staged, staged_confidence,
+            lambda ds: describe(ds, nodata, "class", classes), lambda ds: describe(ds, CONFIDENCE_NODATA, "confidence"))
+        return finish(context, staged_qml, classes, counts, uncovered, extras, str(output), confidence_path)
     class_ds = _create(staged, stack, dtype, nodata, "class", "OUTPUT")
     confidence_ds = (_create(staged_confidence, stack, np.dtype(np.float32), CONFIDENCE_NODATA, "confidence",
                              "OUTPUT_CONFIDENCE")
                      if staged_confidence else None)
-    block = stack.datasets[0].GetRasterBand(1).GetBlockSize()
-    windows = list(block_windows(stack.grid.width, stack.grid.height, block,
-                                 PIXEL_BLOCK if extractor.kind == PIXELS else DEEP_BLOCK))
-    fill = extractor.fill_value()
-    p = extractor.patch_size
     counts = np.zeros(len(classes), dtype=np.int64)
     ids = np.asarray([c["id"] for c in classes])
     uncovered = 0  # INPUT's pixels that INPUT2 / INPUT3 do not feed (centre outside them, or nodata)
     for done, window in enumerate(windows):
         if context.cancelled():
             raise Cancelled()
-        xoff, yoff, width, height = window
-        values = padded_block(stack, window, p)
-        missing = stack.nodata_mask(values)
-        invalid = missing[p // 2:p // 2 + height, p // 2:p // 2 + width]
-        if missing.any() and p > 1:
-            values = np.where(missing[np.newaxis], fill[:, None, None], values.astype(np.float32))
-        others = [extra.block(stack, window) for extra in extras]
-        for other in others:
-            uncovered += int((other.invalid & ~invalid).sum())
-            invalid = invalid | other.invalid
-        labels, confidence = classify_block(values, invalid, extractor, classifier, confidence_ds is not None,
-                                            context.cancelled, others)
-        class_block = np.full((height, width), nodata, dtype=dtype)
-        class_block[~invalid] = labels
-        class_ds.GetRasterBand(1).WriteArray(class_block, xoff, yoff)
-        counts += np.bincount(np.searchsorted(ids, labels), minlength=len(ids))[:len(ids)] if len(labels) else 0
+        found = classify_window(stack, window, extractor, classifier, extras, confidence_ds is not None, dtype,
+                                nodata, context.cancelled)
+        class_ds.GetRasterBand(1).WriteArray(found.classes, window[0], window[1])
+        counts += class_counts(found.labels, ids)
+        uncovered += found.uncovered
         if confidence_ds is not None:
-            confidence_block = np.full((height, width), CONFIDENCE_NODATA, dtype=np.float32)
-            confidence_block[~invalid] = confidence
-            confidence_ds.GetRasterBand(1).WriteArray(confidence_block, xoff, yoff)
+            confidence_ds.GetRasterBand(1).WriteArray(found.confidence, window[0], window[1])
         context.reporter.stage(f"blocks {done + 1}/{len(windows)}",
                                BLOCKS_START + (99.0 - BLOCKS_START) * (done + 1) / len(windows), log=False)
     set_class_table(class_ds.GetRasterBand(1), classes)
     class_ds = None
     confidence_ds = None
+    return finish(context, staged_qml, classes, counts, uncovered, extras, str(output), confidence_path)
+
+
+def describe(ds: gdal.Dataset, nodata: float, name: str, classes: list[dict] | None = None) -> None:
+    """An output's band as this process writes it: nodata, name, the classes' colour table."""
+    band = ds.GetRasterBand(1)
+    band.SetNoDataValue(nodata)
+    band.SetDescription(name)
+    if classes is not None:
+        set_class_table(band, classes)
+
+
+def finish(context: RunContext, staged_qml: str, classes: list[dict], counts: np.ndarray, uncovered: int,
+           extras: Sequence, output: str, confidence_path: str | None) -> dict:
+    """The style, the warnings and logs, the result."""
     write_class_qml(staged_qml, classes)
     total = int(counts.sum())
     if uncovered:

@@ -424,15 +424,18 @@ def check_model(path: str, trusted: bool, parameter: str = "MODEL", reporter: Re
 
 
 def open_model(path: str, trusted: bool = False, parameter: str = "MODEL", reporter: Reporter | None = None,
-               trainable: bool = False, compile: bool = False):
+               trainable: bool = False, compile: bool = False, digest: str | None = None):
     """THE model-loading gate: every network PatchFlow loads comes through here. ``check_model``
     runs first (graph and config parsed, nothing loaded or traced), then TensorFlow / Keras load it,
     a ``.keras`` file in safe mode unless trusted. Returns an ``InferenceModel``, or with
     ``trainable`` the Keras model to train and its card (``compile``: with its optimiser state, a
-    training checkpoint)."""
-    from . import modelcache, modelio
+    training checkpoint). With ``digest`` (a Dask worker): checked on the client, its files must hash to it."""
+    from . import modelcache, modeldigest, modelio
 
-    check_model(path, trusted, parameter, reporter)
+    if digest is None:
+        check_model(path, trusted, parameter, reporter)
+    else:  # the client ran check_model on exactly these files (scale/)
+        modeldigest.verify_digest(path, digest, parameter)
     safe_mode = keras_safe_mode(trusted)
     if trainable:
         return modelio.open_trainable(path, parameter, safe_mode, compile)

@@ -63,15 +63,27 @@ def output_format(params: Params, plan: ServingPlan, channels: int, class_count:
     return OutputFormat(kind, dtype, float(nodata), channels, names)
 
 
-def create_output(path: str, plan: ServingPlan, fmt: OutputFormat) -> gdal.Dataset:
+def output_transform(plan: ServingPlan) -> tuple[float, float, float, float, float, float]:
+    """The output grid's geotransform: the window's corner, pixels of the stride or of the scale factor."""
     grid, (x0, y0, _, _) = plan.sources[0].stack.grid, plan.window
-    out_w, out_h = output_size(plan)
     if plan.mode == "patch":
         dx, dy = grid.dx * plan.stride, grid.dy * plan.stride
     else:
         dx, dy = grid.dx / plan.geometry.factor, grid.dy / plan.geometry.factor
-    ds = create_geotiff(path, out_w, out_h, fmt.channels, fmt.dtype, GTIFF_OPTIONS, "OUTPUT",
-                        (grid.x0 + x0 * grid.dx, dx, 0.0, grid.y0 + y0 * grid.dy, 0.0, dy), grid.crs_wkt)
+    return grid.x0 + x0 * grid.dx, dx, 0.0, grid.y0 + y0 * grid.dy, 0.0, dy
+
+
+def create_output(path: str, plan: ServingPlan, fmt: OutputFormat, options: list[str] | None = None) -> gdal.Dataset:
+    """The output GeoTIFF (``options``: GTIFF_OPTIONS unless given) on the plan's output grid, bands described."""
+    out_w, out_h = output_size(plan)
+    ds = create_geotiff(path, out_w, out_h, fmt.channels, fmt.dtype, GTIFF_OPTIONS if options is None else options,
+                        "OUTPUT", output_transform(plan), plan.sources[0].stack.grid.crs_wkt)
+    describe_bands(ds, plan, fmt)
+    return ds
+
+
+def describe_bands(ds: gdal.Dataset, plan: ServingPlan, fmt: OutputFormat) -> None:
+    """Nodata, band names and (a class map of a card with classes) the colour table."""
     for index in range(fmt.channels):
         band = ds.GetRasterBand(index + 1)
         band.SetNoDataValue(fmt.nodata)
@@ -79,7 +91,6 @@ def create_output(path: str, plan: ServingPlan, fmt: OutputFormat) -> gdal.Datas
     card = plan.model.card
     if fmt.kind == "class" and card and card.classes:  # before any block is written: TIFF tags are fixed then
         set_class_table(ds.GetRasterBand(1), card.classes)
-    return ds
 
 
 def encode(values: np.ndarray, invalid: np.ndarray, fmt: OutputFormat) -> np.ndarray:

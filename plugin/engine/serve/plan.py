@@ -46,6 +46,7 @@ class ServingPlan:
     batch: int
     window: tuple[int, int, int, int]  # input pixels processed: xoff, yoff, width, height
     alignment: int = 1  # fully convolutional: SOURCE1 pixels blocks start on (whole periods of every source)
+    size: tuple[int, int] | None = None  # output pixels of a part of a larger plan's window (scale/windows.py)
 
 
 def processing_window(params: Params, stack: RasterStack, align: int) -> tuple[int, int, int, int]:
@@ -138,6 +139,8 @@ def default_batch(mode: str) -> int:
 
 
 def output_size(plan: ServingPlan) -> tuple[int, int]:
+    if plan.size is not None:
+        return plan.size
     _, _, width, height = plan.window
     if plan.mode == "patch":
         return math.ceil(width / plan.stride), math.ceil(height / plan.stride)

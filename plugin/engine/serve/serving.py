@@ -6,9 +6,13 @@ their module; this one runs the operation.
 
 from __future__ import annotations
 
+from ..errors import PatchFlowError
+from ..models.modeldigest import model_digest
 from ..models.modelio import import_tensorflow
 from ..params import Params, RunContext
 from ..report.rasterstyle import sidecar_path
+from ..scale.dispatch import serve_on_dask
+from ..scale.execution import execution_of, share_the_gpu
 from .binding import ARGMAX, MAX_SOURCES, base_name
 from .clipping import clip_for
 from .geometry import probe
@@ -28,7 +32,11 @@ def run_apply_model(params: Params, context: RunContext) -> dict:
     checks.outputs_in_card(params.string("MODEL"), card, str(params.values.get("OUTPUTS") or "").split(";"), "OUTPUTS")
     checks.extent_overlaps(params, "SOURCE1")
     output = params.string("OUTPUT")
+    execution = execution_of(params)  # checked before TensorFlow: a bad address or cluster file names itself
+    if execution.distributed:
+        share_the_gpu()
     import_tensorflow(context.reporter, 1, 4)
+    checked = model_digest(params.string("MODEL")) if execution.distributed else ""
     plan = make_plan(params, context)  # stages up to 10 %, then the tiles (pipeline.serve) up to 97 %
     g = plan.geometry
     out_w, out_h = output_size(plan)
@@ -49,9 +57,17 @@ def run_apply_model(params: Params, context: RunContext) -> dict:
         f"; output {out_w}x{out_h} px, {fmt.channels} band(s) {fmt.dtype.name}")
     staged = context.staging.stage(output, "OUTPUT")
     staged_style = context.staging.stage(sidecar_path(output), "OUTPUT")
-    ds = create_output(staged, plan, fmt)
-    clip = clip_for(params, plan, {name: v.shape[-1] for name, v in probe_values.items()}, context.reporter)
-    counts = serve(plan, ds, fmt, context, clip)
+    channel_counts = {name: v.shape[-1] for name, v in probe_values.items()}
+    clip = clip_for(params, plan, channel_counts, context.reporter)
+    if execution.distributed:  # windows on Dask workers, each checking the model's files hash as checked here
+        digest = model_digest(params.string("MODEL"))
+        if digest != checked:
+            raise PatchFlowError("the model changed while it was being checked and loaded. Leave it as it is while "
+                                 "it is served, and run again.", "MODEL")
+        ds, counts = serve_on_dask(params, context, plan, fmt, channel_counts, staged, execution, digest, clip)
+    else:
+        ds = create_output(staged, plan, fmt)
+        counts = serve(plan, ds, fmt, context, clip)
     if clip is not None:
         clip.report(context.reporter)
     classes = style(ds, staged_style, plan, fmt, sorted(counts))
