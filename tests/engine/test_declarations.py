@@ -33,6 +33,7 @@ MODULE_OPERATIONS = {
     "serve.outputs": ("apply_model",), "serve.clipping": ("apply_model",),
     "train.training": ("train_model",), "train.trainsettings": ("train_model",), "train.trainsetup": ("train_model",),
     "models.zoo": ("create_model",), "checks.trainingchecks": ("train_model",), "train.repeats": ("train_model",),
+    "experiment.comparesr": ("compare_sr",),
     "preflight": ("apply_model", "train_model", "extract_patches", "train_classifier", "classify"),
 }
 
