@@ -32,6 +32,7 @@ def _algorithms() -> list:
     from ..algorithms.build_sr_dataset import BuildSrDataset
     from ..algorithms.classify import Classify
     from ..algorithms.compare_accuracy import CompareAccuracy
+    from ..algorithms.compare_sr import CompareSr
     from ..algorithms.create_model import CreateModel
     from ..algorithms.describe_patches import DescribePatches
     from ..algorithms.extract_patches import ExtractPatches
@@ -44,7 +45,7 @@ def _algorithms() -> list:
     return [SampleFromLabelRaster(), SampleFromVector(), GridSplit(), ExtractPatches(), DescribePatches(),
             BuildSrDataset(),
             CreateModel(), TrainModel(), AssessAccuracy(), CompareAccuracy(), TrainClassifier(), Classify(),
-            ApplyModel(), AssessImageQuality()]
+            ApplyModel(), AssessImageQuality(), CompareSr()]
 
 
 class PatchFlowProvider(QgsProcessingProvider):

@@ -51,4 +51,6 @@ OPERATIONS: dict[str, Operation] = {
         "PSNR, SSIM, SAM, ERGAS of an image against a reference, with a bicubic baseline."),
     "compare_accuracy": _lazy("evaluate.compare", "run_compare_accuracy",
         "Several accuracy reports side by side: kappa, OA, macro F1, F1 per class."),
+    "compare_sr": _lazy("experiment.comparesr", "run_compare_sr",
+        "Does super-resolution help? LR, bicubic, SR and HR classified alike, compared on a held-out part."),
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ("sample_label_raster", "sample_vector", "grid_split", "extract_patches", "describe_patches",
               "create_model", "train_model", "assess_accuracy", "train_classifier", "classify", "apply_model",
-              "assess_image_quality", "build_sr_dataset", "compare_accuracy")
+              "assess_image_quality", "build_sr_dataset", "compare_accuracy", "compare_sr")
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -35,6 +35,7 @@ MODULE_OPERATIONS = {
     "scale.tasks": ("apply_model",), "scale.classifying": ("classify",),
     "train.training": ("train_model",), "train.trainsettings": ("train_model",), "train.trainsetup": ("train_model",),
     "models.zoo": ("create_model",), "checks.trainingchecks": ("train_model",), "train.repeats": ("train_model",),
+    "experiment.comparesr": ("compare_sr",),
     "preflight": ("apply_model", "train_model", "extract_patches", "train_classifier", "classify"),
 }
 

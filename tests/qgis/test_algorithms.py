@@ -27,7 +27,7 @@ def test_provider_lists_every_algorithm(provider):
                    "patchflow:extractpatches", "patchflow:describepatches", "patchflow:createmodel",
                    "patchflow:trainmodel", "patchflow:assessaccuracy", "patchflow:trainclassifier",
                    "patchflow:classify", "patchflow:applymodel", "patchflow:buildsrdataset",
-                   "patchflow:assessimagequality", "patchflow:compareaccuracy"}
+                   "patchflow:assessimagequality", "patchflow:compareaccuracy", "patchflow:comparesr"}
     groups = {algorithm.group() for algorithm in provider.algorithms()}
     assert groups == {"1 · Sampling", "2 · Patches", "3 · Models", "4 · Classification", "5 · Accuracy"}
 

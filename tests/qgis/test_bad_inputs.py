@@ -66,6 +66,8 @@ BASE: dict[str, dict] = {
     "applymodel": {"MODEL": "@in/cnn", "SOURCE1": ["@in/image.tif"], "OUTPUT": "@out/applied.tif"},
     "assessimagequality": {"INPUT": ["@in/image.tif"], "REFERENCE": ["@in/image.tif"], "OUTPUT_CSV": "@out/q.csv",
                            "OUTPUT_HTML": "@out/q.html"},
+    "comparesr": {"HR": "@in/image.tif", "LABELS": "@in/labels.tif", "REPEATS": 1, "SR_EPOCHS": 1,
+                  "OUTPUT": "@out/sr"},
 }
 
 
@@ -244,6 +246,13 @@ CASES = [
     C("iq-negative-range", "assessimagequality", {"DATA_RANGE": -1.0}, "DATA_RANGE"),
     C("iq-extent-outside", "assessimagequality", {"EXTENT": "0,1000,0,1000 [EPSG:3358]"}, "EXTENT"),
     C("iq-csv-unwritable", "assessimagequality", {"OUTPUT_CSV": f"{UNWRITABLE}/q.csv"}, "OUTPUT_CSV"),
+    # ---- Does super-resolution help?
+    C("csr-missing-hr", "comparesr", {"HR": "@in/missing.tif"}, "HR"),
+    C("csr-hr-truncated-data", "comparesr", {"HR": "@in/truncated_data.tif"}, "HR"),
+    C("csr-labels-and-reference", "comparesr", {"REFERENCE": "@in/polygons.shp", "CLASS_FIELD": "label"}, "LABELS"),
+    C("csr-no-labels", "comparesr", {"LABELS": None}, "LABELS"),
+    C("csr-train-area-alone", "comparesr", {"TRAIN_AREA": "@in/polygons.shp"}, "TEST_AREA"),
+    C("csr-output-unwritable", "comparesr", {"OUTPUT": f"{UNWRITABLE}/sr"}, "OUTPUT"),
 ]
 
 

@@ -27,7 +27,7 @@ SEARCHES = {
     "cnn": {"createmodel", "trainmodel", "applymodel", "extractpatches"},
     "segmentation": {"createmodel", "trainmodel", "applymodel", "extractpatches"},
     "random forest": {"trainclassifier", "classify"},
-    "kappa": {"assessaccuracy", "compareaccuracy", "trainmodel", "trainclassifier"},
+    "kappa": {"assessaccuracy", "compareaccuracy", "comparesr", "trainmodel", "trainclassifier"},
     "psnr": {"assessimagequality"},
 }
 

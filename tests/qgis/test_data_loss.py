@@ -78,6 +78,7 @@ def _cases(d: Path) -> dict[str, tuple[dict, str, str]]:
         "classify": ({"INPUT": [image], "CLASSIFIER": _classifier(d), "OUTPUT": image}, "OUTPUT", "INPUT"),
         "compareaccuracy": ({"REPORTS": [str(d / "scores.csv")], "OUTPUT_CSV": str(d / "scores.csv")},
                             "OUTPUT_CSV", "REPORTS"),
+        "comparesr": ({"HR": image, "LABELS": labels, "OUTPUT": str(d)}, "OUTPUT", "HR"),
         "createmodel": ({"ARCHITECTURE": 0, "DATASET": manifest, "OUTPUT": str(d / "patches")}, "OUTPUT", "DATASET"),
         "describepatches": ({"PATCHES": [str(d / "patches" / "train_source1.tif")], "OUTPUT": str(d / "patches")},
                             "OUTPUT", "PATCHES"),

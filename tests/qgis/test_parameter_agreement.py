@@ -21,7 +21,8 @@ HUGE = 1e300  # QGIS's "no bound" is about ±DBL_MAX
 
 
 NAMES = ("applymodel", "assessaccuracy", "assessimagequality", "buildsrdataset", "classify", "compareaccuracy",
-         "createmodel", "describepatches", "extractpatches", "gridsplit", "samplefromlabelraster", "samplefromvector",
+         "comparesr", "createmodel", "describepatches", "extractpatches", "gridsplit", "samplefromlabelraster",
+         "samplefromvector",
          "trainclassifier", "trainmodel")
 
 
