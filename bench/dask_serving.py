@@ -1,93 +1,88 @@
-"""Apply model in one process against a local Dask cluster (EXECUTION local, WORKERS 1 and 2) on the same
-input: the NC Landsat scene tiled 4 x 4 (1956 x 1772 px, made once in .cache/bench/) and an FCNN of width 48;
-prints each run's wall time, its windows and join time, and whether the outputs are identical (they must be).
-Used for the figures of docs/scaling.md (Running on Dask).
-
-    .venv/bin/python bench/dask_serving.py [--repeat 2]
+"""Bench section 7 (`bench/run.py --only dask`): Apply model in one process against a local Dask cluster
+(EXECUTION local, WORKERS 1 and 2) on the same input, the serving section's 4096 x 4096 window and FCNN
+(section 4), each run in a fresh process: wall time, the time until the windows are on the scheduler (the
+cluster's start: worker processes importing TensorFlow), the windows, the join, and whether the class maps are
+identical (they must be). docs/scaling.md's cost model uses these figures.
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import os
-import sys
+import re
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-NC = ROOT.parent / "shared" / "data" / "nc_landsat7" / "landsat_multiband.tif"
-
-
-def scene(folder: Path) -> str:
-    """The NC scene tiled 4 x 4 as one GeoTIFF."""
-    import numpy as np
-    from osgeo import gdal
-
-    path = folder / "nc_4x4.tif"
-    if not path.exists():
-        source = gdal.Open(str(NC))
-        tiled = np.tile(source.ReadAsArray(), (1, 4, 4))
-        ds = gdal.GetDriverByName("GTiff").Create(str(path), tiled.shape[2], tiled.shape[1], tiled.shape[0],
-                                                  source.GetRasterBand(1).DataType, ["TILED=YES"])
-        ds.SetGeoTransform(source.GetGeoTransform())
-        ds.SetProjection(source.GetProjection())
-        for index, band in enumerate(tiled):
-            ds.GetRasterBand(index + 1).WriteArray(band)
-        ds = None
-    return str(path)
+DASK_SIZE = 4096
+DASK_MODEL = "fcnn"
+DASK_RUNS = (("one process", "process", 0, 0), ("local cluster, 1 worker", "local", 1, 0),
+             ("local cluster, 2 workers", "local", 2, 0),
+             ("1 worker, 1 tile a window", "local", 1, 1))  # many small windows: the cost of a window
+WINDOWS_LINE = re.compile(r"Dask \(\w+\): (\d+) window\(s\)")
+JOINED_LINE = re.compile(r"(\d+) part\(s\) joined in ([\d.]+) s")
 
 
-def model(folder: Path) -> str:
-    from patchflow.plugin.engine.models.modelcard import InputSpec, Normalization
-    from patchflow.plugin.engine.models.zoo import build_model, export_model
-
-    path = folder / "wide_fcnn"
-    if not path.exists():
-        network, card = build_model("fcnn", [InputSpec("x1", 5, 64, "source1",
-                                                       Normalization("standard", [80.0] * 5, [20.0] * 5))],
-                                    [{"id": 1, "name": "a", "color": "#ff0000"}, {"id": 2, "name": "b",
-                                                                                   "color": "#00ff00"}],
-                                    width=48, seed=1)
-        export_model(network, card, str(path))
-    return str(path)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=2)
-    args = parser.parse_args()
-    links = ROOT / ".cache" / "plugins"
-    sys.path.insert(0, str(links))
-    import numpy as np
+def child_dask_serve(workdir: str, mode: str, workers: str, window_tiles: str, runner, serving_params) -> dict:
     from osgeo import gdal
 
     from patchflow.plugin import protocol
     from patchflow.plugin.engine.reporting import Reporter
     from patchflow.plugin.engine.worker import run_job
 
-    folder = ROOT / ".cache" / "bench" / "dask"
-    folder.mkdir(parents=True, exist_ok=True)
-    image, network = scene(folder), model(folder)
-    print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
-    runs = (("one process", {}), ("local, 1 worker", {"EXECUTION": "local", "WORKERS": 1}),
-            ("local, 2 workers", {"EXECUTION": "local", "WORKERS": 2}))
-    for repeat in range(args.repeat):
-        outputs = []
-        for label, extra in runs:
-            out = folder / f"out-{repeat}-{len(outputs)}"
-            out.mkdir(exist_ok=True)
-            for old in out.iterdir():
-                old.unlink()
-            reporter = Reporter()
-            start = time.monotonic()
-            result = run_job(protocol.Job("apply_model", {"MODEL": network, "SOURCE1": [image],
-                                                          "OUTPUT": str(out / "map.tif"), **extra}, "bench"), reporter)
-            seconds = time.monotonic() - start
-            notes = [line for line in reporter.logs if "window(s)" in line or "joined" in line]
-            print(f"{label}: {seconds:.1f} s {'; '.join(notes)}", flush=True)
-            outputs.append(gdal.Open(result["OUTPUT"]).ReadAsArray())
-        print("identical:", all(np.array_equal(outputs[0], other) for other in outputs[1:]), flush=True)
+    marks: dict[str, float] = {}
+
+    class Clock(Reporter):
+        def log(self, text: str) -> None:
+            if WINDOWS_LINE.search(text):
+                marks["windows_at"] = time.perf_counter()
+            super().log(text)
+
+    clock = Clock()
+    output = os.path.join(workdir, f"dask_{mode}_{workers}_{window_tiles}.tif")
+    params = serving_params(DASK_MODEL, DASK_SIZE, output)
+    if mode != "process":
+        params.update({"EXECUTION": mode, "WORKERS": int(workers), "WINDOW_TILES": int(window_tiles)})
+    start = time.perf_counter()
+    run_job(protocol.Job("apply_model", params, "bench"), clock)
+    seconds = time.perf_counter() - start
+    windows = joined = None
+    for line in clock.logs:
+        found = WINDOWS_LINE.search(line)
+        windows = int(found.group(1)) if found else windows
+        found = JOINED_LINE.search(line)
+        joined = float(found.group(2)) if found else joined
+    digest = hashlib.sha256(gdal.Open(output).ReadAsArray().tobytes()).hexdigest()
+    os.remove(output)
+    return {"seconds": seconds, "windows": windows, "join": joined, "digest": digest,
+            "to_windows": marks["windows_at"] - start if "windows_at" in marks else None,
+            "pixels": DASK_SIZE ** 2}
 
 
-if __name__ == "__main__":
-    main()
+def section_dask(workdir, run_child) -> list[tuple[str, str]]:
+    print(f"\n7. Apply model ({DASK_MODEL}, {DASK_SIZE}x{DASK_SIZE} px) in one process and on a local Dask cluster, "
+          f"each run in a fresh process ({os.cpu_count()} cores):")
+    rows, digests, base = [], set(), None
+    timed: dict[tuple[int, int], dict] = {}
+    for label, mode, workers, window_tiles in DASK_RUNS:
+        answer = run_child("dask-serve", workdir, mode, str(workers), str(window_tiles))
+        timed[workers, window_tiles] = answer
+        digests.add(answer["digest"])
+        rate = answer["pixels"] / answer["seconds"] / 1e6
+        base = base or answer["seconds"]
+        detail = "" if mode == "process" else (
+            f"; windows on the scheduler after {answer['to_windows']:.1f} s, {answer['windows']} window(s),"
+            f" joined in {answer['join']:.1f} s")
+        print(f"  {label:<25} {answer['seconds']:6.1f} s = {rate:5.2f} Mpixel/s{detail}")
+        rows.append((f"dask, Apply model {DASK_SIZE}² {label}",
+                     f"{answer['seconds']:6.1f} s   ({rate:.2f} Mpixel/s; "
+                     f"{base / answer['seconds']:.2f}x one process)"))
+    default, small = timed[1, 0], timed[1, 1]
+    if small["windows"] and default["windows"] and small["windows"] > default["windows"]:
+        per_window = (small["seconds"] - small["join"] - default["seconds"] + default["join"]) / (
+            small["windows"] - default["windows"])
+        print(f"  the cost of one more window (1 worker, {default['windows']} -> {small['windows']} windows, joins"
+              f" aside): {per_window * 1000:.0f} ms")
+        rows.append(("dask, cost of one more window (1 worker)", f"{per_window * 1000:6.0f} ms"))
+    same = len(digests) == 1
+    print(f"  the class maps are identical: {'yes' if same else 'NO'}")
+    rows.append(("dask, class maps identical to one process", "yes" if same else "NO"))
+    return rows

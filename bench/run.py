@@ -10,7 +10,7 @@ they report. Test data is made once with GDAL in .cache/bench/ (gitignored) and 
     .venv/bin/python bench/run.py              # everything (extraction timings: best of 3)
     .venv/bin/python bench/run.py --repeat 1   # one run per extraction method
     .venv/bin/python bench/run.py --only serving     # one section (extraction, sampling, training,
-                                                     # serving, startup, join)
+                                                     # serving, startup, join, dask)
 """
 
 from __future__ import annotations
@@ -682,7 +682,14 @@ def child_join(workdir: str, size: str) -> dict:
     return join(CACHE, DATA_VERSION, size, workdir)
 
 
-CHILDREN = {"join-data": child_join_data, "join": child_join,
+def child_dask_serve(workdir: str, mode: str, workers: str, window_tiles: str) -> dict:
+    runner = _engine_runner()
+    from dask_serving import child_dask_serve as serve
+
+    return serve(workdir, mode, workers, window_tiles, runner, serving_params)
+
+
+CHILDREN = {"join-data": child_join_data, "join": child_join, "dask-serve": child_dask_serve,
             "startup-data": child_startup, "prepare": child_prepare, "extract-patchflow": child_extract_patchflow,
             "extract-naive": child_extract_naive, "baseline": child_baseline, "sample": child_sample,
             "compare": child_compare, "train-data": child_train_data, "train": child_train,
@@ -762,7 +769,7 @@ def bench_sampling(workdir: Path, env: dict) -> dict:
     return peaks
 
 
-SECTIONS = ("extraction", "sampling", "training", "serving", "startup", "join")
+SECTIONS = ("extraction", "sampling", "training", "serving", "startup", "join", "dask")
 
 
 def section_extraction(workdir: Path, repeat: int) -> tuple[list[tuple[str, str]], bool]:
@@ -924,6 +931,13 @@ def main() -> int:
         from join import section_join
 
         rows += section_join(workdir, CACHE, DATA_VERSION, run_child)
+    if "dask" in sections:
+        from dask_serving import section_dask
+
+        if "serving" not in sections:
+            run_child("serving-data", workdir, env=SERVING_ENV)  # the window and the model of section 4
+        warm_page_cache(raster_path())
+        rows += section_dask(workdir, lambda *a: run_child(*a, env=SERVING_ENV))
     shutil.rmtree(workdir, ignore_errors=True)
 
     width = max(len(label) for label, _ in rows)
