@@ -263,3 +263,15 @@ def test_cancel_leaves_nothing(tmp_path, run_cancelled):
     assert type(error).__name__ == "Cancelled"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]
     assert sorted(p.name for p in (tmp_path / "inputs").iterdir()) == ["hr.tif", "labels.tif"]
+
+
+@pytest.mark.parametrize(("best", "caveat"), [(0.013, True), (0.19, True), (0.2, False), (0.75, False)])
+def test_a_difference_between_maps_that_all_fail_says_so(best, caveat):
+    data = assessed(0.9, 0.7)
+    scores = {key: srscores.version_scores(data, key) for key in data.predicted}
+    test = srscores.pair_test(data, scores, srscores.bootstrap_means(data, 300, 0), "sr", "bicubic")
+    sentence = srscores.answer("Random Forest", test, 3, best)
+    assert sentence.startswith("SR helps the Random Forest: +") and sentence.endswith(".")
+    assert ("no version maps the classes" in sentence) == caveat, sentence
+    if caveat:
+        assert f"the best mean kappa is {best:.3f}" in sentence

@@ -154,7 +154,8 @@ def compare(scene: srscene.Scene, versions: list[Version], maps: dict[str, list[
         scores[key]["maps"] = [relative(path, folder) for path in maps[key]]
     tests = [pair_test(assessed, scores, means, first, second) for first, second in PAIRS]
     return {
-        "question": "Does super-resolution help?", "answer": answer(classifier.name, tests[0], repeats),
+        "question": "Does super-resolution help?", "answer": answer(classifier.name, tests[0], repeats,
+                                                                max(scores[key]["kappa"]["mean"] for key in KEYS)),
         "classifier": classifier.kind, "split": scene.split_text, "pixels": assessed.pixels,
         "labelled_held_out": assessed.labelled, "classes": [c.as_dict() for c in scene.classes],
         "settings": {"classifier_text": classifier.text(), "repeats": repeats, "seeds": list(range(repeats)),

@@ -23,6 +23,7 @@ from .srscene import Scene
 
 MEASURES = (("kappa", "kappa"), ("OA", "overall_accuracy"), ("macro F1", "macro_f1"))
 PAIRS = (("sr", "bicubic"), ("sr", "hr"), ("bicubic", "lr"))
+MAPS_AT = 0.2  # a mean kappa below this is no map ("slight" agreement, Landis and Koch 1977)
 
 
 def read_at(path: str, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,11 +138,21 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def answer(classifier: str, test: dict, repeats: int) -> str:
+def answer(classifier: str, test: dict, repeats: int, best_kappa: float | None = None) -> str:
     """ONE sentence answering "does SR help?" from SR against bicubic. It helps (hurts) when the interval
     of the kappa gain over bicubic is above (below) 0, McNemar's test is significant and the repeats
     agree (the paired t-test significant, or no spread to test); "may help (hurt)" when the pixels say so
-    but the repeats do not; else there is no evidence that it helps."""
+    but the repeats do not; else there is no evidence that it helps. When no version maps the classes
+    (``best_kappa``, the best mean kappa, below MAPS_AT), the sentence says that a difference between maps
+    that all fail says nothing about mapping."""
+    sentence = _verdict(classifier, test, repeats)
+    if best_kappa is not None and best_kappa < MAPS_AT:
+        sentence = (sentence[:-1] + f"; but no version maps the classes (the best mean kappa is {best_kappa:.3f}, "
+                    f"below {MAPS_AT:.2f}), so this says nothing about mapping with SR.")
+    return sentence
+
+
+def _verdict(classifier: str, test: dict, repeats: int) -> str:
     gain, (low, high), p = test["kappa_difference"], test["kappa_difference_interval"], test["mcnemar_p"]
     paired = test["paired_t_p"]
     word = "against" if gain < 0 else "over"
