@@ -1,6 +1,6 @@
 """Does super-resolution help? (patchflow:comparesr) on the NC Landsat-7 scene, through processing.run (the
 FCNN, REPEATS=2, labels from the land-cover polygons) and through qgis_process (the Random Forest with
-spatial features, the labelled-pixels raster): four versions scored at the same held-out pixels, the
+spatial features, the labelled-pixels raster, REPEATS=3): four versions scored at the same held-out pixels, the
 comparison folder complete, nothing beside the inputs."""
 
 from __future__ import annotations
@@ -71,12 +71,12 @@ def test_compare_sr_on_nc_through_qgis_process(crop, tmp_path, tmp_path_factory)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
            "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path_factory.mktemp("qgis-config"))}
     arguments = [f"{key}={value}" for key, value in {
-        "HR": crop["hr"], "LABELS": crop["labels"], "CLASSIFIER": 2, **FAST,
+        "HR": crop["hr"], "LABELS": crop["labels"], "CLASSIFIER": 2, **FAST, "REPEATS": 3,
         "OUTPUT": str(tmp_path / "comparison")}.items()]
     done = subprocess.run(["bash", str(ROOT / "scripts" / "qgis_process.sh"), "--json", "run", "patchflow:comparesr",
                            "--", *arguments], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(done.stdout[done.stdout.index("{"):])["results"]
-    comparison = check_comparison(tmp_path / "comparison", 2)
+    comparison = check_comparison(tmp_path / "comparison", 3)
     assert results["ANSWER"] == comparison["answer"]
     assert sorted(os.listdir(Path(crop["hr"]).parent)) == ["hr.tif", "labels.tif"]
