@@ -265,7 +265,8 @@ def execution() -> tuple[Param, ...]:
                    "(per job), jobs; see docs/scaling.md."),
         Param("WINDOW_TILES", "integer", "Tiles per window (0: auto)", 0, minimum=0, optional=True, advanced=True,
               help="A Dask task's window: Apply model's tiles along its side (fully convolutional) or strips "
-                   "(patch-based), 0: about 1024 pixels a side; Classify's blocks along a row, 0: 4."),
+                   "(patch-based), 0: about 1024 pixels a side; Classify's blocks along a row, 0: 4; Extract patches' "
+                   "rows of 512-pixel chunks, 0: about 3 windows a worker."),
     )
 
 
@@ -347,6 +348,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         Param("LABEL_PATCH_SIZE", "integer", "Label patch size", optional=True, minimum=1,
               help="Default: the footprint of source 1."),
         Param("SKIP_NODATA", "boolean", "Drop patches touching nodata", True),
+        *execution(),
         Param("OUTPUT", "file_destination", "Dataset manifest", file_filter=JSON_FILES),
     ), (
         # files, not layers: patches-images have no georeferencing, so QGIS should not load them as maps

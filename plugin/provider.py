@@ -82,9 +82,9 @@ class PatchFlowProvider(QgsProcessingProvider):
             self.name(), MEMORY_SETTING, "Memory (MiB) above which a worker is not reused",
             DEFAULT_MAX_MIB, valuetype=Setting.INT))
         ProcessingConfig.addSetting(Setting(
-            self.name(), EXECUTION_SETTINGS["EXECUTION"], "Where Apply model and Classify run when EXECUTION is 'the "
-            "PatchFlow setting' (process: the worker itself; local: a local Dask cluster; scheduler; jobqueue: "
-            "SLURM/PBS)",
+            self.name(), EXECUTION_SETTINGS["EXECUTION"], "Where Apply model, Classify and Extract patches run when "
+            "EXECUTION is 'the PatchFlow setting' (process: the worker itself; local: a local Dask cluster; scheduler; "
+            "jobqueue: SLURM/PBS)",
             DEFAULT_EXECUTION["EXECUTION"], valuetype=Setting.SELECTION, options=list(EXECUTION_MODES)))
         ProcessingConfig.addSetting(Setting(
             self.name(), EXECUTION_SETTINGS["WORKERS"], "Local Dask cluster: worker processes",

@@ -66,11 +66,11 @@ class PatchFlowOptionsPage(QgsOptionsPageWidget):
         self.show_effective()
 
     def add_execution(self, layout: QVBoxLayout) -> None:
-        """Where Apply model and Classify run when their EXECUTION is "the PatchFlow setting": this process, a
-        local Dask cluster of N workers, a scheduler's address, or a SLURM/PBS cluster file."""
+        """Where Apply model, Classify and Extract patches run when their EXECUTION is "the PatchFlow setting": this
+        process, a local Dask cluster of N workers, a scheduler's address, or a SLURM/PBS cluster file."""
         current = execution_setting()
-        title = QLabel(tr("Apply model and Classify run on (when their 'Run on' is the PatchFlow setting; "
-                          "docs/scaling.md)"))
+        title = QLabel(tr("Apply model, Classify and Extract patches run on (when their 'Run on' is the PatchFlow "
+                          "setting; docs/scaling.md)"))
         title.setWordWrap(True)
         layout.addWidget(title)
         form = QFormLayout()

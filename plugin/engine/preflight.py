@@ -57,7 +57,7 @@ def _train_model(params: Params) -> None:
 def _extract_patches(params: Params) -> None:
     from . import checks
     from .data.extraction import _sources_from
-    from .data.patches import check_sources
+    from .data.sourcechecks import check_sources
 
     checks.rasters(params, "SOURCE1", "SOURCE2", "SOURCE3", "LABEL_RASTER", labels={"LABEL_RASTER": None})
     if params.values.get("LABEL_POLYGONS"):

@@ -14,6 +14,7 @@ from ..geodata.raster import RasterStack, crs_label
 from ..geodata.vector import open_layer, read_points, resolve_class_field
 from ..params import Params, RunContext
 from ..reporting import Reporter
+from ..scale.execution import execution_of
 from .manifest import FORMAT, VERSION, source_entry, write_manifest
 from .patches import Extraction, Source, extract, labels_dtype
 from .positions import manifest_entry, positions_path, write_positions
@@ -63,9 +64,10 @@ def output_paths(manifest_path: str, sources: list[Source]) -> tuple[list[str], 
 def run_extract_patches(params: Params, context: RunContext) -> dict:
     """OTBTF PatchesExtraction: patches of every source at every point, a labels image, a manifest."""
     from .. import checks
-    from .patches import check_sources
+    from .sourcechecks import check_sources
 
     checks.writable(params, "OUTPUT")
+    execution = execution_of(params)  # checked before reading anything: a bad address or cluster file names itself
     checks.rasters(params, "SOURCE1", "SOURCE2", "SOURCE3", "LABEL_RASTER", reporter=context.reporter,
                    labels={"LABEL_RASTER": None})
 
@@ -97,8 +99,14 @@ def run_extract_patches(params: Params, context: RunContext) -> dict:
     staged_positions = context.staging.stage(positions_path(manifest_path), "OUTPUT")
     skip_nodata = params.boolean("SKIP_NODATA")
 
-    result = extract(sources, points.xs, points.ys, points.class_ids, staged_patches, staged_labels,
-                     skip_nodata, context.reporter.span(0, 95), context.cancelled)
+    if execution.distributed:
+        from ..scale.extracting import extract_on_dask
+
+        result = extract_on_dask(params, context, execution, sources, points.xs, points.ys, points.class_ids,
+                                 staged_patches, staged_labels)
+    else:
+        result = extract(sources, points.xs, points.ys, points.class_ids, staged_patches, staged_labels,
+                         skip_nodata, context.reporter.span(0, 95), context.cancelled)
     _check_result(result, reference)
     _report(context.reporter, result)
     write_positions(staged_positions, result.centres)

@@ -17,7 +17,7 @@ from osgeo import gdal
 
 from ..errors import Cancelled, PatchFlowError
 from ..geodata.geotiff import create_geotiff, creation_options
-from ..geodata.raster import Grid, RasterStack, crs_label, nodata_mask, numpy_to_gdal_type
+from ..geodata.raster import Grid, RasterStack, nodata_mask, numpy_to_gdal_type
 from ..reporting import Reporter
 from .strips import strip_readers
 
@@ -213,7 +213,8 @@ class PatchesImageWriter:
         if 0 < self.written * self.patch_size < full_height:
             full = self.path + ".full.tif"
             os.replace(self.path, full)
-            gdal.Translate(self.path, full, srcWin=[0, 0, self.patch_size, self.written * self.patch_size],
+            gdal.Translate(self.path, full, format="GTiff",  # the path's extension may not say (a Dask part)
+                           srcWin=[0, 0, self.patch_size, self.written * self.patch_size],
                            creationOptions=creation_options(strip_rows=self.patch_size))
             os.remove(full)
 
@@ -250,41 +251,6 @@ class PatchesImage:
 def chunk_order(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Indices sorting points by CHUNK x CHUNK tiles of the reference grid, row-major."""
     return np.lexsort((cols, rows, cols // CHUNK, rows // CHUNK))
-
-
-def check_sources(sources: list[Source]) -> None:
-    reference = sources[0]
-    for source in sources:
-        if not reference.grid.same_crs_as(source.grid):
-            raise PatchFlowError(
-                f"{source.stack.paths[0]} is in {crs_label(source.grid.crs_wkt)} but {reference.parameter} is in "
-                f"{crs_label(reference.grid.crs_wkt)}. All sources must share one CRS: reproject it first "
-                "(gdalwarp -t_srs).", source.parameter)
-        if source.patch_size > min(source.grid.width, source.grid.height):
-            raise PatchFlowError(
-                f"patch size {source.patch_size} is bigger than the raster ({source.grid.width}x"
-                f"{source.grid.height} px). Use a smaller patch size.",
-                "LABEL_PATCH_SIZE" if source.role == "label" else source.parameter.replace("SOURCE", "PATCH_SIZE"))
-        if source is not reference and source.role == "image":
-            check_footprint(reference, source)
-
-
-def check_footprint(reference: Source, source: Source) -> None:
-    """Patches of several sources cover the same ground: patch size x pixel size differ by less than one
-    pixel of the coarser source, across and down; else an error naming the patch size, with those that would."""
-    for axis, (ref_pixel, pixel) in (("across", (reference.grid.dx, source.grid.dx)),
-                                     ("down", (reference.grid.dy, source.grid.dy))):
-        ref_pixel, pixel = abs(ref_pixel), abs(pixel)
-        ground, own = reference.patch_size * ref_pixel, source.patch_size * pixel
-        if abs(own - ground) < max(ref_pixel, pixel) * (1 - 1e-9):  # less than one coarse pixel apart
-            continue
-        parameter = source.parameter.replace("SOURCE", "PATCH_SIZE")
-        first = reference.parameter.replace("SOURCE", "PATCH_SIZE")
-        raise PatchFlowError(
-            f"the patches of {source.parameter} ({source.patch_size} px of {pixel:g}) cover {own:g} map units "
-            f"{axis}, those of {reference.parameter} ({reference.patch_size} px of {ref_pixel:g}) {ground:g}: the "
-            f"sources must cover the same ground (to less than one pixel of the coarser). Use {parameter} "
-            f"{max(1, round(ground / pixel))} (or {first} {max(1, round(own / ref_pixel))}).", parameter)
 
 
 @dataclass
@@ -334,6 +300,38 @@ def size_cache(sources: list[Source]) -> None:
     gdal.SetCacheMax(max(gdal.GetCacheMax(), wanted))
 
 
+def candidates_of(sources: list[Source], xs: np.ndarray,
+                  ys: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    """Each source's patch origins (cols, rows) for every point, whether each patch is inside every source,
+    and those points (the candidates) in chunk order."""
+    reference = sources[0]
+    ref_cols, ref_rows = reference_origins(reference.grid, reference.patch_size, xs, ys)
+    origins = [(ref_cols, ref_rows)] + [matching_origins(reference, ref_cols, ref_rows, s) for s in sources[1:]]
+    fits = np.ones(len(xs), dtype=bool)
+    for source, (cols, rows) in zip(sources, origins):
+        fits &= inside(source.grid, cols, rows, source.patch_size)
+    candidates = np.flatnonzero(fits)
+    return origins, fits, candidates[chunk_order(ref_cols[candidates], ref_rows[candidates])]
+
+
+def split_chunks(origins: list[tuple[np.ndarray, np.ndarray]], candidates: np.ndarray) -> list[np.ndarray]:
+    """The candidates (in chunk order) cut where their CHUNK x CHUNK tile changes: the point indices of each chunk."""
+    ref_cols, ref_rows = origins[0]
+    chunks_per_row = int(ref_cols[candidates].max(initial=0)) // CHUNK + 1
+    keys = (ref_rows[candidates] // CHUNK) * chunks_per_row + ref_cols[candidates] // CHUNK
+    return np.split(candidates, np.flatnonzero(np.diff(keys)) + 1) if len(candidates) else []
+
+
+@dataclass
+class ChunksDone:
+    """What extract_chunks keeps besides patches and stats: nodata drops, class ids, label pixels, centres."""
+
+    dropped_nodata: int
+    class_ids: np.ndarray
+    label_counts: dict[int, int]
+    centres: np.ndarray
+
+
 def extract(
     sources: list[Source],
     xs: np.ndarray,
@@ -347,23 +345,30 @@ def extract(
 ) -> Extraction:
     """Extract the patch of every point from every source; drop those partly outside a source or
     touching nodata in any source; write one patches-image per source (and the labels image)."""
-    reference = sources[0]
-    ref_cols, ref_rows = reference_origins(reference.grid, reference.patch_size, xs, ys)
-    origins = [(ref_cols, ref_rows)] + [matching_origins(reference, ref_cols, ref_rows, s) for s in sources[1:]]
-    fits = np.ones(len(xs), dtype=bool)
-    for source, (cols, rows) in zip(sources, origins):
-        fits &= inside(source.grid, cols, rows, source.patch_size)
-    candidates = np.flatnonzero(fits)
-    candidates = candidates[chunk_order(ref_cols[candidates], ref_rows[candidates])]
+    origins, fits, candidates = candidates_of(sources, xs, ys)
     writers = [PatchesImageWriter(path, len(candidates), s.stack.band_count, s.patch_size, s.stack.dtype)
                for path, s in zip(outputs, sources)]
     stats = [BandStats(s.stack.band_count, s.stack.nodata) for s in sources]
+    done = extract_chunks(sources, origins, split_chunks(origins, candidates), class_ids, writers, stats,
+                          skip_nodata, reporter, cancelled)
+    for writer, source in zip(writers, sources):
+        writer.close([b.description for b in source.stack.bands], source.stack.nodata)
+    if labels_output is not None and class_ids is not None:
+        write_labels_image(labels_output, done.class_ids)
+    return Extraction(len(xs), writers[0].written, int((~fits).sum()), done.dropped_nodata, stats, done.class_ids,
+                      done.label_counts, done.centres)
+
+
+def extract_chunks(sources: list[Source], origins: list[tuple[np.ndarray, np.ndarray]], chunks: list[np.ndarray],
+                   class_ids: np.ndarray | None, writers: list[PatchesImageWriter], stats: list[BandStats],
+                   skip_nodata: bool, reporter: Reporter, cancelled: Callable[[], bool]) -> ChunksDone:
+    """Each chunk's patches (indices into ``origins``, in chunk order) read from every source, those touching
+    nodata dropped, the others written to ``writers`` and added to ``stats`` (a one-process run, a Dask window)."""
+    reference = sources[0]
+    ref_cols, ref_rows = origins[0]
+    candidates = np.concatenate(chunks) if chunks else np.empty(0, np.int64)
     kept_classes: list[np.ndarray] = []
     label_counts: dict[int, int] = {}
-    chunks_per_row = int(ref_cols[candidates].max(initial=0)) // CHUNK + 1
-    keys = (ref_rows[candidates] // CHUNK) * chunks_per_row + ref_cols[candidates] // CHUNK
-    boundaries = np.flatnonzero(np.diff(keys)) + 1
-    chunks = np.split(candidates, boundaries) if len(candidates) else []
     readers = strip_readers(sources, [(c[candidates], r[candidates]) for c, r in origins],
                             ref_rows[candidates] // CHUNK,
                             [int(CHUNK * abs(reference.grid.dy / s.grid.dy)) + 1 for s in sources], memory_bound())
@@ -405,14 +410,9 @@ def extract(
         for reader in readers:
             if reader is not None:
                 reader.close()
-    for writer, source in zip(writers, sources):
-        writer.close([b.description for b in source.stack.bands], source.stack.nodata)
     kept_ids = np.concatenate(kept_classes) if kept_classes else np.empty(0, np.int64)
-    if labels_output is not None and class_ids is not None:
-        write_labels_image(labels_output, kept_ids)
     centres = np.concatenate(kept_centres) if kept_centres else np.empty((0, 2))
-    return Extraction(len(xs), writers[0].written, int((~fits).sum()), dropped_nodata, stats, kept_ids, label_counts,
-                      centres)
+    return ChunksDone(dropped_nodata, kept_ids, label_counts, centres)
 
 
 def patch_centres(reference: Source, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:

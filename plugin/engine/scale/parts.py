@@ -56,7 +56,7 @@ def _source(part: str, band: int, rect: tuple[int, int, int, int], dtype: str) -
 
 
 def join_rasters(parts: list[tuple[str, tuple[int, int, int, int]]], staged_output: str, size: tuple[int, int],
-                 bands: int, gdal_type: int, geotransform: tuple[float, ...], crs_wkt: str, options: list[str],
+                 bands: int, gdal_type: int, geotransform: tuple[float, ...] | None, crs_wkt: str, options: list[str],
                  describe: Callable[[gdal.Dataset], None]) -> gdal.Dataset:
     """The GeoTIFF at ``staged_output`` (``options``: a one-process run's) from ``parts`` (each file and its
     xoff, yoff, width, height on the output grid), described by ``describe`` (band names, nodata, classes) as a
@@ -65,8 +65,9 @@ def join_rasters(parts: list[tuple[str, tuple[int, int, int, int]]], staged_outp
     if missing:
         raise PatchFlowError(f"{len(missing)} part file(s) are missing (first: {missing[0]}); nothing was written.")
     vrt = gdal.GetDriverByName("VRT").Create("", size[0], size[1], bands, gdal_type)
-    vrt.SetGeoTransform(geotransform)
-    vrt.SetProjection(crs_wkt or "")
+    if geotransform is not None:  # None: not georeferenced (patches-images)
+        vrt.SetGeoTransform(geotransform)
+        vrt.SetProjection(crs_wkt or "")
     describe(vrt)
     dtype = gdal.GetDataTypeName(gdal_type)
     for index in range(bands):
