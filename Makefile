@@ -16,12 +16,23 @@ data: setup
 demo: setup data
 	@$(PY) scripts/demo.py
 
-# 'Does super-resolution help?': SCENE=spot6 (default; needs ../shared/data/spot6_amsterdam) or SCENE=nc
-# (NC Landsat-7 land cover, the demo data; output in sr-experiment-output/nc/)
+# 'Does super-resolution help?' (patchflow:comparesr): SCENE=spot6 (default; needs ../shared/data/spot6_amsterdam)
+# or SCENE=nc (NC Landsat-7 land cover, the demo data), or your data: HR=hr.tif LABELS=labels.tif|.shp|.gpkg
+# [CLASS_FIELD=field (polygon/point labels)] [LR=lr.tif (a real LR image)]; CLASSIFIER=fcnn|unet|rf, REPEATS=3.
+# Output in sr-experiment-output/<scene or HR name>/ (OUTPUT=DIR).
 SCENE ?= spot6
+CLASSIFIER ?= fcnn
+REPEATS ?= 3
 sr-experiment: setup
-	@if [ "$(SCENE)" = nc ]; then bash scripts/get_demo_data.sh; fi
-	@$(PY) scripts/sr_experiment.py --scene $(SCENE)
+	@if [ -n "$(HR)" ]; then \
+		$(PY) scripts/sr_experiment.py --hr "$(HR)" --labels "$(LABELS)" \
+			$(if $(CLASS_FIELD),--class-field "$(CLASS_FIELD)") $(if $(LR),--lr "$(LR)") \
+			--classifier $(CLASSIFIER) --repeats $(REPEATS) $(if $(OUTPUT),--output "$(OUTPUT)"); \
+	else \
+		if [ "$(SCENE)" = nc ]; then bash scripts/get_demo_data.sh; fi; \
+		$(PY) scripts/sr_experiment.py --scene $(SCENE) --classifier $(CLASSIFIER) --repeats $(REPEATS) \
+			$(if $(OUTPUT),--output "$(OUTPUT)"); \
+	fi
 
 test: setup
 	@$(PY) -m pytest tests -q -p no:cacheprovider

@@ -120,9 +120,9 @@ def engine_runner():
 def scene_inputs(scene: str, folder: Path) -> tuple[str, str]:
     """(image, label raster) of a scene."""
     if scene == "nc":
-        import sr_experiment_nc
+        import sr_experiment
 
-        data = sr_experiment_nc.default_data()
+        data = sr_experiment.nc_data()
         return str(data / "landsat_multiband.tif"), str(data / "landsat96_labelled_pixels.tif")
     import amsterdam_labels
 
