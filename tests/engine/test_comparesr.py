@@ -275,3 +275,13 @@ def test_a_difference_between_maps_that_all_fail_says_so(best, caveat):
     assert ("no version maps the classes" in sentence) == caveat, sentence
     if caveat:
         assert f"the best mean kappa is {best:.3f}" in sentence
+
+
+def test_one_repeat_never_says_helps():
+    """Neighbouring pixels make McNemar's p tiny; with one seed the spread across seeds is unknown."""
+    data = assessed(0.9, 0.7)
+    scores = {key: srscores.version_scores(data, key) for key in data.predicted}
+    test = srscores.pair_test(data, scores, srscores.bootstrap_means(data, 300, 0), "sr", "bicubic")
+    assert srscores.answer("FCNN", test, 3).startswith("SR helps the FCNN: +")
+    one = srscores.answer("FCNN", test, 1)
+    assert one.startswith("SR may help the FCNN, but with one repeat") and "REPEATS" in one

@@ -142,9 +142,9 @@ def answer(classifier: str, test: dict, repeats: int, best_kappa: float | None =
     """ONE sentence answering "does SR help?" from SR against bicubic. It helps (hurts) when the interval
     of the kappa gain over bicubic is above (below) 0, McNemar's test is significant and the repeats
     agree (the paired t-test significant, or no spread to test); "may help (hurt)" when the pixels say so
-    but the repeats do not; else there is no evidence that it helps. When no version maps the classes
-    (``best_kappa``, the best mean kappa, below MAPS_AT), the sentence says that a difference between maps
-    that all fail says nothing about mapping."""
+    but the repeats do not, or there is one repeat only; else there is no evidence that it helps. When no
+    version maps the classes (``best_kappa``, the best mean kappa, below MAPS_AT), the sentence says that a
+    difference between maps that all fail says nothing about mapping."""
     sentence = _verdict(classifier, test, repeats)
     if best_kappa is not None and best_kappa < MAPS_AT:
         sentence = (sentence[:-1] + f"; but no version maps the classes (the best mean kappa is {best_kappa:.3f}, "
@@ -161,6 +161,9 @@ def _verdict(classifier: str, test: dict, repeats: int) -> str:
     direction = "helps" if low > 0 and p < LEVEL else "hurts" if high < 0 and p < LEVEL else ""
     if not direction:
         return f"No evidence that SR helps the {classifier}: {figures}."
+    if repeats < 2:  # McNemar's pixels are neighbours, not independent: without a second seed, no verdict
+        return (f"SR may {direction[:-1]} the {classifier}, but with one repeat how much a seed moves the result is "
+                f"unknown (set REPEATS to 3 or more): {figures}.")
     if paired is None or paired < LEVEL:
         return f"SR {direction} the {classifier}: {figures}."
     return (f"SR may {direction[:-1]} the {classifier}, but not consistently across the seeds: {figures}.")
