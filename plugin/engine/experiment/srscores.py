@@ -134,8 +134,11 @@ def pair_test(assessed: Assessed, scores: dict[str, dict], means: dict, first: s
     }
 
 
-def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
+def p_text(value: float | None) -> str:
+    """A p-value as text: 3 significant digits; one below the smallest double says so instead of '0'."""
+    if value is None:
+        return "n/a"
+    return "< 1e-300" if value < 1e-300 else f"{value:.3g}"
 
 
 def answer(classifier: str, test: dict, repeats: int, best_kappa: float | None = None) -> str:
@@ -156,8 +159,8 @@ def _verdict(classifier: str, test: dict, repeats: int) -> str:
     gain, (low, high), p = test["kappa_difference"], test["kappa_difference_interval"], test["mcnemar_p"]
     paired = test["paired_t_p"]
     word = "against" if gain < 0 else "over"
-    figures = (f"{gain:+.3f} kappa {word} bicubic (95 % interval {low:+.3f} to {high:+.3f}, McNemar p = {_p(p)}, "
-               f"paired t-test over {repeats} repeats p = {_p(paired)})")
+    figures = (f"{gain:+.3f} kappa {word} bicubic (95 % interval {low:+.3f} to {high:+.3f}, McNemar p = {p_text(p)}, "
+               f"paired t-test over {repeats} repeats p = {p_text(paired)})")
     direction = "helps" if low > 0 and p < LEVEL else "hurts" if high < 0 and p < LEVEL else ""
     if not direction:
         return f"No evidence that SR helps the {classifier}: {figures}."
