@@ -144,7 +144,7 @@ def _number(value, text: str = "{:.3f}") -> str:
 
 def summary(comparison: dict) -> str:
     """The table, the tests, the SR's image quality and the answer, as text."""
-    from patchflow.plugin.engine.experiment.srscores import p_text
+    from patchflow.plugin.engine.experiment.srscores import p_is
     lines = [f"{'version':<9}{'pixel':>8}  {'kappa (mean ± sd)':<19}{'kappa 95 % interval':<21}"
              f"{'OA (mean ± sd)':<17}macro F1"]
     for key, version in comparison["versions"].items():
@@ -158,8 +158,8 @@ def summary(comparison: dict) -> str:
     for test in comparison["tests"]:
         low, high = test["kappa_difference_interval"]
         lines.append(f"{NAMES[test['first']]} − {NAMES[test['second']]}: {test['kappa_difference']:+.3f} kappa "
-                     f"(95 % interval {low:+.3f} to {high:+.3f}), McNemar p = {p_text(test['mcnemar_p'])}, "
-                     f"paired t-test p = {p_text(test['paired_t_p'])}")
+                     f"(95 % interval {low:+.3f} to {high:+.3f}), McNemar p {p_is(test['mcnemar_p'])}, "
+                     f"paired t-test p {p_is(test['paired_t_p'])}")
     quality = comparison["quality"]
     psnr = {name: _number(quality.get(f"{prefix}PSNR"), "{:.2f}") for name, prefix in (
         ("SR", ""), ("bicubic", "BASELINE_"), ("Lanczos", "LANCZOS_"), ("sharpened bicubic", "SHARPENED_"))}

@@ -288,10 +288,10 @@ def test_one_repeat_never_says_helps():
 
 
 def test_a_p_value_below_the_smallest_double_is_not_written_zero():
-    assert srscores.p_text(0.0) == "< 1e-300" and srscores.p_text(None) == "n/a"
-    assert srscores.p_text(0.000561) == "0.000561"
+    assert srscores.p_is(0.0) == "< 1e-300" and srscores.p_is(None) == "= n/a"
+    assert srscores.p_is(0.000561) == "= 0.000561"
     test = {"kappa_difference": -0.002, "kappa_difference_interval": (-0.0025, -0.0015), "mcnemar_p": 0.0,
             "paired_t_p": 0.622}
     sentence = srscores.answer("FCNN", test, 3, 0.007)
-    assert "McNemar p = < 1e-300" in sentence and "p = 0," not in sentence
+    assert "McNemar p < 1e-300" in sentence and "p = 0," not in sentence
     assert sentence.startswith("SR may hurt the FCNN, but not consistently") and "no version maps" in sentence

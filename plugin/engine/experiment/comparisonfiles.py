@@ -9,7 +9,7 @@ import os
 from ...protocol import strict_dump
 from ..report import htmlreport as h
 from ..report.tables import write_csv
-from .srscores import p_text
+from .srscores import p_is
 from .srversions import KEYS, NAMES, WORDS
 
 COLUMNS = ["version", "image", "pixel size", "repeats", "kappa mean", "kappa sd", "kappa low", "kappa high",
@@ -51,7 +51,7 @@ def _test_rows(comparison: dict) -> list[dict]:
                     "kappa difference": test["kappa_difference"], "95 % interval": f"{low:+.3f} to {high:+.3f}",
                     "OA difference": test["OA_difference"], "McNemar p (pooled)": test["mcnemar_p"],
                     "right only in first / second": f"{test['right_only_first']} / {test['right_only_second']}",
-                    "McNemar p per repeat": ", ".join(p_text(p) for p in test["mcnemar_p_per_repeat"]),
+                    "McNemar p per repeat": ", ".join(p_is(p).removeprefix("= ") for p in test["mcnemar_p_per_repeat"]),
                     "paired t-test p": test["paired_t_p"]})
     return out
 

@@ -134,11 +134,12 @@ def pair_test(assessed: Assessed, scores: dict[str, dict], means: dict, first: s
     }
 
 
-def p_text(value: float | None) -> str:
-    """A p-value as text: 3 significant digits; one below the smallest double says so instead of '0'."""
+def p_is(value: float | None) -> str:
+    """A p-value as the text after "p": "= 0.000561" (3 significant digits), "< 1e-300" when it underflows
+    (never "= 0"), "= n/a" when there is none."""
     if value is None:
-        return "n/a"
-    return "< 1e-300" if value < 1e-300 else f"{value:.3g}"
+        return "= n/a"
+    return "< 1e-300" if value < 1e-300 else f"= {value:.3g}"
 
 
 def answer(classifier: str, test: dict, repeats: int, best_kappa: float | None = None) -> str:
@@ -159,8 +160,8 @@ def _verdict(classifier: str, test: dict, repeats: int) -> str:
     gain, (low, high), p = test["kappa_difference"], test["kappa_difference_interval"], test["mcnemar_p"]
     paired = test["paired_t_p"]
     word = "against" if gain < 0 else "over"
-    figures = (f"{gain:+.3f} kappa {word} bicubic (95 % interval {low:+.3f} to {high:+.3f}, McNemar p = {p_text(p)}, "
-               f"paired t-test over {repeats} repeats p = {p_text(paired)})")
+    figures = (f"{gain:+.3f} kappa {word} bicubic (95 % interval {low:+.3f} to {high:+.3f}, McNemar p {p_is(p)}, "
+               f"paired t-test over {repeats} repeats p {p_is(paired)})")
     direction = "helps" if low > 0 and p < LEVEL else "hurts" if high < 0 and p < LEVEL else ""
     if not direction:
         return f"No evidence that SR helps the {classifier}: {figures}."
